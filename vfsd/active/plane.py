@@ -1,0 +1,31 @@
+"""The active plane (``/hw /sum /run /itg``): local, immediate, last-writer-wins.
+
+Every write is stamped with a hybrid-logical-clock timestamp as its revision
+and this node as its origin; the gossip layer compares (revision, origin) to
+pick the last writer when replicas meet.
+"""
+
+from __future__ import annotations
+
+from vfsd.active.hlc import HLC
+from vfsd.commands.context import ChangeSink, Ctx
+from vfsd.paths import EVENTUAL
+from vfsd.store.keyspace import Keyspace
+
+
+class ActivePlane:
+    name = EVENTUAL
+    deferred = False
+
+    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
+        self.hlc = HLC()
+        self.ctx = Ctx(db, EVENTUAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
+
+    def _next_rev(self) -> int:
+        return self.hlc.now(self.ctx.now_ms)
+
+    def remove_all(self, keys: list[bytes]) -> None:
+        ctx = self.ctx
+        for key in keys:
+            if ctx.remove(key) is not None:
+                ctx.notify("g", "del", key)

@@ -1,0 +1,97 @@
+"""``Ctx``: what a key command sees — one plane's keyspace at one instant.
+
+Handlers read and write only through a Ctx, so the same handler runs
+unchanged on every plane: at once on the local and active planes, and when its
+log entry commits on the desired plane. Everything nondeterministic comes in
+through the Ctx: ``now_ms`` (the node's clock, or the time the leader stamped
+into the log entry) and ``next_rev`` (a counter, a hybrid logical clock, or the
+entry's log index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from vfsd.codec import RAW
+from vfsd.store.keyspace import Entry, Keyspace
+
+
+class ChangeSink(Protocol):
+    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None: ...
+
+
+def _no_sink(flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
+    return None
+
+
+class Ctx:
+    """One plane's view of the keyspace; see the module docstring.
+
+    ``lazy_delete``: whether a read that finds an expired key deletes it here.
+    True on the local and active planes. False on the desired plane, where only
+    a committed log entry may change state (a follower must not diverge from
+    the leader), so an expired key merely reads as missing until the expiry
+    entry commits (as Redis replicas do).
+    """
+
+    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "sink", "lazy_delete", "max_bulk_bytes")
+
+    def __init__(
+        self,
+        db: Keyspace,
+        plane: str,
+        origin: str,
+        next_rev: Callable[[], int],
+        sink: ChangeSink = _no_sink,
+        *,
+        lazy_delete: bool = True,
+        now_ms: int = 0,
+        max_bulk_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.db = db
+        self.plane = plane
+        self.origin = origin
+        self.next_rev = next_rev
+        self.sink = sink
+        self.lazy_delete = lazy_delete
+        self.now_ms = now_ms
+        self.max_bulk_bytes = max_bulk_bytes
+
+    def lookup(self, key: bytes) -> Entry | None:
+        """The live entry at ``key``: None if absent or past its deadline."""
+        entry = self.db.data.get(key)
+        if entry is None:
+            return None
+        at = self.db.expires.get(key)
+        if at is not None and at <= self.now_ms:
+            if self.lazy_delete:
+                self.db.delete(key)
+                self.sink("x", "expired", key, None, self.plane)
+            return None
+        return entry
+
+    def write(self, key: bytes, value: bytes, kind: int = RAW, *, old: Entry | None = None, keep_ttl: bool = False) -> Entry:
+        """Store ``value`` at ``key`` with a fresh revision; clears the TTL unless ``keep_ttl``."""
+        now = self.now_ms
+        entry = Entry(value, kind, self.next_rev(), self.origin, old.ctime_ms if old is not None else now, now)
+        db = self.db
+        if key in db.data:
+            db.data[key] = entry
+            if not keep_ttl and db.expires:
+                db.expires.pop(key, None)
+        else:
+            db.put(key, entry)
+            if db.expires:  # a stale deadline of an expired-but-unswept key must not apply
+                db.expires.pop(key, None)
+        return entry
+
+    def remove(self, key: bytes) -> Entry | None:
+        return self.db.delete(key)
+
+    def notify(self, flag: str, event: str, key: bytes, entry: Entry | None = None) -> None:
+        self.sink(flag, event, key, entry, self.plane)
+
+    def ttl_ms(self, key: bytes) -> int | None:
+        at = self.db.expires.get(key)
+        return None if at is None else at - self.now_ms

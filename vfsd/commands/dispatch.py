@@ -1,0 +1,123 @@
+"""Central dispatch: every check a handler can rely on happens here, once.
+
+Order (as Redis's processCommand): look the command up, check arity, check
+authentication, check the RESP2 subscribed context, queue inside MULTI, route
+the keys to their plane, then run the handler — at once, or as a log entry on
+the desired plane (the reply is then a Future the client shell waits on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from vfsd.commands.errors import wrong_arity
+from vfsd.commands.table import TABLE, CommandSpec
+from vfsd.paths import GROUP, PathError
+from vfsd.resp.types import ErrorReply
+
+if TYPE_CHECKING:
+    from vfsd.server import Client
+
+log = logging.getLogger(__name__)
+
+LOOKUP: dict[bytes, CommandSpec] = {}
+
+NOAUTH = ErrorReply("NOAUTH Authentication required.")
+IN_MULTI_IMMEDIATE = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
+SUBSCRIBED_ALLOWED = frozenset({"subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe",
+                                "sunsubscribe", "ping", "quit", "reset"})
+
+
+def build_lookup() -> None:
+    """Index the table by the command's bytes in lower and upper case (the common spellings)."""
+    LOOKUP.clear()
+    for name, spec in TABLE.items():
+        if "internal" in spec.flags:
+            continue
+        LOOKUP[name.encode()] = spec
+        LOOKUP[name.upper().encode()] = spec
+
+
+def unknown_command(argv: list[bytes]) -> ErrorReply:
+    args = "".join(f"'{a[:128].decode(errors='replace')}' " for a in argv[1:])
+    name = argv[0][:128].decode(errors="replace")
+    return ErrorReply(f"ERR unknown command '{name}', with args beginning with: {args}")
+
+
+def resolve(argv: list[bytes]) -> CommandSpec:
+    """The spec (or subcommand spec) for argv; ErrorReply for unknown names or bad arity."""
+    spec = LOOKUP.get(argv[0])
+    if spec is None:
+        spec = LOOKUP.get(argv[0].lower())
+        if spec is None:
+            raise unknown_command(argv)
+    if "container" in spec.flags:
+        if len(argv) < 2:
+            raise wrong_arity(spec.name)
+        sub = spec.subcommands.get(argv[1].decode(errors="replace").lower())
+        if sub is None:
+            raise ErrorReply(
+                f"ERR unknown subcommand '{argv[1][:128].decode(errors='replace')}'. Try {spec.name.upper()} HELP."
+            )
+        spec = sub
+    if not spec.arity_ok(len(argv)):
+        raise wrong_arity(spec.full_name)
+    return spec
+
+
+def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
+    """The replication group all of a command's keys route to; ErrorReply if they span groups."""
+    router = client.node.router
+    keys = spec.keys(argv)
+    try:
+        first = GROUP[router.plane_of(keys[0])]
+        for key in keys[1:]:
+            group = GROUP[router.plane_of(key)]
+            if group != first:
+                raise ErrorReply(
+                    f"ERR '{spec.name}' spans planes: '{keys[0].decode(errors='replace')}' ({first}) and "
+                    f"'{key.decode(errors='replace')}' ({group}); send one command per plane"
+                )
+    except PathError as exc:
+        raise ErrorReply(str(exc)) from None
+    return first
+
+
+def dispatch(client: "Client", argv: list[bytes]) -> Any:
+    """Run one command for ``client``; returns a reply, or a Future of one."""
+    try:
+        spec = resolve(argv)
+        if not client.authenticated and "no_auth" not in spec.flags:
+            raise NOAUTH
+        name = spec.parent.name if spec.parent else spec.name
+        if client.proto == 2 and client.subscriptions() and name not in SUBSCRIBED_ALLOWED:
+            raise ErrorReply(
+                f"ERR Can't execute '{spec.full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+                "are allowed in this context"
+            )
+        if client.multi is not None and name not in IN_MULTI_IMMEDIATE:
+            return client.queue(spec, argv)
+        if "no_multi" in spec.flags and client.multi is not None:
+            raise ErrorReply("ERR Command not allowed inside a transaction")
+        if spec.scope == "node":
+            return spec.handler(client, argv)
+        group = plane_group(client, spec, argv)
+        node = client.node
+        plane = node.planes[group]
+        now = node.now_ms()
+        if spec.is_write and plane.deferred:
+            return plane.submit([argv], now)
+        ctx = plane.ctx
+        ctx.now_ms = now
+        return spec.handler(ctx, argv)
+    except ErrorReply as err:
+        if client.multi is not None:
+            client.multi_error = True
+        return err
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug must cost one reply, never the node
+        log.exception("command %r failed", argv[0][:64])
+        return ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")

@@ -1,0 +1,100 @@
+"""Transactions: MULTI EXEC DISCARD WATCH UNWATCH.
+
+Commands queue on the connection; EXEC runs them atomically. On the local and
+active planes that means back to back on the event loop. On the desired plane
+the whole queue is one log entry, applied atomically on every node; WATCHed
+keys travel in the entry with the revisions seen at WATCH time and are checked
+again when it applies, so a concurrent write that commits first aborts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from vfsd.commands.table import command
+from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
+
+if TYPE_CHECKING:
+    from vfsd.server import Client
+
+EXECABORT = ErrorReply("EXECABORT Transaction discarded because of previous errors.")
+
+
+def _end(client: "Client") -> None:
+    client.multi = None
+    client.multi_error = False
+    client.multi_group = None
+    client.watches.clear()
+
+
+@command("multi", arity=1, flags="noscript loading stale fast", acl="@transaction", group="transactions", scope="node",
+         summary="Starts a transaction.")
+def multi(client: "Client", argv: list[bytes]) -> Any:
+    if client.multi is not None:
+        raise ErrorReply("ERR MULTI calls can not be nested")
+    client.multi = []
+    client.multi_error = False
+    client.multi_group = None
+    return OK
+
+
+@command("discard", arity=1, flags="noscript loading stale fast", acl="@transaction", group="transactions",
+         scope="node", summary="Discards a transaction.")
+def discard(client: "Client", argv: list[bytes]) -> Any:
+    if client.multi is None:
+        raise ErrorReply("ERR DISCARD without MULTI")
+    _end(client)
+    return OK
+
+
+@command("exec", arity=1, flags="noscript loading stale", acl="@transaction", group="transactions", scope="node",
+         summary="Executes all commands in a transaction.")
+def exec_(client: "Client", argv: list[bytes]) -> Any:
+    from vfsd.commands.dispatch import dispatch
+
+    if client.multi is None:
+        raise ErrorReply("ERR EXEC without MULTI")
+    queued, group, failed = client.multi, client.multi_group, client.multi_error
+    if failed:
+        _end(client)
+        raise EXECABORT
+    dirty = client.watches_dirty()
+    watches = client.watch_group_keys("log") if group == "log" else []
+    _end(client)
+    if dirty:
+        return NULL_ARRAY
+    if group != "log":
+        return [dispatch(client, args) for _, args in queued]
+    # Node-scope commands (PING, ECHO...) answer now; key commands form one log entry.
+    node = client.node
+    key_ops = [args for spec, args in queued if spec.scope == "key"]
+    answers = {i: dispatch(client, args) for i, (spec, args) in enumerate(queued) if spec.scope != "key"}
+    future = node.planes["log"].submit(key_ops, node.now_ms(), transaction=True, watches=watches)
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def merge(f: asyncio.Future[Any]) -> None:
+        result = f.result()
+        if result is NULL_ARRAY or isinstance(result, ErrorReply):
+            done.set_result(result)
+            return
+        replies = iter(result)
+        done.set_result([answers[i] if i in answers else next(replies) for i in range(len(queued))])
+
+    future.add_done_callback(merge)
+    return done
+
+
+@command("watch", arity=-2, flags="noscript loading stale fast no_multi", keys=(1, -1, 1), acl="@transaction",
+         group="transactions", scope="node", summary="Monitors changes to keys to determine the execution of a transaction.",
+         since="2.2.0", arguments="key [key ...]")
+def watch(client: "Client", argv: list[bytes]) -> Any:
+    client.watch(argv[1:])
+    return OK
+
+
+@command("unwatch", arity=1, flags="noscript loading stale fast", acl="@transaction", group="transactions",
+         scope="node", summary="Forgets about watched keys of a transaction.", since="2.2.0")
+def unwatch(client: "Client", argv: list[bytes]) -> Any:
+    client.watches.clear()
+    return OK

@@ -1,0 +1,102 @@
+"""Pub/sub commands. Replies to (un)subscribe are pushes, one per channel, as Redis sends them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vfsd.commands.table import command, container
+from vfsd.glob import compile_glob
+from vfsd.resp.types import Push
+
+if TYPE_CHECKING:
+    from vfsd.server import Client
+
+
+class Replies(list):  # type: ignore[type-arg]
+    """Several replies for one command (one per channel); the encoder writes them back to back."""
+
+
+def _subscribe(client: "Client", channels: list[bytes], kind: bytes, pattern: bool) -> Replies:
+    pubsub = client.node.pubsub
+    held = client.patterns if pattern else client.channels
+    out = Replies()
+    for channel in channels:
+        (pubsub.psubscribe if pattern else pubsub.subscribe)(client, channel)
+        held.add(channel)
+        out.append(Push([kind, channel, client.subscriptions()]))
+    return out
+
+
+def _unsubscribe(client: "Client", channels: list[bytes], kind: bytes, pattern: bool) -> Replies:
+    pubsub = client.node.pubsub
+    held = client.patterns if pattern else client.channels
+    targets = channels or sorted(held)
+    out = Replies()
+    if not targets:
+        return Replies([Push([kind, None, client.subscriptions()])])
+    for channel in targets:
+        (pubsub.punsubscribe if pattern else pubsub.unsubscribe)(client, channel)
+        held.discard(channel)
+        out.append(Push([kind, channel, client.subscriptions()]))
+    return out
+
+
+@command("subscribe", arity=-2, flags="pubsub noscript loading stale no_multi", acl="@pubsub", group="pubsub",
+         scope="node", summary="Listens for messages published to channels.", arguments="channel [channel ...]")
+def subscribe(client: "Client", argv: list[bytes]) -> Replies:
+    return _subscribe(client, argv[1:], b"subscribe", pattern=False)
+
+
+@command("psubscribe", arity=-2, flags="pubsub noscript loading stale no_multi", acl="@pubsub", group="pubsub",
+         scope="node", summary="Listens for messages published to channels that match one or more patterns.",
+         arguments="pattern [pattern ...]")
+def psubscribe(client: "Client", argv: list[bytes]) -> Replies:
+    return _subscribe(client, argv[1:], b"psubscribe", pattern=True)
+
+
+@command("unsubscribe", arity=-1, flags="pubsub noscript loading stale no_multi", acl="@pubsub", group="pubsub",
+         scope="node", summary="Stops listening to messages posted to channels.", arguments="[channel ...]")
+def unsubscribe(client: "Client", argv: list[bytes]) -> Replies:
+    return _unsubscribe(client, argv[1:], b"unsubscribe", pattern=False)
+
+
+@command("punsubscribe", arity=-1, flags="pubsub noscript loading stale no_multi", acl="@pubsub", group="pubsub",
+         scope="node", summary="Stops listening to messages published to channels that match one or more patterns.",
+         arguments="[pattern ...]")
+def punsubscribe(client: "Client", argv: list[bytes]) -> Replies:
+    return _unsubscribe(client, argv[1:], b"punsubscribe", pattern=True)
+
+
+@command("publish", arity=3, flags="pubsub loading stale fast", acl="@pubsub", group="pubsub", scope="node",
+         summary="Posts a message to a channel.", arguments="channel message")
+def publish(client: "Client", argv: list[bytes]) -> int:
+    return client.node.pubsub.publish(argv[1], argv[2])
+
+
+container("pubsub", group="pubsub", summary="A container for Pub/Sub commands.", acl="@pubsub")
+
+
+@command("channels", arity=-2, flags="pubsub loading stale", acl="@pubsub", group="pubsub", scope="node",
+         parent="pubsub", summary="Returns the active channels.", arguments="[pattern]")
+def pubsub_channels(client: "Client", argv: list[bytes]) -> list[bytes]:
+    channels = client.node.pubsub.channels
+    if len(argv) > 2:
+        match = compile_glob(argv[2])
+        return [c for c in channels if match(c) is not None]
+    return list(channels)
+
+
+@command("numsub", arity=-2, flags="pubsub loading stale", acl="@pubsub", group="pubsub", scope="node",
+         parent="pubsub", summary="Returns a count of subscribers to channels.", arguments="[channel ...]")
+def pubsub_numsub(client: "Client", argv: list[bytes]) -> dict[bytes, int] | list[Any]:
+    channels = client.node.pubsub.channels
+    flat: list[Any] = []
+    for channel in argv[2:]:
+        flat += [channel, len(channels.get(channel, ()))]
+    return flat if client.proto == 2 else {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+@command("numpat", arity=2, flags="pubsub loading stale", acl="@pubsub", group="pubsub", scope="node",
+         parent="pubsub", summary="Returns a count of unique pattern subscriptions.")
+def pubsub_numpat(client: "Client", argv: list[bytes]) -> int:
+    return client.node.pubsub.numpat()

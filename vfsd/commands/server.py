@@ -1,0 +1,405 @@
+"""Server commands: COMMAND, INFO, CONFIG, DBSIZE, TIME, FLUSHALL/FLUSHDB, KEYS, SCAN."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from vfsd import REDIS_VERSION, __version__
+from vfsd.commands.errors import SYNTAX, parse_int
+from vfsd.commands.keys import type_name
+from vfsd.commands.table import TABLE, CommandSpec, command, container
+from vfsd.config import BY_REDIS_NAME, ConfigError, coerce
+from vfsd.glob import compile_glob, literal_prefix
+from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
+from vfsd.store.keyspace import prefix_end
+
+if TYPE_CHECKING:
+    from vfsd.server import Client
+
+
+# -- COMMAND ---------------------------------------------------------------------
+
+
+def _visible(spec: CommandSpec) -> bool:
+    return "internal" not in spec.flags
+
+
+def command_info(spec: CommandSpec) -> list[Any]:
+    flags = {SimpleString(f.replace("_", "-")) for f in spec.flags if f != "container"}
+    if spec.parent is None and spec.subcommands:
+        flags = set()
+    return [
+        spec.full_name,
+        spec.arity,
+        flags,
+        spec.first_key,
+        spec.last_key,
+        spec.step,
+        {SimpleString(c) for c in spec.acl},
+        [],
+        [],
+        [command_info(s) for s in spec.subcommands.values()],
+    ]
+
+
+def command_docs(spec: CommandSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = {"summary": spec.summary, "since": spec.since, "group": spec.group,
+                           "complexity": spec.complexity}
+    if spec.arguments:
+        doc["arguments"] = [{"name": a.strip("[]").split("|")[0].lower() or a, "type": "string",
+                             "display_text": a} for a in spec.arguments]
+    if spec.subcommands:
+        doc["subcommands"] = {s.full_name: command_docs(s) for s in spec.subcommands.values()}
+    return doc
+
+
+def _find(name: bytes) -> CommandSpec | None:
+    text = name.decode(errors="replace").lower()
+    if "|" in text:
+        parent, _, sub = text.partition("|")
+        spec = TABLE.get(parent)
+        return spec.subcommands.get(sub) if spec else None
+    spec = TABLE.get(text)
+    return spec if spec is not None and _visible(spec) else None
+
+
+container("command", group="server", summary="Returns detailed information about all commands.")
+TABLE["command"].arity = -1
+
+
+@command("count", arity=2, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Returns a count of commands.", since="2.8.13")
+def command_count(client: "Client", argv: list[bytes]) -> int:
+    return sum(1 for s in TABLE.values() if _visible(s))
+
+
+@command("info", arity=-2, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Returns information about one, multiple or all commands.", since="2.8.13", arguments="[command-name ...]")
+def command_info_cmd(client: "Client", argv: list[bytes]) -> list[Any]:
+    if len(argv) == 2:
+        return [command_info(s) for s in TABLE.values() if _visible(s)]
+    return [None if (s := _find(a)) is None else command_info(s) for a in argv[2:]]
+
+
+@command("docs", arity=-2, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Returns documentary information about one, multiple or all commands.", since="7.0.0",
+         arguments="[command-name ...]")
+def command_docs_cmd(client: "Client", argv: list[bytes]) -> dict[str, Any]:
+    specs = [s for s in TABLE.values() if _visible(s)] if len(argv) == 2 else [s for a in argv[2:] if (s := _find(a))]
+    return {s.full_name: command_docs(s) for s in specs}
+
+
+@command("list", arity=-2, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Returns a list of command names.", since="7.0.0")
+def command_list(client: "Client", argv: list[bytes]) -> list[str]:
+    return [s.name for s in TABLE.values() if _visible(s)]
+
+
+@command("getkeys", arity=-3, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Extracts the key names from an arbitrary command.", since="2.8.13", arguments="command [arg ...]")
+def command_getkeys(client: "Client", argv: list[bytes]) -> list[bytes]:
+    from vfsd.commands.dispatch import resolve
+
+    spec = resolve(argv[2:])
+    keys = spec.keys(argv[2:])
+    if not keys:
+        raise ErrorReply("ERR The command has no key arguments")
+    return keys
+
+
+@command("help", arity=2, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Returns helpful text about the different subcommands.")
+def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
+    return [SimpleString(s) for s in (
+        "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "(no subcommand)", "    Return details about all commands.",
+        "COUNT", "    Return the total number of commands.",
+        "INFO [<command-name> ...]", "    Return details about the named commands, or all with no name.",
+        "DOCS [<command-name> ...]", "    Return documentation about the named commands, or all with no name.",
+        "LIST", "    Return a list of all command names.",
+        "GETKEYS <full-command>", "    Return the keys from a full command.",
+        "HELP", "    Print this help.",
+    )]
+
+
+# -- INFO ------------------------------------------------------------------------
+
+INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster",
+                 "keyspace", "vfsd")
+
+
+def info_text(client: "Client", wanted: set[str]) -> str:
+    node = client.node
+    settings = node.settings
+    sections: list[str] = []
+    everything = not wanted or "all" in wanted or "everything" in wanted or "default" in wanted
+
+    def want(name: str) -> bool:
+        return everything or name in wanted
+
+    if want("server"):
+        uptime = int(time.monotonic() - node.started_monotonic)
+        sections.append("# Server\r\n" + _fields({
+            "redis_version": REDIS_VERSION, "redis_git_sha1": "00000000", "redis_git_dirty": 0,
+            "redis_build_id": "vfsd", "redis_mode": "standalone", "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "arch_bits": 64 if sys.maxsize > 2**32 else 32, "multiplexing_api": "epoll",
+            "process_id": os.getpid(), "run_id": node.run_id, "tcp_port": settings.port,
+            "server_time_usec": int(time.time() * 1e6), "uptime_in_seconds": uptime,
+            "uptime_in_days": uptime // 86400, "executable": sys.argv[0], "config_file": node.config.source,
+            "vfsd_version": __version__, "python_version": platform.python_version(),
+        }))
+    if want("clients"):
+        pubsub_clients = sum(1 for c in node.clients.values() if c.subscriptions())
+        sections.append("# Clients\r\n" + _fields({
+            "connected_clients": len(node.clients), "maxclients": settings.maxclients,
+            "pubsub_clients": pubsub_clients, "blocked_clients": 0, "tracking_clients": 0,
+            "watching_clients": sum(1 for c in node.clients.values() if c.watches),
+        }))
+    if want("memory"):
+        rss = _rss_bytes()
+        sections.append("# Memory\r\n" + _fields({
+            "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
+            "used_memory_rss_human": _human(rss), "maxmemory": 0, "maxmemory_policy": "noeviction",
+            "mem_allocator": "pymalloc",
+        }))
+    if want("persistence"):
+        sections.append("# Persistence\r\n" + _fields({
+            "loading": 0, "aof_enabled": 0, "rdb_changes_since_last_save": 0, "async_loading": 0,
+        }))
+    if want("stats"):
+        stats = node.stats
+        sections.append("# Stats\r\n" + _fields({
+            "total_connections_received": stats["total_connections_received"],
+            "total_commands_processed": stats["total_commands_processed"],
+            "total_net_input_bytes": stats["net_input_bytes"], "total_net_output_bytes": stats["net_output_bytes"],
+            "expired_keys": stats["expired_keys"], "evicted_keys": 0,
+            "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
+            "total_error_replies": stats["error_replies"], "protocol_errors": stats["protocol_errors"],
+            "client_output_limit_disconnections": stats["client_output_limit_disconnections"],
+        }))
+    if want("replication"):
+        sections.append("# Replication\r\n" + _fields({"role": "master", "connected_slaves": 0}))
+    if want("cpu"):
+        t = os.times()
+        sections.append("# CPU\r\n" + _fields({
+            "used_cpu_sys": f"{t.system:.6f}", "used_cpu_user": f"{t.user:.6f}",
+        }))
+    if want("cluster"):
+        sections.append("# Cluster\r\n" + _fields({"cluster_enabled": 0}))
+    if want("keyspace"):
+        db = node.keyspace
+        body = f"db0:keys={len(db)},expires={len(db.expires)},avg_ttl=0\r\n" if len(db) else ""
+        sections.append("# Keyspace\r\n" + body)
+    if want("vfsd"):
+        fields: dict[str, Any] = {"node_id": settings.node_id, "peer_port": settings.peer_port,
+                                  "data_dir": settings.data_dir}
+        counts = node.plane_counts()
+        for plane, n in counts.items():
+            fields[f"files_{plane}"] = n
+        fields.update(node.planes["log"].info())
+        sections.append("# Vfsd\r\n" + _fields(fields))
+    return "\r\n".join(sections)
+
+
+def _fields(values: dict[str, Any]) -> str:
+    return "".join(f"{k}:{v}\r\n" for k, v in values.items())
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.2f}{unit}" if unit != "B" else f"{n}B"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.2f}T"
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+@command("info", arity=-1, flags="loading stale", acl="@dangerous", group="server", scope="node",
+         summary="Returns information and statistics about the server.", arguments="[section ...]")
+def info(client: "Client", argv: list[bytes]) -> Verbatim:
+    wanted = {a.decode(errors="replace").lower() for a in argv[1:]}
+    return Verbatim(info_text(client, wanted))
+
+
+# -- CONFIG ----------------------------------------------------------------------
+
+container("config", group="server", summary="A container for server configuration commands.")
+
+# Read-only answers for settings that Redis tools ask for on start-up.
+COMPAT_CONFIG = {"save": "", "appendonly": "no", "databases": "1", "maxmemory": "0",
+                 "maxmemory-policy": "noeviction", "cluster-enabled": "no"}
+
+
+@command("get", arity=-3, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
+         parent="config", summary="Returns the effective values of configuration parameters.", arguments="parameter [parameter ...]")
+def config_get(client: "Client", argv: list[bytes]) -> dict[str, str]:
+    values = client.node.config_values()
+    values.update({k: v for k, v in COMPAT_CONFIG.items() if k not in values})
+    out: dict[str, str] = {}
+    for pattern in argv[2:]:
+        match = compile_glob(pattern.lower())
+        for name, value in values.items():
+            if match(name.encode()) is not None:
+                out[name] = value
+    return out
+
+
+@command("set", arity=-4, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
+         parent="config", summary="Sets configuration parameters in-flight.", arguments="parameter value [parameter value ...]")
+def config_set(client: "Client", argv: list[bytes]) -> Any:
+    if len(argv) % 2 != 0:
+        raise ErrorReply("ERR wrong number of arguments for 'config|set' command")
+    changes: dict[str, Any] = {}
+    for i in range(2, len(argv), 2):
+        name = argv[i].decode(errors="replace").lower()
+        setting = BY_REDIS_NAME.get(name)
+        if setting is None or not setting.live:
+            raise ErrorReply(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+        if setting.name in changes:
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter")
+        try:
+            changes[setting.name] = coerce(setting, argv[i + 1].decode(errors="replace"))
+        except ConfigError as exc:
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {exc}") from None
+    client.node.apply_settings(changes)
+    return OK
+
+
+@command("resetstat", arity=2, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
+         parent="config", summary="Resets the server's statistics.", since="2.0.0")
+def config_resetstat(client: "Client", argv: list[bytes]) -> Any:
+    client.node.reset_stats()
+    return OK
+
+
+@command("rewrite", arity=2, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
+         parent="config", summary="Persists the effective configuration to file.", since="2.8.0")
+def config_rewrite(client: "Client", argv: list[bytes]) -> Any:
+    raise ErrorReply("ERR CONFIG REWRITE is not supported: edit the vfsd.toml file (settings changed live are lost on restart)")
+
+
+# -- keyspace-wide ---------------------------------------------------------------
+
+
+@command("dbsize", arity=1, flags="readonly fast", acl="@keyspace", group="server", scope="node",
+         summary="Returns the number of keys in the database.")
+def dbsize(client: "Client", argv: list[bytes]) -> int:
+    return len(client.node.keyspace)
+
+
+@command("time", arity=1, flags="loading stale fast", group="server", scope="node",
+         summary="Returns the server time.", since="2.6.0")
+def time_(client: "Client", argv: list[bytes]) -> list[bytes]:
+    now_us = time.time_ns() // 1000
+    return [str(now_us // 1_000_000).encode(), str(now_us % 1_000_000).encode()]
+
+
+def _flush(client: "Client", argv: list[bytes]) -> Any:
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() not in (b"ASYNC", b"SYNC")):
+        raise SYNTAX
+    return client.node.flush_all()
+
+
+@command("flushall", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+         summary="Removes all keys from all databases (each plane through its own write path).", arguments="[ASYNC|SYNC]")
+def flushall(client: "Client", argv: list[bytes]) -> Any:
+    return _flush(client, argv)
+
+
+@command("flushdb", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+         summary="Remove all keys from the current database.", arguments="[ASYNC|SYNC]")
+def flushdb(client: "Client", argv: list[bytes]) -> Any:
+    return _flush(client, argv)
+
+
+@command("keys", arity=2, flags="readonly", acl="@keyspace @dangerous", group="generic", scope="node",
+         summary="Returns all key names that match a pattern.", complexity="O(N)", arguments="pattern")
+def keys(client: "Client", argv: list[bytes]) -> list[bytes]:
+    node = client.node
+    db = node.keyspace
+    now = node.now_ms()
+    match = compile_glob(argv[1])
+    prefix = literal_prefix(argv[1])
+    return [k for k in db.prefixed(prefix) if match(k) is not None and not db.is_expired(k, now)]
+
+
+def encode_cursor(key: bytes) -> bytes:
+    """A SCAN cursor is the last key returned, as an integer (clients parse cursors as numbers)."""
+    return str(int.from_bytes(b"\x01" + key, "big")).encode()
+
+
+def decode_cursor(raw: bytes) -> bytes | None:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ErrorReply("ERR invalid cursor") from None
+    if value < 0:
+        raise ErrorReply("ERR invalid cursor")
+    if value == 0:
+        return None
+    data = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    if data[:1] != b"\x01":
+        raise ErrorReply("ERR invalid cursor")
+    return data[1:]
+
+
+@command("scan", arity=-2, flags="readonly", acl="@keyspace", group="generic", scope="node",
+         summary="Iterates over the key names in the database (in path order; the cursor is the last key seen).",
+         complexity="O(1) for every call", since="2.8.0", arguments="cursor [MATCH pattern] [COUNT count] [TYPE type]")
+def scan(client: "Client", argv: list[bytes]) -> list[Any]:
+    after = decode_cursor(argv[1])
+    pattern: bytes | None = None
+    count = 10
+    want_type: str | None = None
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if i + 1 >= len(argv):
+            raise SYNTAX
+        if opt == b"MATCH":
+            pattern = argv[i + 1]
+        elif opt == b"COUNT":
+            count = parse_int(argv[i + 1])
+            if count < 1:
+                raise SYNTAX
+        elif opt == b"TYPE":
+            want_type = argv[i + 1].decode(errors="replace").lower()
+        else:
+            raise SYNTAX
+        i += 2
+    node = client.node
+    db = node.keyspace
+    now = node.now_ms()
+    match = compile_glob(pattern) if pattern is not None else None
+    prefix = literal_prefix(pattern) if pattern is not None else b""
+    start = prefix if after is None or after < prefix else after
+    stop = prefix_end(prefix) if prefix else None
+    found: list[bytes] = []
+    last: bytes | None = None
+    examined = 0
+    for key in db.keys.irange(start, stop, inclusive=(after is None or after < prefix, False)):
+        last = key
+        examined += 1
+        if (match is None or match(key) is not None) and not db.is_expired(key, now):
+            if want_type is None or type_name(db.data[key]) == want_type:
+                found.append(key)
+        if examined >= count:
+            break
+    else:
+        last = None
+    return [b"0" if last is None else encode_cursor(last), found]
+
+
+_ = asyncio

@@ -1,0 +1,379 @@
+"""String commands (GET, SET and friends) with Redis 7.2's replies and errors.
+
+Every handler is a deterministic function of ``(ctx, argv)``: see
+``context.Ctx``. A structured document (kind DOC) reads as its compact JSON
+text; commands that would change a document's bytes in place (APPEND, INCR...)
+answer WRONGTYPE, as Redis does for a key of another type.
+"""
+
+from __future__ import annotations
+
+from vfsd.codec import DOC, RAW, doc_to_json
+from vfsd.commands.context import Ctx
+from vfsd.commands.errors import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STRING,
+    NAN_OR_INF,
+    NOT_INTEGER,
+    OFFSET_RANGE,
+    OVERFLOW,
+    SYNTAX,
+    WRONGTYPE,
+    format_float,
+    invalid_expire,
+    parse_float,
+    parse_int,
+    wrong_arity,
+)
+from vfsd.commands.table import command
+from vfsd.resp.types import OK, ErrorReply
+from vfsd.store.keyspace import Entry
+
+_MAX_MS = (1 << 62)
+
+
+def read_bytes(entry: Entry) -> bytes:
+    """The bytes GET returns for a file: raw bytes, or a document's JSON text."""
+    return entry.value if entry.kind == RAW else doc_to_json(entry.value)
+
+
+def raw_value(ctx: Ctx, key: bytes) -> tuple[Entry | None, bytes | None]:
+    entry = ctx.lookup(key)
+    if entry is None:
+        return None, None
+    if entry.kind != RAW:
+        raise WRONGTYPE
+    return entry, entry.value
+
+
+def deadline_ms(ctx: Ctx, unit: bytes, arg: bytes, name: str) -> int:
+    """Absolute deadline in ms for EX/PX/EXAT/PXAT ``arg``; Redis's 'invalid expire time' on <=0 or overflow."""
+    amount = parse_int(arg)
+    if amount <= 0:
+        raise invalid_expire(name)
+    unit = unit.upper()
+    if unit in (b"EX", b"EXAT"):
+        if amount > _MAX_MS // 1000:
+            raise invalid_expire(name)
+        amount *= 1000
+    at = amount if unit in (b"EXAT", b"PXAT") else ctx.now_ms + amount
+    if at > _MAX_MS:
+        raise invalid_expire(name)
+    return at
+
+
+def apply_deadline(ctx: Ctx, key: bytes, at_ms: int | None, entry: Entry) -> None:
+    if at_ms is not None:
+        ctx.db.set_expire(key, at_ms)
+        ctx.notify("g", "expire", key, entry)
+
+
+@command("get", arity=2, flags="readonly fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns the string value of a key.", arguments="key")
+def get(ctx: Ctx, argv: list[bytes]) -> bytes | None:
+    entry = ctx.lookup(argv[1])
+    if entry is None:
+        return None
+    return entry.value if entry.kind == RAW else doc_to_json(entry.value)
+
+
+@command("set", arity=-3, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+         complexity="O(1)", arguments="key value [NX|XX] [IFEQ comparison-value] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]")
+def set_(ctx: Ctx, argv: list[bytes]) -> object:
+    key, value = argv[1], argv[2]
+    cond: bytes | None = None
+    compare: bytes | None = None
+    want_get = keep_ttl = False
+    expiry: tuple[bytes, bytes] | None = None
+    i, n = 3, len(argv)
+    while i < n:
+        opt = argv[i].upper()
+        if opt in (b"NX", b"XX") and cond is None and compare is None:
+            cond = opt
+        elif opt == b"IFEQ" and cond is None and compare is None and i + 1 < n:
+            compare = argv[i + 1]
+            i += 1
+        elif opt == b"GET" and not want_get:
+            want_get = True
+        elif opt == b"KEEPTTL" and expiry is None and not keep_ttl:
+            keep_ttl = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and expiry is None and not keep_ttl and i + 1 < n:
+            expiry = (opt, argv[i + 1])
+            i += 1
+        else:
+            raise SYNTAX
+        i += 1
+    at_ms = deadline_ms(ctx, expiry[0], expiry[1], "set") if expiry else None
+    old = ctx.lookup(key)
+    previous: bytes | None = None
+    if want_get and old is not None:
+        if old.kind != RAW:
+            raise WRONGTYPE
+        previous = old.value
+    if (cond == b"NX" and old is not None) or (cond == b"XX" and old is None):
+        return previous if want_get else None
+    if compare is not None:
+        if old is None or old.kind != RAW or old.value != compare:
+            return previous if want_get else None
+    entry = ctx.write(key, value, RAW, old=old, keep_ttl=keep_ttl and old is not None)
+    ctx.notify("$", "set", key, entry)
+    apply_deadline(ctx, key, at_ms, entry)
+    return previous if want_get else OK
+
+
+@command("setnx", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Set the string value of a key only when the key doesn't exist.", arguments="key value")
+def setnx(ctx: Ctx, argv: list[bytes]) -> int:
+    key = argv[1]
+    if ctx.lookup(key) is not None:
+        return 0
+    entry = ctx.write(key, argv[2])
+    ctx.notify("$", "set", key, entry)
+    return 1
+
+
+def _setex(ctx: Ctx, argv: list[bytes], unit: bytes) -> object:
+    key = argv[1]
+    at_ms = deadline_ms(ctx, unit, argv[2], argv[0].decode().lower())
+    old = ctx.lookup(key)
+    entry = ctx.write(key, argv[3], old=old)
+    ctx.notify("$", "set", key, entry)
+    apply_deadline(ctx, key, at_ms, entry)
+    return OK
+
+
+@command("setex", arity=4, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Set the string value and expiration time of a key.", arguments="key seconds value")
+def setex(ctx: Ctx, argv: list[bytes]) -> object:
+    return _setex(ctx, argv, b"EX")
+
+
+@command("psetex", arity=4, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Set the string value and expiration time in milliseconds of a key.", arguments="key milliseconds value")
+def psetex(ctx: Ctx, argv: list[bytes]) -> object:
+    return _setex(ctx, argv, b"PX")
+
+
+@command("getset", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns the previous string value of a key after setting it to a new value.", arguments="key value")
+def getset(ctx: Ctx, argv: list[bytes]) -> bytes | None:
+    key = argv[1]
+    old, previous = raw_value(ctx, key)
+    entry = ctx.write(key, argv[2], old=old)
+    ctx.notify("$", "set", key, entry)
+    return previous
+
+
+@command("getdel", arity=2, flags="write fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns the string value of a key after deleting the key.", arguments="key")
+def getdel(ctx: Ctx, argv: list[bytes]) -> bytes | None:
+    key = argv[1]
+    old, previous = raw_value(ctx, key)
+    if old is not None:
+        ctx.remove(key)
+        ctx.notify("g", "del", key)
+    return previous
+
+
+@command("getex", arity=-2, flags="write fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns the string value of a key after setting its expiration time.",
+         arguments="key [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|PERSIST]")
+def getex(ctx: Ctx, argv: list[bytes]) -> bytes | None:
+    key = argv[1]
+    expiry: tuple[bytes, bytes] | None = None
+    persist = False
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt in (b"EX", b"PX", b"EXAT", b"PXAT") and expiry is None and not persist and i + 1 < len(argv):
+            expiry = (opt, argv[i + 1])
+            i += 2
+        elif opt == b"PERSIST" and expiry is None and not persist:
+            persist = True
+            i += 1
+        else:
+            raise SYNTAX
+    at_ms = None
+    if expiry is not None:
+        if parse_int(expiry[1]) <= 0:
+            raise invalid_expire("getex")
+        at_ms = deadline_ms(ctx, expiry[0], expiry[1], "getex")
+    old, previous = raw_value(ctx, key)
+    if old is None:
+        return None
+    if at_ms is not None:
+        if at_ms <= ctx.now_ms:
+            ctx.remove(key)
+            ctx.notify("g", "del", key)
+        else:
+            apply_deadline(ctx, key, at_ms, old)
+    elif persist and ctx.db.persist(key):
+        ctx.notify("g", "persist", key, old)
+    return previous
+
+
+@command("mget", arity=-2, flags="readonly fast", keys=(1, -1, 1), acl="@string", group="string",
+         summary="Atomically returns the string values of one or more keys.", complexity="O(N)", arguments="key [key ...]")
+def mget(ctx: Ctx, argv: list[bytes]) -> list[bytes | None]:
+    out: list[bytes | None] = []
+    for key in argv[1:]:
+        entry = ctx.lookup(key)
+        out.append(None if entry is None else read_bytes(entry))
+    return out
+
+
+@command("mset", arity=-3, flags="write denyoom", keys=(1, -1, 2), acl="@string", group="string",
+         summary="Atomically creates or modifies the string values of one or more keys.", complexity="O(N)",
+         arguments="key value [key value ...]")
+def mset(ctx: Ctx, argv: list[bytes]) -> object:
+    if len(argv) % 2 == 0:
+        raise wrong_arity(argv[0].decode().lower())
+    for i in range(1, len(argv), 2):
+        key = argv[i]
+        entry = ctx.write(key, argv[i + 1], old=ctx.lookup(key))
+        ctx.notify("$", "set", key, entry)
+    return OK
+
+
+@command("msetnx", arity=-3, flags="write denyoom", keys=(1, -1, 2), acl="@string", group="string",
+         summary="Atomically modifies the string values of one or more keys only when all keys don't exist.",
+         complexity="O(N)", arguments="key value [key value ...]")
+def msetnx(ctx: Ctx, argv: list[bytes]) -> int:
+    if len(argv) % 2 == 0:
+        raise wrong_arity("msetnx")
+    if any(ctx.lookup(argv[i]) is not None for i in range(1, len(argv), 2)):
+        return 0
+    mset(ctx, argv)
+    return 1
+
+
+@command("append", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Appends a string to the value of a key. Creates the key if it doesn't exist.", arguments="key value")
+def append(ctx: Ctx, argv: list[bytes]) -> int:
+    key = argv[1]
+    old, current = raw_value(ctx, key)
+    value = (current or b"") + argv[2]
+    if len(value) > ctx.max_bulk_bytes:
+        raise MAX_STRING
+    entry = ctx.write(key, value, old=old, keep_ttl=old is not None)
+    ctx.notify("$", "append", key, entry)
+    return len(value)
+
+
+@command("strlen", arity=2, flags="readonly fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns the length of a string value.", arguments="key")
+def strlen(ctx: Ctx, argv: list[bytes]) -> int:
+    entry = ctx.lookup(argv[1])
+    return 0 if entry is None else len(read_bytes(entry))
+
+
+def _incr(ctx: Ctx, key: bytes, delta: int) -> int:
+    old, current = raw_value(ctx, key)
+    if current is None:
+        value = 0
+    else:
+        value = parse_int(current)
+    new = value + delta
+    if not INT64_MIN <= new <= INT64_MAX:
+        raise OVERFLOW
+    entry = ctx.write(key, str(new).encode(), old=old, keep_ttl=old is not None)
+    ctx.notify("$", "incrby", key, entry)
+    return new
+
+
+@command("incr", arity=2, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+         arguments="key")
+def incr(ctx: Ctx, argv: list[bytes]) -> int:
+    return _incr(ctx, argv[1], 1)
+
+
+@command("decr", arity=2, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+         arguments="key")
+def decr(ctx: Ctx, argv: list[bytes]) -> int:
+    return _incr(ctx, argv[1], -1)
+
+
+@command("incrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+         arguments="key increment")
+def incrby(ctx: Ctx, argv: list[bytes]) -> int:
+    return _incr(ctx, argv[1], parse_int(argv[2]))
+
+
+@command("decrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+         arguments="key decrement")
+def decrby(ctx: Ctx, argv: list[bytes]) -> int:
+    delta = parse_int(argv[2])
+    if delta == INT64_MIN:
+        raise ErrorReply("ERR decrement would overflow")
+    return _incr(ctx, argv[1], -delta)
+
+
+@command("incrbyfloat", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+         arguments="key increment")
+def incrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
+    import math
+
+    key = argv[1]
+    delta = parse_float(argv[2])
+    old, current = raw_value(ctx, key)
+    value = 0.0 if current is None else parse_float(current)
+    new = value + delta
+    if math.isnan(new) or math.isinf(new):
+        raise NAN_OR_INF
+    text = format_float(new)
+    entry = ctx.write(key, text, old=old, keep_ttl=old is not None)
+    ctx.notify("$", "incrbyfloat", key, entry)
+    return text
+
+
+@command("getrange", arity=4, flags="readonly", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Returns a substring of the string stored at a key.", complexity="O(N)", arguments="key start end")
+def getrange(ctx: Ctx, argv: list[bytes]) -> bytes:
+    start, end = parse_int(argv[2]), parse_int(argv[3])
+    entry = ctx.lookup(argv[1])
+    if entry is None:
+        return b""
+    value = read_bytes(entry)
+    n = len(value)
+    if start < 0 and end < 0 and start > end:
+        return b""
+    if start < 0:
+        start = max(n + start, 0)
+    if end < 0:
+        end = max(n + end, 0)
+    end = min(end, n - 1)
+    if start > end or n == 0:
+        return b""
+    return value[start : end + 1]
+
+
+@command("setrange", arity=4, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         summary="Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+         arguments="key offset value")
+def setrange(ctx: Ctx, argv: list[bytes]) -> int:
+    key, chunk = argv[1], argv[3]
+    offset = parse_int(argv[2])
+    if offset < 0:
+        raise OFFSET_RANGE
+    old, current = raw_value(ctx, key)
+    current = current or b""
+    if not chunk:
+        return len(current)
+    if offset + len(chunk) > ctx.max_bulk_bytes:
+        raise MAX_STRING
+    if len(current) < offset:
+        current = current + b"\x00" * (offset - len(current))
+    value = current[:offset] + chunk + current[offset + len(chunk) :]
+    entry = ctx.write(key, value, old=old, keep_ttl=old is not None)
+    ctx.notify("$", "setrange", key, entry)
+    return len(value)
+
+
+_ = (DOC, NOT_INTEGER)

@@ -1,0 +1,194 @@
+"""Configuration: embedded defaults < conf file < ``VFSD_*`` environment < flags.
+
+Every setting is declared once in ``SETTINGS`` with its section in the TOML
+file, its default, its documentation, the name ``CONFIG GET`` knows it by (the
+Redis name where Redis has one) and whether ``CONFIG SET`` may change it live.
+``conf/vfsd.toml`` documents the same defaults; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfsd.paths import DEFAULT_ROOTS, PLANES, Router
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    section: str
+    type: type
+    default: Any
+    doc: str
+    redis_name: str
+    live: bool = False
+
+
+MiB = 1024 * 1024
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
+    Setting("bind", "node", str, "127.0.0.1", "Address the client port listens on.", "bind"),
+    Setting("port", "node", int, 6379, "Client (Redis protocol) port.", "port"),
+    Setting("peer_port", "node", int, 0, "Peer port (Raft, gossip); 0 means port + 10000.", "peer-port"),
+    Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
+    Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
+    Setting("protected_mode", "security", bool, True,
+            "With no password, accept only loopback clients (as Redis's protected mode).", "protected-mode", live=True),
+    Setting("log_level", "node", str, "info", "debug, info, warning or error.", "loglevel", live=True),
+    Setting("maxclients", "limits", int, 10000, "Most client connections at once.", "maxclients", live=True),
+    Setting("max_bulk_bytes", "limits", int, 512 * MiB, "Largest bulk string a client may send.",
+            "proto-max-bulk-len", live=True),
+    Setting("max_array_len", "limits", int, 1024 * 1024, "Most arguments in one command.", "max-array-len", live=True),
+    Setting("max_inline_bytes", "limits", int, 64 * 1024, "Longest inline (telnet-style) command.",
+            "max-inline-bytes", live=True),
+    Setting("max_query_buffer_bytes", "limits", int, 1024 * MiB,
+            "Most bytes buffered for one client's unfinished command.", "client-query-buffer-limit", live=True),
+    Setting("pubsub_output_limit_bytes", "limits", int, 32 * MiB,
+            "A subscriber whose unsent replies exceed this is disconnected (slow consumer).",
+            "client-output-buffer-limit-pubsub", live=True),
+    Setting("notify_keyspace_events", "notifications", str, "",
+            "Redis notify-keyspace-events for local keys (off by default, as in Redis).",
+            "notify-keyspace-events", live=True),
+    Setting("notify_vfs_events", "notifications", str, "KEA",
+            "notify-keyspace-events flags for VFS paths (all events by default).", "notify-vfs-events", live=True),
+    Setting("expire_sweep_interval_ms", "expiry", int, 100, "How often the active expiry sweep runs.",
+            "expire-sweep-interval-ms", live=True),
+    Setting("expire_sweep_max_keys", "expiry", int, 1000, "Most keys one sweep expires (the rest wait for the next).",
+            "expire-sweep-max-keys", live=True),
+    Setting("snapshot_every_entries", "desired", int, 10000,
+            "Snapshot the desired plane and compact its log after this many entries.", "snapshot-every-entries", live=True),
+    Setting("wal_segment_max_bytes", "desired", int, 64 * MiB, "Roll the write-ahead log to a new segment past this size.",
+            "wal-segment-max-bytes"),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    node_id: str = ""
+    bind: str = "127.0.0.1"
+    port: int = 6379
+    peer_port: int = 0
+    data_dir: str = ""
+    requirepass: str = ""
+    protected_mode: bool = True
+    log_level: str = "info"
+    maxclients: int = 10000
+    max_bulk_bytes: int = 512 * MiB
+    max_array_len: int = 1024 * 1024
+    max_inline_bytes: int = 64 * 1024
+    max_query_buffer_bytes: int = 1024 * MiB
+    pubsub_output_limit_bytes: int = 32 * MiB
+    notify_keyspace_events: str = ""
+    notify_vfs_events: str = "KEA"
+    expire_sweep_interval_ms: int = 100
+    expire_sweep_max_keys: int = 1000
+    snapshot_every_entries: int = 10000
+    wal_segment_max_bytes: int = 64 * MiB
+    roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
+    source: str = "defaults"
+
+    def resolved(self) -> "Config":
+        """Fill the derived defaults (node id, peer port, data dir)."""
+        node_id = self.node_id or socket.gethostname()
+        return dataclasses.replace(
+            self,
+            node_id=node_id,
+            peer_port=self.peer_port or self.port + 10000,
+            data_dir=self.data_dir or os.path.join("vfsd-data", node_id),
+        )
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def coerce(setting: Setting, raw: Any) -> Any:
+    """Convert a value from TOML, the environment or CONFIG SET to the setting's type."""
+    if setting.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("yes", "true", "1", "on"):
+            return True
+        if text in ("no", "false", "0", "off"):
+            return False
+        raise ConfigError(f"{setting.name}: expected yes/no, got {raw!r}")
+    if setting.type is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}")
+        try:
+            value = parse_size(raw) if isinstance(raw, str) else int(raw)
+        except ValueError:
+            raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{setting.name}: must not be negative, got {value}")
+        return value
+    if not isinstance(raw, str):
+        raise ConfigError(f"{setting.name}: expected a string, got {raw!r}")
+    return raw
+
+
+def parse_size(text: str) -> int:
+    """``1024``, ``64kb``, ``512mb``, ``1gb`` → bytes (Redis memory units)."""
+    t = text.strip().lower()
+    for suffix, mult in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 10**9), ("m", 10**6), ("k", 1000), ("b", 1)):
+        if t.endswith(suffix):
+            return int(t[: -len(suffix)]) * mult
+    return int(t)
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the Config: defaults, then the TOML file, then VFSD_* variables, then flags."""
+    values: dict[str, Any] = {}
+    roots = dict(DEFAULT_ROOTS)
+    source = "defaults"
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        source = path
+        for section, table in doc.items():
+            if section == "roots":
+                if not isinstance(table, dict):
+                    raise ConfigError("[roots] must be a table of root = plane")
+                roots = {str(k): str(v) for k, v in table.items()}
+                continue
+            if section == "collectors":
+                continue  # read by the collectors themselves
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
+            for key, raw in table.items():
+                setting = BY_NAME.get(key)
+                if setting is None or setting.section != section:
+                    raise ConfigError(f"{path}: unknown setting [{section}] {key}")
+                values[key] = coerce(setting, raw)
+    environ = os.environ if env is None else env
+    for setting in SETTINGS:
+        raw = environ.get("VFSD_" + setting.name.upper())
+        if raw is not None:
+            values[setting.name] = coerce(setting, raw)
+    for key, raw in (overrides or {}).items():
+        if raw is not None:
+            values[key] = coerce(BY_NAME[key], raw)
+    for root, plane in roots.items():
+        if plane not in PLANES:
+            raise ConfigError(f"[roots] {root} = {plane!r}: plane must be one of {', '.join(PLANES)}")
+    try:
+        Router(roots)
+    except ValueError as exc:
+        raise ConfigError(f"[roots] {exc}") from None
+    return Config(**values, roots=roots, source=source)

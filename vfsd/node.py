@@ -1,0 +1,195 @@
+"""One vfsd node: the client server, the planes, the sweeper; start and stop.
+
+This is the wiring and nothing else: every decision lives in a core module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from vfsd import commands  # noqa: F401  (fills the command table)
+from vfsd.active.plane import ActivePlane
+from vfsd.config import SETTINGS, Config
+from vfsd.desired.plane import DesiredPlane
+from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
+from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
+from vfsd.resp.types import OK, ErrorReply
+from vfsd.server import Client
+from vfsd.store.keyspace import Entry, Keyspace
+from vfsd.store.local import LocalPlane
+
+log = logging.getLogger(__name__)
+
+
+class Settings:
+    """The live, mutable copy of the configuration (CONFIG SET changes it)."""
+
+    def __init__(self, config: Config) -> None:
+        for f in dataclasses.fields(config):
+            setattr(self, f.name, getattr(config, f.name))
+
+    def __getattr__(self, name: str) -> Any:  # pragma: no cover - typing aid
+        raise AttributeError(name)
+
+
+class Node:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config.resolved()
+        self.settings: Any = Settings(self.config)
+        self._clock = clock
+        self.run_id = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        self.keyspace = Keyspace()
+        self.router = Router(self.config.roots)
+        self.pubsub = PubSub()
+        self.notifier = Notifier(self.pubsub, self.config.notify_keyspace_events, self.config.notify_vfs_events)
+        self.stats: Counter[str] = Counter()
+        self.clients: dict[int, Client] = {}
+        cfg = self.config
+        sink = self._on_change
+        log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
+        self.planes: dict[str, Any] = {
+            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
+            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
+            "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
+                                max_bulk_bytes=cfg.max_bulk_bytes, snapshot_every_entries=cfg.snapshot_every_entries,
+                                segment_max_bytes=cfg.wal_segment_max_bytes),
+        }
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._expiring: set[bytes] = set()
+        self.started_monotonic = time.monotonic()
+        self.address: tuple[str, int] | None = None
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _on_change(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
+        if event == "expired":
+            self.stats["expired_keys"] += 1
+        self.notifier.on_change(flag, event, key, entry, plane)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        os.makedirs(self.config.data_dir, exist_ok=True)
+        self.planes["log"].open()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Client(self), self.config.bind, self.config.port, reuse_address=True, backlog=511
+        )
+        sock = self._server.sockets[0].getsockname()
+        self.address = (sock[0], sock[1])
+        self._sweeper = loop.create_task(self._sweep_loop())
+        log.info("vfsd node %s listening on %s:%d (peer port %d), data in %s", self.config.node_id, sock[0], sock[1],
+                 self.config.peer_port, os.path.abspath(self.config.data_dir))
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for client in list(self.clients.values()):
+            client.kill()
+        if self._server is not None:
+            await self._server.wait_closed()
+        await self.planes["log"].close()
+        log.info("vfsd node %s stopped", self.config.node_id)
+
+    # -- expiry -----------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.expire_sweep_interval_ms / 1000)
+            try:
+                self.sweep()
+            except Exception:  # the sweeper must outlive a bad key
+                log.exception("expiry sweep failed")
+
+    def sweep(self) -> int:
+        """Expire keys past their deadline: at once on local/active planes, through the log on the desired plane."""
+        now = self.now_ms()
+        due = self.keyspace.due(now, self.settings.expire_sweep_max_keys)
+        for key in due:
+            group = GROUP[self.router.plane_of(key)]
+            plane = self.planes[group]
+            if group != "log":
+                plane.ctx.now_ms = now
+                plane.ctx.lookup(key)  # deletes and raises "expired"
+                continue
+            entry = self.keyspace.get(key)
+            if entry is None or key in self._expiring:
+                continue
+            self._expiring.add(key)
+            future = plane.submit([[b"vfs.expire", key, str(entry.rev).encode()]], now)
+            future.add_done_callback(lambda _f, k=key: self._expiring.discard(k))
+        return len(due)
+
+    # -- node-wide operations ---------------------------------------------------
+
+    def flush_all(self) -> Any:
+        """FLUSHALL: each plane clears itself through its own write path."""
+        db = self.keyspace
+        now = self.now_ms()
+        by_plane: dict[str, list[bytes]] = {LOCAL: [], EVENTUAL: []}
+        for key in list(db.keys):
+            plane = self.router.plane_of(key) if key[:1] == b"/" else LOCAL
+            if plane in by_plane:
+                by_plane[plane].append(key)
+        for name in (LOCAL, EVENTUAL):
+            plane = self.planes["local" if name == LOCAL else "eventual"]
+            plane.ctx.now_ms = now
+            plane.remove_all(by_plane[name])
+        desired = self.planes["log"]
+        future = desired.submit([[b"vfs.flush", *desired.log_roots]], now)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: done.set_result(f.result() if isinstance(f.result(), ErrorReply) else OK))
+        return done
+
+    def plane_counts(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        router = self.router
+        for key in self.keyspace.keys:
+            try:
+                counts[router.plane_of(key)] += 1
+            except Exception:
+                counts["unrouted"] += 1
+        return {p: counts.get(p, 0) for p in (CONSENSUS, EVENTUAL, LEASE, LOCAL)}
+
+    def config_values(self) -> dict[str, str]:
+        out = {}
+        for setting in SETTINGS:
+            value = getattr(self.settings, setting.name)
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            out[setting.redis_name] = str(value)
+        return out
+
+    def apply_settings(self, changes: dict[str, Any]) -> None:
+        """CONFIG SET: validate everything first, then apply all or nothing."""
+        if "notify_keyspace_events" in changes:
+            changes["notify_keyspace_events"] = parse_notify_flags(changes["notify_keyspace_events"])
+        if "notify_vfs_events" in changes:
+            changes["notify_vfs_events"] = parse_notify_flags(changes["notify_vfs_events"])
+        if "log_level" in changes and changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ErrorReply("ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, info, warning, error")
+        for name, value in changes.items():
+            setattr(self.settings, name, value)
+        self.notifier.local_flags = self.settings.notify_keyspace_events
+        self.notifier.vfs_flags = self.settings.notify_vfs_events
+        if "log_level" in changes:
+            logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
+        if "snapshot_every_entries" in changes:
+            self.planes["log"].snapshot_every_entries = changes["snapshot_every_entries"]
+
+    def reset_stats(self) -> None:
+        keep = {k: self.stats[k] for k in ("total_connections_received",)}
+        self.stats.clear()
+        self.stats.update(keep)

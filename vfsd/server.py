@@ -1,0 +1,330 @@
+"""The client port: a thin asyncio shell around the RESP codec and dispatch.
+
+Each connection feeds received bytes to its ``RequestParser``, runs every
+complete command through ``dispatch`` and writes the batch of replies with a
+single ``transport.write`` (pipelining costs one syscall per batch). A command
+on the desired plane answers with a Future; the connection then holds its
+later commands back until it resolves, so replies keep their order and a client
+reads its own writes. Backpressure is explicit: a client that does not read its
+replies stops being read from, and a subscriber that falls too far behind is
+disconnected, as Redis's client-output-buffer-limit does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from vfsd.commands.dispatch import dispatch
+from vfsd.commands.pubsub import Replies
+from vfsd.commands.table import CommandSpec
+from vfsd.paths import GROUP, PathError
+from vfsd.resp.encoder import encode_into
+from vfsd.resp.parser import RequestParser
+from vfsd.resp.types import QUEUED, ErrorReply, Push
+
+if TYPE_CHECKING:
+    from vfsd.node import Node
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+PROTECTED = (
+    b"-DENIED Running in protected mode because no password is set for the default user. In this mode "
+    b"connections are only accepted from the loopback interface. To accept other clients, set a password "
+    b"(--requirepass or VFSD_REQUIREPASS), or disable protected mode (protected_mode = false in [security]).\r\n"
+)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host in ("localhost",)
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        settings = node.settings
+        self.id = next(_ids)
+        self.parser = RequestParser(
+            max_bulk_bytes=settings.max_bulk_bytes,
+            max_array_len=settings.max_array_len,
+            max_inline_bytes=settings.max_inline_bytes,
+            max_query_buffer_bytes=settings.max_query_buffer_bytes,
+        )
+        self.proto = 2
+        self.authenticated = not settings.requirepass
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.transport: asyncio.Transport | None = None
+        self.addr = "?"
+        self.laddr = "?"
+        self.created = time.monotonic()
+        self.last_active = self.created
+        self.last_cmd = "NULL"
+        self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
+        self.multi_error = False
+        self.multi_group: str | None = None
+        self.watches: dict[bytes, int | None] = {}
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        self.backlog: deque[list[bytes]] = deque()
+        self.waiting: asyncio.Future[Any] | None = None
+        self.closing = False
+        self._paused_reading = False
+        self._write_paused = False
+
+    # -- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.addr = _fmt_addr(peer)
+        self.laddr = _fmt_addr(sock)
+        node = self.node
+        if node.settings.protected_mode and not node.settings.requirepass and peer and not is_loopback(str(peer[0])):
+            transport.write(PROTECTED)
+            transport.close()
+            self.closing = True
+            return
+        if len(node.clients) >= node.settings.maxclients:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
+        node.clients[self.id] = self
+        node.stats["total_connections_received"] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.node.clients.pop(self.id, None)
+        self.unsubscribe_all()
+        if self.waiting is not None:
+            self.waiting = None
+        self.backlog.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.node.stats["net_input_bytes"] += len(data)
+        commands = self.parser.feed(data)
+        if self.waiting is not None or self.backlog:
+            self.backlog.extend(commands)
+            self._pause_reading()
+            return
+        self.run(commands)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.waiting is None:
+            self._resume_reading()
+
+    # -- running commands -------------------------------------------------------
+
+    def run(self, commands: list[list[bytes]] | deque[list[bytes]]) -> None:
+        out: list[bytes] = []
+        proto = self.proto
+        node = self.node
+        processed = 0
+        i = 0
+        n = len(commands)
+        while i < n:
+            argv = commands[i]
+            i += 1
+            processed += 1
+            reply = dispatch(self, argv)
+            if isinstance(reply, asyncio.Future):
+                self.last_cmd = argv[0].decode(errors="replace").lower()
+                rest = list(commands)[i:] if isinstance(commands, deque) else commands[i:]
+                self.backlog = deque(rest)
+                self.waiting = reply
+                self._pause_reading()
+                reply.add_done_callback(self._resumed)
+                break
+            if proto != self.proto:  # HELLO switched protocols: this reply already uses the new one
+                proto = self.proto
+            if type(reply) is Replies:
+                for part in reply:
+                    encode_into(out, part, proto)
+            else:
+                if type(reply) is ErrorReply:
+                    node.stats["error_replies"] += 1
+                encode_into(out, reply, proto)
+            if self.closing:
+                break
+        else:
+            if self.parser.error is not None and not self.closing:
+                out.append(b"-ERR Protocol error: " + str(self.parser.error).encode() + b"\r\n")
+                node.stats["protocol_errors"] += 1
+                self.close_after_write()
+        node.stats["total_commands_processed"] += processed
+        if commands:
+            self.last_active = time.monotonic()
+            last = commands[min(i, n) - 1]
+            self.last_cmd = last[0][:32].decode(errors="replace").lower() if last else "NULL"
+        if out and self.transport is not None:
+            data = b"".join(out)
+            node.stats["net_output_bytes"] += len(data)
+            self.transport.write(data)
+        if self.closing and self.transport is not None:
+            self.transport.close()
+
+    def _resumed(self, future: asyncio.Future[Any]) -> None:
+        if self.waiting is not future:
+            return
+        self.waiting = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
+        out: list[bytes] = []
+        if type(reply) is ErrorReply:
+            self.node.stats["error_replies"] += 1
+        encode_into(out, reply, self.proto)
+        self.transport.write(b"".join(out))
+        backlog, self.backlog = self.backlog, deque()
+        if backlog or self.parser.error is not None:
+            self.run(backlog)
+        if self.waiting is None and not self._write_paused:
+            self._resume_reading()
+
+    def close_after_write(self) -> None:
+        self.closing = True
+
+    def _pause_reading(self) -> None:
+        if not self._paused_reading and self.transport is not None and not self.transport.is_closing():
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._paused_reading and self.transport is not None and not self.transport.is_closing():
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    def kill(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- transactions -----------------------------------------------------------
+
+    def queue(self, spec: CommandSpec, argv: list[bytes]) -> Any:
+        """Queue a command inside MULTI; a command outside the transaction's plane group is refused."""
+        assert self.multi is not None
+        if "no_multi" in spec.flags:
+            self.multi_error = True
+            return ErrorReply("ERR Command not allowed inside a transaction")
+        if spec.scope == "key":
+            from vfsd.commands.dispatch import plane_group
+
+            try:
+                group = plane_group(self, spec, argv)
+            except ErrorReply as err:
+                self.multi_error = True
+                return err
+            if self.multi_group is None:
+                self.multi_group = group
+            elif group != self.multi_group:
+                self.multi_error = True
+                return ErrorReply(
+                    f"ERR transaction spans planes: '{spec.keys(argv)[0].decode(errors='replace')}' is on the {group} "
+                    f"plane, earlier commands on the {self.multi_group} plane; use one transaction per plane"
+                )
+        self.multi.append((spec, argv))
+        return QUEUED
+
+    def revision(self, key: bytes) -> int | None:
+        node = self.node
+        entry = node.keyspace.data.get(key)
+        if entry is None or node.keyspace.is_expired(key, node.now_ms()):
+            return None
+        return entry.rev
+
+    def watch(self, keys: list[bytes]) -> None:
+        for key in keys:
+            if key[:1] == b"/":
+                try:
+                    self.node.router.plane_of(key)
+                except PathError as exc:
+                    raise ErrorReply(str(exc)) from None
+            if key not in self.watches:
+                self.watches[key] = self.revision(key)
+
+    def watch_group_keys(self, group: str) -> list[tuple[bytes, int | None]]:
+        router = self.node.router
+        return [(k, r) for k, r in self.watches.items() if GROUP[router.plane_of(k)] == group]
+
+    def watches_dirty(self) -> bool:
+        return any(self.revision(k) != r for k, r in self.watches.items())
+
+    # -- pub/sub ----------------------------------------------------------------
+
+    def subscriptions(self) -> int:
+        return len(self.channels) + len(self.patterns)
+
+    def deliver(self, message: list[bytes]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        out: list[bytes] = []
+        encode_into(out, Push(message), self.proto)
+        transport.write(b"".join(out))
+        if transport.get_write_buffer_size() > self.node.settings.pubsub_output_limit_bytes:
+            log.warning("client id=%d addr=%s closed for overcoming of output buffer limits", self.id, self.addr)
+            self.node.stats["client_output_limit_disconnections"] += 1
+            self.closing = True
+            transport.abort()
+
+    def unsubscribe_all(self) -> None:
+        pubsub = self.node.pubsub
+        for channel in self.channels:
+            pubsub.unsubscribe(self, channel)
+        for pattern in self.patterns:
+            pubsub.punsubscribe(self, pattern)
+        self.channels.clear()
+        self.patterns.clear()
+
+    # -- introspection ----------------------------------------------------------
+
+    def flags(self) -> str:
+        flags = ""
+        if self.subscriptions():
+            flags += "P"
+        if self.multi is not None:
+            flags += "x"
+        return flags or "N"
+
+    def info_line(self) -> str:
+        now = time.monotonic()
+        return (
+            f"id={self.id} addr={self.addr} laddr={self.laddr} fd=-1 name={self.name.decode(errors='replace')} "
+            f"age={int(now - self.created)} idle={int(now - self.last_active)} flags={self.flags()} db=0 "
+            f"sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
+            f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "
+            f"qbuf={self.parser.buffered_bytes} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
+            f"omem={self.transport.get_write_buffer_size() if self.transport else 0} tot-mem=0 events=r "
+            f"cmd={self.last_cmd} user=default redir=-1 resp={self.proto} "
+            f"lib-name={self.lib_name.decode(errors='replace')} lib-ver={self.lib_ver.decode(errors='replace')}"
+        )
+
+
+def _fmt_addr(addr: Any) -> str:
+    if not addr:
+        return "?"
+    if isinstance(addr, tuple):
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)

@@ -1,0 +1,135 @@
+"""The ordered keyspace every plane stores its files in.
+
+One dict gives O(1) point access; a SortedList of the same keys makes a
+directory listing or ``SCAN MATCH /hw/*`` a range walk instead of a full scan.
+Expiry times live in a side dict (as in Redis, most keys have none) plus a heap
+of deadlines, so the active sweep costs nothing when nothing expires and
+O(log n) per key that does. Heap items are checked against the dict when
+popped, so replacing or removing a deadline never has to search the heap.
+
+The keyspace is pure data: it reads no clock. Callers pass ``now_ms``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from vfsd.codec import RAW
+
+
+class Entry:
+    """One file: its value and metadata (DESIGN.md §2).
+
+    ``rev`` is the plane's revision of the last change (a log index on the
+    desired plane, a hybrid-logical-clock timestamp on the active plane, a node
+    counter on the local plane); ``origin`` is the node that made it.
+    """
+
+    __slots__ = ("value", "kind", "rev", "origin", "ctime_ms", "mtime_ms")
+
+    def __init__(self, value: bytes, kind: int, rev: int, origin: str, ctime_ms: int, mtime_ms: int) -> None:
+        self.value = value
+        self.kind = kind
+        self.rev = rev
+        self.origin = origin
+        self.ctime_ms = ctime_ms
+        self.mtime_ms = mtime_ms
+
+    def __repr__(self) -> str:
+        return f"Entry({self.value!r}, kind={self.kind}, rev={self.rev}, origin={self.origin!r})"
+
+
+class Keyspace:
+    __slots__ = ("data", "keys", "expires", "_deadlines")
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, Entry] = {}
+        self.keys: SortedList = SortedList()
+        self.expires: dict[bytes, int] = {}
+        self._deadlines: list[tuple[int, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, key: bytes) -> Entry | None:
+        return self.data.get(key)
+
+    def is_expired(self, key: bytes, now_ms: int) -> bool:
+        at = self.expires.get(key)
+        return at is not None and at <= now_ms
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        if key not in self.data:
+            self.keys.add(key)
+        self.data[key] = entry
+
+    def delete(self, key: bytes) -> Entry | None:
+        entry = self.data.pop(key, None)
+        if entry is not None:
+            self.keys.remove(key)
+            self.expires.pop(key, None)
+        return entry
+
+    def set_expire(self, key: bytes, at_ms: int) -> None:
+        self.expires[key] = at_ms
+        heapq.heappush(self._deadlines, (at_ms, key))
+
+    def persist(self, key: bytes) -> bool:
+        return self.expires.pop(key, None) is not None
+
+    def expire_at(self, key: bytes) -> int | None:
+        return self.expires.get(key)
+
+    def due(self, now_ms: int, limit: int) -> list[bytes]:
+        """Keys whose deadline has passed, at most ``limit``; stale heap items are dropped."""
+        out: list[bytes] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now_ms and len(out) < limit:
+            at, key = heapq.heappop(heap)
+            if self.expires.get(key) == at:
+                out.append(key)
+        if len(heap) > 2 * len(self.expires) + 1024:
+            self._deadlines = [(at, k) for k, at in self.expires.items()]
+            heapq.heapify(self._deadlines)
+        return out
+
+    def due_again(self, key: bytes) -> None:
+        """Put back a deadline that ``due`` returned but the caller could not act on yet."""
+        at = self.expires.get(key)
+        if at is not None:
+            heapq.heappush(self._deadlines, (at, key))
+
+    def next_deadline(self) -> int | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def range(self, start: bytes = b"", stop: bytes | None = None, *, inclusive_start: bool = True) -> Iterator[bytes]:
+        """Keys in ``[start, stop)`` in byte order."""
+        return self.keys.irange(start, stop, inclusive=(inclusive_start, False))
+
+    def prefixed(self, prefix: bytes) -> Iterator[bytes]:
+        return self.keys.irange(prefix, prefix_end(prefix), inclusive=(True, False)) if prefix else iter(self.keys)
+
+    def clear_keys(self, keys: list[bytes]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.keys.clear()
+        self.expires.clear()
+        self._deadlines.clear()
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def new_raw(value: bytes, rev: int, origin: str, now_ms: int) -> Entry:
+    return Entry(value, RAW, rev, origin, now_ms, now_ms)
