@@ -81,6 +81,8 @@ class VfsdProcess:
             return ""
 
     def client(self, **kwargs: Any) -> redis.Redis:
+        """A redis-py client; RESP2 unless ``protocol=3`` is passed (redis-py 8 would default to RESP3)."""
+        kwargs.setdefault("protocol", 2)
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kwargs)
 
     def stop(self, timeout: float = 10.0) -> int | None:

@@ -174,16 +174,15 @@ class Node:
 
     def apply_settings(self, changes: dict[str, Any]) -> None:
         """CONFIG SET: validate everything first, then apply all or nothing."""
-        if "notify_keyspace_events" in changes:
-            changes["notify_keyspace_events"] = parse_notify_flags(changes["notify_keyspace_events"])
-        if "notify_vfs_events" in changes:
-            changes["notify_vfs_events"] = parse_notify_flags(changes["notify_vfs_events"])
+        for name in ("notify_keyspace_events", "notify_vfs_events"):
+            if name in changes:
+                parse_notify_flags(changes[name])  # validate before anything changes
         if "log_level" in changes and changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ErrorReply("ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, info, warning, error")
         for name, value in changes.items():
             setattr(self.settings, name, value)
-        self.notifier.local_flags = self.settings.notify_keyspace_events
-        self.notifier.vfs_flags = self.settings.notify_vfs_events
+        self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
+        self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:

@@ -55,6 +55,8 @@ def resolve(argv: list[bytes]) -> CommandSpec:
             raise unknown_command(argv)
     if "container" in spec.flags:
         if len(argv) < 2:
+            if spec.arity == -1:  # COMMAND alone: the container's own handler answers
+                return spec
             raise wrong_arity(spec.name)
         sub = spec.subcommands.get(argv[1].decode(errors="replace").lower())
         if sub is None:
@@ -68,14 +70,14 @@ def resolve(argv: list[bytes]) -> CommandSpec:
 
 
 def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
-    """The replication group all of a command's keys route to; ErrorReply if they span groups."""
+    """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups."""
     router = client.node.router
     keys = spec.keys(argv)
     try:
         first = GROUP[router.plane_of(keys[0])]
         for key in keys[1:]:
             group = GROUP[router.plane_of(key)]
-            if group != first:
+            if group != first and spec.is_write:  # reads are local on every plane: they may span
                 raise ErrorReply(
                     f"ERR '{spec.name}' spans planes: '{keys[0].decode(errors='replace')}' ({first}) and "
                     f"'{key.decode(errors='replace')}' ({group}); send one command per plane"

@@ -72,6 +72,13 @@ container("command", group="server", summary="Returns detailed information about
 TABLE["command"].arity = -1
 
 
+def _command_bare(client: "Client", argv: list[bytes]) -> list[Any]:
+    return [command_info(s) for s in TABLE.values() if _visible(s)]
+
+
+TABLE["command"].handler = _command_bare
+
+
 @command("count", arity=2, flags="loading stale", group="server", scope="node", parent="command",
          summary="Returns a count of commands.", since="2.8.13")
 def command_count(client: "Client", argv: list[bytes]) -> int:

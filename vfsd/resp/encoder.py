@@ -1,0 +1,192 @@
+"""Encode reply values as RESP2 or RESP3 bytes.
+
+Wire forms follow the RESP3 spec
+(https://github.com/redis/redis-specifications/blob/master/protocol/RESP3.md) and, for
+RESP2 downgrades, what Redis 7.2 sends to a client that did not `HELLO 3`: booleans
+become integers, doubles and verbatim strings become bulks, maps become flat arrays,
+sets and pushes become arrays, and every null becomes `$-1` (or `*-1` for NULL_ARRAY).
+
+The server calls `encode_into` once per reply and joins the pieces once per batch of
+pipelined replies, so the common cases (bulk, integer, status, null) are tested first
+and served from prebuilt bytes where possible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from vfsd.resp.types import ErrorReply, NullArray, Push, SimpleString, Verbatim
+
+__all__ = ["encode", "encode_into"]
+
+_CRLF: Final = b"\r\n"
+
+# Replies for small integers and aggregate headers are prebuilt: `:0`, `:1` and
+# `*2` dominate real traffic (EXISTS, SADD, DEL, MGET of a few keys).
+_CACHED_COUNT: Final = 1024
+_INT_REPLIES: Final = tuple(b":%d\r\n" % n for n in range(_CACHED_COUNT))
+_ARRAY_HEADERS: Final = tuple(b"*%d\r\n" % n for n in range(_CACHED_COUNT))
+
+# Bulks up to this size are formatted into one piece (one small copy beats three list
+# entries); larger ones go out as header, payload, CRLF so the payload is copied only
+# by the final join.
+_BULK_ONE_PIECE_MAX_BYTES: Final = 16 * 1024
+
+_SIMPLE_REPLIES: Final[dict[str, bytes]] = {
+    "OK": b"+OK\r\n",
+    "QUEUED": b"+QUEUED\r\n",
+    "PONG": b"+PONG\r\n",
+}
+_NULL_BULK: Final = b"$-1\r\n"
+_NULL_ARRAY_RESP2: Final = b"*-1\r\n"
+_NULL_RESP3: Final = b"_\r\n"
+_TRUE_RESP3: Final = b"#t\r\n"
+_FALSE_RESP3: Final = b"#f\r\n"
+
+
+def encode(value: object, proto: int) -> bytes:
+    """Return the wire form of one reply; `proto` is 2 or 3 (the client's HELLO)."""
+    out: list[bytes] = []
+    encode_into(out, value, proto)
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def encode_into(out: list[bytes], value: object, proto: int) -> None:
+    """Append the wire form of `value` to `out` as one or more pieces.
+
+    Raises TypeError for a value with no RESP mapping: that is a handler bug, not
+    something to send to the client.
+    """
+    kind = type(value)
+    if kind is bytes:
+        assert isinstance(value, bytes)
+        size = len(value)
+        if size <= _BULK_ONE_PIECE_MAX_BYTES:
+            out.append(b"$%d\r\n%b\r\n" % (size, value))
+        else:
+            out += (b"$%d\r\n" % size, value, _CRLF)
+    elif kind is int:
+        assert isinstance(value, int)
+        if 0 <= value < _CACHED_COUNT:
+            out.append(_INT_REPLIES[value])
+        else:
+            out.append(b":%d\r\n" % value)
+    elif kind is SimpleString:
+        assert isinstance(value, SimpleString)
+        cached = _SIMPLE_REPLIES.get(value)
+        out.append(cached if cached is not None else _status(value))
+    elif value is None:
+        out.append(_NULL_RESP3 if proto == 3 else _NULL_BULK)
+    elif kind is list:
+        assert isinstance(value, list)
+        _encode_items(out, value, len(value), proto)
+    else:
+        _encode_other(out, value, proto)
+
+
+def _status(text: str) -> bytes:
+    """`+text`; a CR or LF would end the line early and desync the client, so blank it."""
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return b"+%b\r\n" % text.encode()
+
+
+def _error(message: str) -> bytes:
+    """`-message`; newlines are replaced like Redis's addReplyErrorFormat does."""
+    if "\r" in message or "\n" in message:
+        message = message.replace("\r", " ").replace("\n", " ")
+    return b"-%b\r\n" % message.encode()
+
+
+def _bulk(out: list[bytes], data: bytes) -> None:
+    """`$len` bulk string, avoiding a copy of large payloads."""
+    size = len(data)
+    if size <= _BULK_ONE_PIECE_MAX_BYTES:
+        out.append(b"$%d\r\n%b\r\n" % (size, data))
+    else:
+        out += (b"$%d\r\n" % size, data, _CRLF)
+
+
+def _double_text(number: float) -> bytes:
+    """Redis's double formatting: `3` not `3.0`, else the shortest round-trip repr."""
+    if math.isinf(number):
+        return b"inf" if number > 0 else b"-inf"
+    if math.isnan(number):
+        return b"nan"
+    text = repr(number)
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text.encode()
+
+
+def _encode_items(out: list[bytes], items: list[object] | tuple[object, ...], count: int,
+                  proto: int) -> None:
+    """`*n` followed by each element; bulk elements are inlined for speed."""
+    out.append(_ARRAY_HEADERS[count] if count < _CACHED_COUNT else b"*%d\r\n" % count)
+    for item in items:
+        if type(item) is bytes:
+            assert isinstance(item, bytes)
+            if len(item) <= _BULK_ONE_PIECE_MAX_BYTES:
+                out.append(b"$%d\r\n%b\r\n" % (len(item), item))
+                continue
+        encode_into(out, item, proto)
+
+
+def _encode_other(out: list[bytes], value: object, proto: int) -> None:
+    """Every type outside the fast path, in an order where subclasses come first."""
+    resp3 = proto == 3
+    if isinstance(value, bool):  # bool is an int subclass: must precede int
+        if resp3:
+            out.append(_TRUE_RESP3 if value else _FALSE_RESP3)
+        else:
+            out.append(_INT_REPLIES[1] if value else _INT_REPLIES[0])
+    elif isinstance(value, ErrorReply):
+        out.append(_error(value.message))
+    elif isinstance(value, SimpleString):
+        out.append(_status(value))
+    elif isinstance(value, Verbatim):
+        data = value.encode()
+        if resp3:
+            out.append(b"=%d\r\ntxt:%b\r\n" % (len(data) + 4, data))
+        else:
+            _bulk(out, data)
+    elif isinstance(value, int):
+        out.append(b":%d\r\n" % value)
+    elif isinstance(value, float):
+        text = _double_text(value)
+        if resp3:
+            out.append(b",%b\r\n" % text)
+        else:
+            _bulk(out, text)
+    elif isinstance(value, str):
+        _bulk(out, value.encode())
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        # bytes() snapshots mutable buffers: the join happens later, after the handler.
+        _bulk(out, bytes(value))
+    elif isinstance(value, NullArray):
+        out.append(_NULL_RESP3 if resp3 else _NULL_ARRAY_RESP2)
+    elif isinstance(value, Push):
+        if resp3:
+            out.append(b">%d\r\n" % len(value))
+            for item in value:
+                encode_into(out, item, proto)
+        else:
+            _encode_items(out, value, len(value), proto)
+    elif isinstance(value, (list, tuple)):
+        _encode_items(out, value, len(value), proto)
+    elif isinstance(value, dict):
+        if resp3:
+            out.append(b"%%%d\r\n" % len(value))
+        else:
+            count = 2 * len(value)
+            out.append(_ARRAY_HEADERS[count] if count < _CACHED_COUNT else b"*%d\r\n" % count)
+        for key, item in value.items():
+            encode_into(out, key, proto)
+            encode_into(out, item, proto)
+    elif isinstance(value, (set, frozenset)):
+        out.append(b"~%d\r\n" % len(value) if resp3 else b"*%d\r\n" % len(value))
+        for item in value:
+            encode_into(out, item, proto)
+    else:
+        raise TypeError(f"no RESP encoding for {type(value).__name__}: {value!r:.80}")
