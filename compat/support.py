@@ -13,9 +13,11 @@ import redis
 
 from tests.conftest import free_port, wait_for
 
+__all__ = ["CLIENT_TIMEOUT_S", "RedisServerProcess", "as_map", "free_port", "next_message", "wait_for",
+           "wait_subscribed"]
+
 #: Every blocking call a compat test makes is bounded by this many seconds.
 CLIENT_TIMEOUT_S = 10.0
-
 
 
 def as_map(reply: Any) -> dict[Any, Any]:
@@ -34,6 +36,24 @@ def next_message(pubsub: Any, timeout: float = 5.0) -> dict[str, Any]:
         if message is not None:
             return message
     raise AssertionError(f"no pub/sub message within {timeout}s")
+
+
+def wait_subscribed(pubsub: Any, count: int, timeout: float = 5.0) -> None:
+    """Read ``count`` (p)subscribe confirmations: only then is a subscription in force on the server.
+
+    Pub/sub commands and PUBLISH travel on different connections, so a test
+    that publishes before the confirmation arrives races the subscription.
+    """
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while seen < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"only {seen} of {count} subscription confirmations within {timeout}s")
+        message = pubsub.get_message(timeout=min(left, 1.0))
+        if message is not None:
+            assert message["type"] in ("subscribe", "psubscribe"), message
+            seen += 1
 
 
 class RedisServerProcess:

@@ -23,7 +23,8 @@ from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client
-from vfsd.store.keyspace import Entry, Keyspace
+from vfsd.store.cursors import ScanCursors
+from vfsd.store.keyspace import Keyspace
 from vfsd.store.local import LocalPlane
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,14 @@ class Node:
         self._clock = clock
         self.run_id = uuid.uuid4().hex + uuid.uuid4().hex[:8]
         self.keyspace = Keyspace()
+        self.scan_cursors = ScanCursors()
         self.router = Router(self.config.roots)
         self.pubsub = PubSub()
         self.notifier = Notifier(self.pubsub, self.config.notify_keyspace_events, self.config.notify_vfs_events)
         self.stats: Counter[str] = Counter()
         self.clients: dict[int, Client] = {}
         cfg = self.config
-        sink = self._on_change
+        sink = self.notifier.on_change
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
@@ -70,11 +72,6 @@ class Node:
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    def _on_change(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
-        if event == "expired":
-            self.stats["expired_keys"] += 1
-        self.notifier.on_change(flag, event, key, entry, plane)
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ the roots table maps each root to a plane.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Final
 
 CONSENSUS: Final = "consensus"
@@ -39,6 +39,8 @@ DEFAULT_ROOTS: Final[Mapping[str, str]] = {
 MAX_PATH_BYTES: Final = 1024
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+# Everything check_path rejects, in one pass: the common (valid) case costs one regex search.
+_SUSPECT = re.compile(rb"[\x00-\x1f\x7f]|//|/\.\.?(?:/|$)|/$")
 
 
 class PathError(ValueError):
@@ -47,6 +49,12 @@ class PathError(ValueError):
 
 def check_path(key: bytes) -> None:
     """Raise PathError naming the problem when ``key`` is not a well-formed path."""
+    if len(key) <= MAX_PATH_BYTES and _SUSPECT.search(key) is None:
+        try:
+            key.decode("utf-8")
+            return
+        except UnicodeDecodeError:
+            pass
     shown = key[:80].decode("utf-8", "replace")
     if len(key) > MAX_PATH_BYTES:
         raise PathError(f"ERR invalid path '{shown}...': longer than {MAX_PATH_BYTES} bytes")
@@ -96,13 +104,22 @@ class Router:
         self._cache: dict[bytes, str] = {}
         self._cache_max = cache_max
 
-    def plane_of(self, key: bytes) -> str:
-        """The plane ``key`` lives on; PathError for a malformed or unrooted path."""
+    def plane_of(self, key: bytes, known: Container[bytes] = ()) -> str:
+        """The plane ``key`` lives on; PathError for a malformed or unrooted path.
+
+        ``known`` holds keys already validated (the keyspace itself): a path that
+        exists was checked when it was first written.
+        """
         if key[:1] != b"/":
             return LOCAL
         plane = self._cache.get(key)
         if plane is not None:
             return plane
+        if key in known:
+            end = key.find(b"/", 1)
+            plane = self._by_root.get(key if end < 0 else key[:end])
+            if plane is not None:
+                return plane
         check_path(key)
         end = key.find(b"/", 1)
         root = key if end < 0 else key[:end]

@@ -32,15 +32,17 @@ class PubSub:
         self.channels: dict[bytes, dict[Subscriber, None]] = {}
         self.patterns: dict[bytes, dict[Subscriber, None]] = {}
         self._matchers: dict[bytes, Callable[[bytes], Any]] = {}
+        #: True while nobody is subscribed to anything: the change path skips notifications entirely.
+        self.idle = True
 
-    @property
-    def idle(self) -> bool:
-        return not self.channels and not self.patterns
+    def _update_idle(self) -> None:
+        self.idle = not self.channels and not self.patterns
 
     def subscribe(self, sub: Subscriber, channel: bytes) -> bool:
         subs = self.channels.setdefault(channel, {})
         added = sub not in subs
         subs[sub] = None
+        self.idle = False
         return added
 
     def unsubscribe(self, sub: Subscriber, channel: bytes) -> bool:
@@ -50,6 +52,7 @@ class PubSub:
         del subs[sub]
         if not subs:
             del self.channels[channel]
+            self._update_idle()
         return True
 
     def psubscribe(self, sub: Subscriber, pattern: bytes) -> bool:
@@ -57,6 +60,7 @@ class PubSub:
         added = sub not in subs
         subs[sub] = None
         self._matchers[pattern] = compile_glob(pattern)
+        self.idle = False
         return added
 
     def punsubscribe(self, sub: Subscriber, pattern: bytes) -> bool:
@@ -67,6 +71,7 @@ class PubSub:
         if not subs:
             del self.patterns[pattern]
             del self._matchers[pattern]
+            self._update_idle()
         return True
 
     def publish(self, channel: bytes, message: bytes) -> int:
@@ -119,8 +124,11 @@ class Notifier:
         self.local_flags = parse_notify_flags(local_flags)
         self.vfs_flags = parse_notify_flags(vfs_flags)
         self.listeners: list[Callable[[str, bytes, Entry | None], None]] = []
+        self.expired_keys = 0
 
     def on_change(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
+        if flag == "x":
+            self.expired_keys += 1
         for listener in self.listeners:
             listener(event, key, entry)
         pubsub = self.pubsub

@@ -25,7 +25,7 @@ from vfsd.commands.pubsub import Replies
 from vfsd.commands.table import CommandSpec
 from vfsd.paths import GROUP, PathError
 from vfsd.resp.encoder import encode_into
-from vfsd.resp.parser import RequestParser
+from vfsd.resp.fast import FastRequestParser as RequestParser
 from vfsd.resp.types import QUEUED, ErrorReply, Push
 
 if TYPE_CHECKING:

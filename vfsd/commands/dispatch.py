@@ -90,29 +90,46 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     try:
-        spec = resolve(argv)
+        spec = LOOKUP.get(argv[0])
+        if spec is None or spec.parent is not None or "container" in spec.flags:
+            spec = resolve(argv)
+        else:
+            arity = spec.arity
+            n = len(argv)
+            if (n != arity) if arity >= 0 else (n < -arity):
+                raise wrong_arity(spec.name)
         if not client.authenticated and "no_auth" not in spec.flags:
             raise NOAUTH
-        name = spec.parent.name if spec.parent else spec.name
-        if client.proto == 2 and client.subscriptions() and name not in SUBSCRIBED_ALLOWED:
-            raise ErrorReply(
-                f"ERR Can't execute '{spec.full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
-                "are allowed in this context"
-            )
-        if client.multi is not None and name not in IN_MULTI_IMMEDIATE:
-            return client.queue(spec, argv)
-        if "no_multi" in spec.flags and client.multi is not None:
-            raise ErrorReply("ERR Command not allowed inside a transaction")
+        if client.multi is not None or client.proto == 2 and (client.channels or client.patterns):
+            name = spec.parent.name if spec.parent else spec.name
+            if client.proto == 2 and client.subscriptions() and name not in SUBSCRIBED_ALLOWED:
+                raise ErrorReply(
+                    f"ERR Can't execute '{spec.full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+                    "RESET are allowed in this context"
+                )
+            if client.multi is not None and name not in IN_MULTI_IMMEDIATE:
+                return client.queue(spec, argv)
+            if "no_multi" in spec.flags and client.multi is not None:
+                raise ErrorReply("ERR Command not allowed inside a transaction")
         if spec.scope == "node":
             return spec.handler(client, argv)
-        group = plane_group(client, spec, argv)
         node = client.node
+        if spec.last_key == 1 and spec.key_positions is None:  # one key: the common case
+            key = argv[1]
+            if key[:1] != b"/":
+                group = "local"
+            else:
+                try:
+                    group = GROUP[node.router.plane_of(key, node.keyspace.data)]
+                except PathError as exc:
+                    raise ErrorReply(str(exc)) from None
+        else:
+            group = plane_group(client, spec, argv)
         plane = node.planes[group]
-        now = node.now_ms()
         if spec.is_write and plane.deferred:
-            return plane.submit([argv], now)
+            return plane.submit([argv], node.now_ms())
         ctx = plane.ctx
-        ctx.now_ms = now
+        ctx.now_ms = node.now_ms()
         return spec.handler(ctx, argv)
     except ErrorReply as err:
         if client.multi is not None:

@@ -88,12 +88,12 @@ def pubsub_channels(client: "Client", argv: list[bytes]) -> list[bytes]:
 
 @command("numsub", arity=-2, flags="pubsub loading stale", acl="@pubsub", group="pubsub", scope="node",
          parent="pubsub", summary="Returns a count of subscribers to channels.", arguments="[channel ...]")
-def pubsub_numsub(client: "Client", argv: list[bytes]) -> dict[bytes, int] | list[Any]:
+def pubsub_numsub(client: "Client", argv: list[bytes]) -> list[Any]:
     channels = client.node.pubsub.channels
     flat: list[Any] = []
-    for channel in argv[2:]:
+    for channel in argv[2:]:  # a flat array in RESP3 too, as Redis 7.2 sends it
         flat += [channel, len(channels.get(channel, ()))]
-    return flat if client.proto == 2 else {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+    return flat
 
 
 @command("numpat", arity=2, flags="pubsub loading stale", acl="@pubsub", group="pubsub", scope="node",

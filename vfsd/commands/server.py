@@ -184,7 +184,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "total_connections_received": stats["total_connections_received"],
             "total_commands_processed": stats["total_commands_processed"],
             "total_net_input_bytes": stats["net_input_bytes"], "total_net_output_bytes": stats["net_output_bytes"],
-            "expired_keys": stats["expired_keys"], "evicted_keys": 0,
+            "expired_keys": node.notifier.expired_keys, "evicted_keys": 0,
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
             "total_error_replies": stats["error_replies"], "protocol_errors": stats["protocol_errors"],
             "client_output_limit_disconnections": stats["client_output_limit_disconnections"],
@@ -342,31 +342,21 @@ def keys(client: "Client", argv: list[bytes]) -> list[bytes]:
     return [k for k in db.prefixed(prefix) if match(k) is not None and not db.is_expired(k, now)]
 
 
-def encode_cursor(key: bytes) -> bytes:
-    """A SCAN cursor is the last key returned, as an integer (clients parse cursors as numbers)."""
-    return str(int.from_bytes(b"\x01" + key, "big")).encode()
-
-
-def decode_cursor(raw: bytes) -> bytes | None:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ErrorReply("ERR invalid cursor") from None
-    if value < 0:
+def parse_cursor(raw: bytes) -> int:
+    """Redis accepts any unsigned 64-bit cursor; anything else is 'invalid cursor'."""
+    if not raw.isdigit() or len(raw) > 20:
         raise ErrorReply("ERR invalid cursor")
-    if value == 0:
-        return None
-    data = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    if data[:1] != b"\x01":
+    value = int(raw)
+    if value >= 1 << 64:
         raise ErrorReply("ERR invalid cursor")
-    return data[1:]
+    return value
 
 
 @command("scan", arity=-2, flags="readonly", acl="@keyspace", group="generic", scope="node",
-         summary="Iterates over the key names in the database (in path order; the cursor is the last key seen).",
+         summary="Iterates over the key names in the database, in path order.",
          complexity="O(1) for every call", since="2.8.0", arguments="cursor [MATCH pattern] [COUNT count] [TYPE type]")
 def scan(client: "Client", argv: list[bytes]) -> list[Any]:
-    after = decode_cursor(argv[1])
+    cursor = parse_cursor(argv[1])
     pattern: bytes | None = None
     count = 10
     want_type: str | None = None
@@ -388,25 +378,37 @@ def scan(client: "Client", argv: list[bytes]) -> list[Any]:
         i += 2
     node = client.node
     db = node.keyspace
+    keys = db.keys
     now = node.now_ms()
     match = compile_glob(pattern) if pattern is not None else None
     prefix = literal_prefix(pattern) if pattern is not None else b""
-    start = prefix if after is None or after < prefix else after
     stop = prefix_end(prefix) if prefix else None
+    if cursor == 0:
+        walk = keys.irange(prefix, stop, inclusive=(True, False))
+    else:
+        after, rank = node.scan_cursors.resume(cursor)
+        if after is None:
+            after = keys[rank - 1] if 0 < rank <= len(keys) else (keys[-1] if keys and rank else b"")
+        if after < prefix:
+            walk = keys.irange(prefix, stop, inclusive=(True, False))
+        else:
+            walk = keys.irange(after, stop, inclusive=(False, False))
     found: list[bytes] = []
     last: bytes | None = None
     examined = 0
-    for key in db.keys.irange(start, stop, inclusive=(after is None or after < prefix, False)):
+    for key in walk:
         last = key
         examined += 1
         if (match is None or match(key) is not None) and not db.is_expired(key, now):
-            if want_type is None or type_name(db.data[key]) == want_type:
+            if want_type is None or type_name(db.data[key]).lower() == want_type:
                 found.append(key)
         if examined >= count:
             break
     else:
         last = None
-    return [b"0" if last is None else encode_cursor(last), found]
+    if last is None:
+        return [b"0", found]
+    return [str(node.scan_cursors.issue(last, keys.bisect_right(last))).encode(), found]
 
 
 _ = asyncio

@@ -48,9 +48,10 @@ class CommandSpec:
     def full_name(self) -> str:
         return f"{self.parent.name}|{self.name}" if self.parent else self.name
 
-    @property
-    def is_write(self) -> bool:
-        return "write" in self.flags
+    is_write: bool = False
+
+    def __post_init__(self) -> None:
+        self.is_write = "write" in self.flags
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of a call whose arity has been checked."""

@@ -1,0 +1,254 @@
+#!/usr/bin/env node
+// The compat scenarios through ioredis (run by compat/test_node.py).
+//
+//   node compat/node/scenarios.js PORT
+//
+// Runs every scenario over RESP2 and over RESP3 (ioredis 6 speaks RESP3 by
+// default). Prints one TAP-style line per check, "ok N - name" or
+// "not ok N - name" followed by "# " lines with the error, then "1..N". Exits
+// 0 only if every check passed. Every check is bounded in time, and a global
+// watchdog ends the process if anything hangs.
+"use strict";
+
+const assert = require("node:assert/strict");
+const Redis = require("ioredis");
+
+const port = Number(process.argv[2]);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error("usage: node scenarios.js PORT");
+  process.exit(2);
+}
+
+const CHECK_TIMEOUT_MS = 5000;
+const TOTAL_TIMEOUT_MS = 40000;
+setTimeout(() => {
+  console.log(`not ok - watchdog: scenarios did not finish within ${TOTAL_TIMEOUT_MS} ms`);
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS).unref();
+
+let count = 0;
+let failed = 0;
+const clients = [];
+
+function connect(protocol, extra = {}) {
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    protocol,
+    connectTimeout: CHECK_TIMEOUT_MS,
+    commandTimeout: CHECK_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null, // a dropped connection fails the check instead of retrying forever
+    ...extra,
+  });
+  client.on("error", () => {}); // failures surface through the rejected command
+  clients.push(client);
+  return client;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function check(name, fn) {
+  count += 1;
+  try {
+    await withTimeout(Promise.resolve().then(fn), CHECK_TIMEOUT_MS, name);
+    console.log(`ok ${count} - ${name}`);
+  } catch (err) {
+    failed += 1;
+    console.log(`not ok ${count} - ${name}`);
+    for (const line of String(err && err.stack ? err.stack : err).split("\n")) console.log(`# ${line}`);
+  }
+}
+
+async function waitFor(predicate, what, ms = 3000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+async function stringsOn(r, k) {
+  assert.equal(await r.set(k, "v1"), "OK");
+  assert.equal(await r.get(k), "v1");
+  assert.equal(await r.set(k, "v2", "NX"), null);
+  assert.equal(await r.set(k, "v2", "XX"), "OK");
+  assert.equal(await r.set(`${k}-none`, "v", "XX"), null);
+  assert.equal(await r.set(k, "v3", "GET"), "v2");
+  assert.equal(await r.set(k, "v4", "EX", 100), "OK");
+  const ttl = await r.ttl(k);
+  assert.ok(ttl > 90 && ttl <= 100, `TTL ${ttl}`); // whole seconds, rounded; slack for a loaded machine
+  assert.equal(await r.set(k, "v5", "PX", 200000), "OK");
+  const pttl = await r.pttl(k);
+  assert.ok(pttl > 190000 && pttl <= 200000, `PTTL ${pttl}`);
+  assert.equal(await r.persist(k), 1);
+  assert.equal(await r.ttl(k), -1);
+  assert.equal(await r.expire(k, 50), 1);
+  const ttl50 = await r.ttl(k);
+  assert.ok(ttl50 > 40 && ttl50 <= 50, `TTL ${ttl50}`);
+  assert.equal(await r.incr(`${k}-n`), 1);
+  assert.equal(await r.incrby(`${k}-n`, 41), 42);
+  assert.equal(await r.decr(`${k}-n`), 41);
+  assert.equal(await r.mset(`${k}-a`, "1", `${k}-b`, "2"), "OK");
+  assert.deepEqual(await r.mget(`${k}-a`, `${k}-b`, `${k}-none`), ["1", "2", null]);
+  assert.equal(await r.append(`${k}-a`, "xyz"), 4);
+  assert.equal(await r.strlen(`${k}-a`), 4);
+  assert.equal(await r.exists(k, `${k}-a`, `${k}-none`), 2);
+  assert.equal(await r.type(k), "string");
+  assert.equal(await r.del(k, `${k}-a`, `${k}-b`, `${k}-n`), 4);
+  assert.equal(await r.get(k), null);
+  assert.equal(await r.type(k), "none");
+}
+
+async function scenarios(protocol) {
+  const p = `p${protocol}`;
+  const r = connect(protocol, protocol === 3 ? { replyMapping: "resp3" } : {});
+  const planes = { local: `node:${p}:str`, active: `/run/node/${p}/str`, desired: `/ctx/node/${p}/str` };
+
+  for (const [plane, key] of Object.entries(planes)) {
+    await check(`${p} strings on the ${plane} plane (${key})`, () => stringsOn(r, key));
+  }
+
+  await check(`${p} pipeline`, async () => {
+    const k = `/run/node/${p}/pipe`;
+    const replies = await r.pipeline().set(k, "1").incr(k).get(k).set(`node:${p}:pipe`, "x").get(`node:${p}:pipe`).exec();
+    assert.deepEqual(replies, [[null, "OK"], [null, 2], [null, "2"], [null, "OK"], [null, "x"]]);
+  });
+
+  for (const key of [planes.desired, planes.local]) {
+    await check(`${p} multi/exec on ${key}`, async () => {
+      const replies = await r.multi().set(key, "1").incr(key).get(key).exec();
+      assert.deepEqual(replies, [[null, "OK"], [null, 2], [null, "2"]]);
+    });
+  }
+
+  await check(`${p} watch + concurrent change aborts exec`, async () => {
+    const k = `/ctx/node/${p}/watched`;
+    const other = connect(protocol);
+    const w = connect(protocol);
+    await w.set(k, "0");
+    await w.watch(k);
+    await other.set(k, "changed");
+    assert.equal(await w.multi().set(k, "mine").exec(), null);
+    assert.equal(await r.get(k), "changed");
+  });
+
+  await check(`${p} cross-plane multi is refused`, async () => {
+    const err = await r.multi().set(`/ctx/node/${p}/t`, "1").set(`/run/node/${p}/t`, "1").exec().then(
+      () => assert.fail("exec resolved"),
+      (e) => e,
+    );
+    assert.match(err.message, /EXECABORT/);
+    assert.ok(err.previousErrors.some((e) => /transaction spans planes/.test(e.message)), String(err.previousErrors));
+    assert.equal(await r.exists(`/ctx/node/${p}/t`, `/run/node/${p}/t`), 0);
+  });
+
+  await check(`${p} psubscribe keyspace events`, async () => {
+    const sub = connect(protocol);
+    const events = [];
+    sub.on("pmessage", (pattern, channel, message) => events.push([pattern, channel, message]));
+    await sub.psubscribe(`__keyspace@0__:/ctx/node/${p}/*`); // resolves once the server confirmed
+    const k = `/ctx/node/${p}/ev`;
+    await r.set(k, "1");
+    await r.del(k);
+    await waitFor(() => events.length >= 2, "two keyspace events");
+    const channel = `__keyspace@0__:${k}`;
+    const pattern = `__keyspace@0__:/ctx/node/${p}/*`;
+    assert.deepEqual(events.slice(0, 2), [[pattern, channel, "set"], [pattern, channel, "del"]]);
+    await sub.punsubscribe();
+  });
+
+  await check(`${p} __vfs__ channel payload`, async () => {
+    const sub = connect(protocol);
+    const got = [];
+    sub.on("message", (channel, message) => got.push([channel, message]));
+    const k = `/ctx/node/${p}/watched-doc`;
+    await sub.subscribe(`__vfs__:${k}`);
+    await r.set(k, "v1");
+    await waitFor(() => got.length >= 1, "a __vfs__ message");
+    const body = JSON.parse(got[0][1]);
+    assert.equal(got[0][0], `__vfs__:${k}`);
+    assert.equal(body.op, "set");
+    assert.equal(body.path, k);
+    assert.equal(body.value, "v1");
+    assert.equal(typeof body.rev, "number");
+  });
+
+  await check(`${p} scanStream MATCH returns every path once`, async () => {
+    const paths = [];
+    for (let n = 0; n < 100; n++) for (let c = 0; c < 3; c++) paths.push(`/hw/node-${p}-${String(n).padStart(3, "0")}/cpu/${c}`);
+    const args = [];
+    for (const path of paths) args.push(path, "x");
+    assert.equal(await r.mset(...args), "OK");
+    await r.set(`/run/hw/node-${p}`, "x"); // not under /hw
+    const seen = [];
+    await new Promise((resolve, reject) => {
+      const stream = r.scanStream({ match: `/hw/node-${p}-*`, count: 37 });
+      stream.on("data", (keys) => seen.push(...keys));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    assert.equal(seen.length, new Set(seen).size, "a path came back twice");
+    assert.deepEqual([...seen].sort(), [...paths].sort());
+    assert.deepEqual((await r.keys(`/hw/node-${p}-00?/cpu/0`)).sort(), paths.filter((x) => /-00\d\/cpu\/0$/.test(x)).sort());
+  });
+
+  await check(`${p} JSON via call()`, async () => {
+    const k = `/ctx/node/${p}/doc`;
+    const doc = { a: { b: [1, 2] }, name: "web" };
+    assert.equal(await r.call("JSON.SET", k, "$", JSON.stringify(doc)), "OK");
+    assert.deepEqual(JSON.parse(await r.call("JSON.GET", k)), doc);
+    assert.equal(await r.call("JSON.GET", k, "$.a.b"), "[[1,2]]");
+    assert.equal(await r.get(k), JSON.stringify(doc));
+    assert.equal(await r.type(k), "ReJSON-RL");
+    assert.equal(await r.call("JSON.DEL", k, "$.name"), 1);
+    assert.equal(await r.get(k), '{"a":{"b":[1,2]}}');
+    await assert.rejects(r.incr(k), /^ReplyError: WRONGTYPE Operation against a key holding the wrong kind of value/);
+  });
+
+  await check(`${p} error replies`, async () => {
+    await assert.rejects(r.call("GET"), { message: "ERR wrong number of arguments for 'get' command" });
+    await assert.rejects(r.call("NOSUCHCMD", "a"), { message: "ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' " });
+    await assert.rejects(r.set("/ctx//x", "1"), { message: "ERR invalid path '/ctx//x': empty segment" });
+    await assert.rejects(r.set("/nope/x", "1"), /^ReplyError: ERR no plane for root '\/nope'/);
+    await assert.rejects(r.mset("/ctx/a", "1", "/run/a", "1"), /spans planes/);
+    assert.equal(await r.ping(), "PONG"); // the connection is still usable
+  });
+
+  await check(`${p} VFS.LS and VFS.STAT`, async () => {
+    const dir = `/ctx/node/${p}/vfs`;
+    assert.equal(await r.mset(`${dir}/a`, "1", `${dir}/sub/b`, "2"), "OK");
+    assert.deepEqual(await r.call("VFS.LS", dir), ["a", "sub/"]);
+    const reply = await r.call("VFS.STAT", `${dir}/a`);
+    const stat = Array.isArray(reply) ? Object.fromEntries(reply.flatMap((v, i) => (i % 2 ? [] : [[v, reply[i + 1]]]))) : reply;
+    assert.equal(Array.isArray(reply), protocol === 2, "RESP3 with replyMapping resp3 gives an object");
+    assert.equal(stat.plane, "consensus");
+    assert.equal(stat.type, "string");
+    assert.equal(stat.size, 1);
+    assert.equal(stat.ttl_ms, -1);
+  });
+}
+
+async function main() {
+  try {
+    await scenarios(2);
+    await scenarios(3);
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.quit().catch(() => c.disconnect())));
+  }
+  console.log(`1..${count}`);
+  if (failed) console.log(`# ${failed} of ${count} checks failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.log(`not ok - ${err && err.stack ? err.stack : err}`);
+  process.exit(1);
+});

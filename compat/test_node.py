@@ -1,0 +1,48 @@
+"""The compat scenarios through a Node.js client (ioredis), from ``compat/node/scenarios.js``.
+
+The script prints TAP-style ``ok N - name`` / ``not ok N - name`` lines and a
+``1..N`` plan, and exits 0 only when every check passed. ioredis is installed
+locally (``compat/node/node_modules``, git-ignored); when it is missing this
+test fails and says how to install it — a skipped compat test would hide that
+the Node client was never exercised.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VfsdProcess
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+SCRIPT = NODE_DIR / "scenarios.js"
+INSTALL_HINT = ("run `npm install --prefix compat/node` from the repository root (or `npm ci --prefix compat/node` "
+                "where compat/node/package-lock.json exists; the lockfile is git-ignored)")
+
+#: Checks the script runs per protocol (RESP2 and RESP3); a dropped check must not go unnoticed.
+CHECKS_PER_PROTOCOL = 14
+
+
+def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("Node.js is not installed: install node (>= 20), then " + INSTALL_HINT)
+    if not (NODE_DIR / "node_modules" / "ioredis" / "package.json").is_file():
+        pytest.fail(f"ioredis is not installed in {NODE_DIR / 'node_modules'}: " + INSTALL_HINT)
+    try:
+        done = subprocess.run([node, str(SCRIPT), str(vfsd.port)], capture_output=True, text=True, timeout=60,
+                              cwd=NODE_DIR)
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"node scenarios.js did not finish within 60s; output so far:\n{partial}")
+    output = done.stdout + done.stderr
+    failures = [line for line in output.splitlines() if line.startswith("not ok")]
+    assert not failures, output
+    assert done.returncode == 0, output
+    passed = re.findall(r"^ok \d+ - ", done.stdout, flags=re.MULTILINE)
+    assert len(passed) == 2 * CHECKS_PER_PROTOCOL, output
+    assert f"1..{2 * CHECKS_PER_PROTOCOL}" in done.stdout.splitlines(), output
