@@ -20,7 +20,7 @@ from vfsd.commands.context import Ctx
 from vfsd.commands.table import TABLE
 from vfsd.jsonpath import format_location
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.store.keyspace import Entry, Keyspace
+from vfsd.store.keyspace import CTIME, Entry, KIND, Keyspace, VALUE
 
 
 class Recorder:
@@ -61,8 +61,8 @@ def error(ctx: Ctx, *argv: Any) -> str:
 
 def doc(ctx: Ctx, key: str = "k") -> Any:
     entry = ctx.db.get(key.encode())
-    assert entry is not None and entry.kind == codec.DOC
-    return codec.unpack(entry.value)
+    assert entry is not None and entry[KIND] == codec.DOC
+    return codec.unpack(entry[VALUE])
 
 
 def put(ctx: Ctx, value: Any, key: str = "k") -> None:
@@ -108,8 +108,8 @@ def test_mget_keys_are_all_but_the_path() -> None:
 def test_set_new_key_at_root_stores_a_msgpack_document(ctx: Ctx, sink: Recorder) -> None:
     assert call(ctx, "JSON.SET", "k", "$", '{"a": 1, "b": [true, null]}') == OK
     entry = ctx.db.get(b"k")
-    assert entry is not None and entry.kind == codec.DOC
-    assert entry.value == codec.pack({"a": 1, "b": [True, None]})
+    assert entry is not None and entry[KIND] == codec.DOC
+    assert entry[VALUE] == codec.pack({"a": 1, "b": [True, None]})
     assert sink.names() == [("d", "json.set", b"k")]
     assert sink.events[0][3] is entry
     assert call(ctx, "JSON.SET", "k2", ".", "7") == OK  # the legacy root
@@ -210,18 +210,18 @@ def test_set_syntax_errors(ctx: Ctx, extra: list[str]) -> None:
 def test_set_on_a_raw_key_is_wrongtype(ctx: Ctx) -> None:
     ctx.write(b"r", b"x")
     assert error(ctx, "JSON.SET", "r", "$", "1").startswith("WRONGTYPE ")
-    assert ctx.db.get(b"r").value == b"x"  # type: ignore[union-attr]
+    assert ctx.db.get(b"r")[VALUE] == b"x"  # type: ignore[index]
 
 
 def test_set_keeps_the_ttl_and_creation_time(ctx: Ctx) -> None:
     put(ctx, {"a": 1})
-    created = ctx.db.get(b"k").ctime_ms  # type: ignore[union-attr]
+    created = ctx.db.get(b"k")[CTIME]  # type: ignore[index]
     ctx.db.set_expire(b"k", 10_000)
     ctx.now_ms = 5
     assert call(ctx, "JSON.SET", "k", "$.a", "2") == OK
     assert call(ctx, "JSON.SET", "k", "$", "3") == OK
     assert ctx.db.expire_at(b"k") == 10_000
-    assert ctx.db.get(b"k").ctime_ms == created  # type: ignore[union-attr]
+    assert ctx.db.get(b"k")[CTIME] == created  # type: ignore[index]
 
 
 def test_numbers_keep_their_json_type(ctx: Ctx) -> None:

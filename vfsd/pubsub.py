@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from vfsd import codec
 from vfsd.glob import compile_glob
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import Entry
+from vfsd.store.keyspace import Entry, KIND, ORIGIN, REV, VALUE
 
 
 class Subscriber(Protocol):
@@ -151,13 +151,13 @@ class Notifier:
 def vfs_payload(event: str, key: bytes, entry: Entry | None) -> bytes:
     body: dict[str, Any] = {"op": event, "path": key.decode("utf-8", "replace")}
     if entry is not None:
-        body["rev"] = entry.rev
-        body["origin"] = entry.origin
-        if entry.kind == codec.DOC:
-            body["value"] = codec.unpack(entry.value)
+        body["rev"] = entry[REV]
+        body["origin"] = entry[ORIGIN]
+        if entry[KIND] == codec.DOC:
+            body["value"] = codec.unpack(entry[VALUE])
         else:
             try:
-                body["value"] = entry.value.decode("utf-8")
+                body["value"] = entry[VALUE].decode("utf-8")
             except UnicodeDecodeError:
-                body["value_base64"] = base64.b64encode(entry.value).decode()
+                body["value_base64"] = base64.b64encode(entry[VALUE]).decode()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

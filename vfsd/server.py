@@ -27,6 +27,7 @@ from vfsd.paths import GROUP, PathError
 from vfsd.resp.encoder import encode_into
 from vfsd.resp.fast import FastRequestParser as RequestParser
 from vfsd.resp.types import QUEUED, ErrorReply, Push
+from vfsd.store.keyspace import REV
 
 if TYPE_CHECKING:
     from vfsd.node import Node
@@ -70,7 +71,7 @@ class Client(asyncio.Protocol):
         self.laddr = "?"
         self.created = time.monotonic()
         self.last_active = self.created
-        self.last_cmd = "NULL"
+        self.last_cmd = b"NULL"
         self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
         self.multi_error = False
         self.multi_group: str | None = None
@@ -103,7 +104,7 @@ class Client(asyncio.Protocol):
             self.closing = True
             return
         node.clients[self.id] = self
-        node.stats["total_connections_received"] += 1
+        node.stats.total_connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -116,7 +117,7 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.node.stats["net_input_bytes"] += len(data)
+        self.node.stats.net_input_bytes += len(data)
         commands = self.parser.feed(data)
         if self.waiting is not None or self.backlog:
             self.backlog.extend(commands)
@@ -135,53 +136,46 @@ class Client(asyncio.Protocol):
 
     # -- running commands -------------------------------------------------------
 
-    def run(self, commands: list[list[bytes]] | deque[list[bytes]]) -> None:
+    def run(self, commands: list[list[bytes]]) -> None:
+        """Run a batch of parsed commands and write their replies at once."""
         out: list[bytes] = []
-        proto = self.proto
-        node = self.node
-        processed = 0
-        i = 0
-        n = len(commands)
-        while i < n:
-            argv = commands[i]
-            i += 1
-            processed += 1
+        stats = self.node.stats
+        done = 0
+        for argv in commands:
+            done += 1
             reply = dispatch(self, argv)
-            if isinstance(reply, asyncio.Future):
-                self.last_cmd = argv[0].decode(errors="replace").lower()
-                rest = list(commands)[i:] if isinstance(commands, deque) else commands[i:]
-                self.backlog = deque(rest)
+            kind = type(reply)
+            if kind is Replies:
+                for part in reply:
+                    encode_into(out, part, self.proto)
+            elif isinstance(reply, asyncio.Future):
+                self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
                 reply.add_done_callback(self._resumed)
                 break
-            if proto != self.proto:  # HELLO switched protocols: this reply already uses the new one
-                proto = self.proto
-            if type(reply) is Replies:
-                for part in reply:
-                    encode_into(out, part, proto)
             else:
-                if type(reply) is ErrorReply:
-                    node.stats["error_replies"] += 1
-                encode_into(out, reply, proto)
+                if kind is ErrorReply:
+                    stats.error_replies += 1
+                encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
             if self.closing:
                 break
         else:
             if self.parser.error is not None and not self.closing:
                 out.append(b"-ERR Protocol error: " + str(self.parser.error).encode() + b"\r\n")
-                node.stats["protocol_errors"] += 1
-                self.close_after_write()
-        node.stats["total_commands_processed"] += processed
-        if commands:
+                stats.protocol_errors += 1
+                self.closing = True
+        if done:
+            stats.total_commands_processed += done
+            self.last_cmd = commands[done - 1][0]
             self.last_active = time.monotonic()
-            last = commands[min(i, n) - 1]
-            self.last_cmd = last[0][:32].decode(errors="replace").lower() if last else "NULL"
-        if out and self.transport is not None:
+        transport = self.transport
+        if out and transport is not None:
             data = b"".join(out)
-            node.stats["net_output_bytes"] += len(data)
-            self.transport.write(data)
-        if self.closing and self.transport is not None:
-            self.transport.close()
+            stats.net_output_bytes += len(data)
+            transport.write(data)
+        if self.closing and transport is not None:
+            transport.close()
 
     def _resumed(self, future: asyncio.Future[Any]) -> None:
         if self.waiting is not future:
@@ -192,16 +186,17 @@ class Client(asyncio.Protocol):
         reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
         out: list[bytes] = []
         if type(reply) is ErrorReply:
-            self.node.stats["error_replies"] += 1
+            self.node.stats.error_replies += 1
         encode_into(out, reply, self.proto)
         self.transport.write(b"".join(out))
         backlog, self.backlog = self.backlog, deque()
         if backlog or self.parser.error is not None:
-            self.run(backlog)
+            self.run(list(backlog))
         if self.waiting is None and not self._write_paused:
             self._resume_reading()
 
     def close_after_write(self) -> None:
+        """Close once the replies of the current batch are written (QUIT)."""
         self.closing = True
 
     def _pause_reading(self) -> None:
@@ -251,7 +246,7 @@ class Client(asyncio.Protocol):
         entry = node.keyspace.data.get(key)
         if entry is None or node.keyspace.is_expired(key, node.now_ms()):
             return None
-        return entry.rev
+        return entry[REV]
 
     def watch(self, keys: list[bytes]) -> None:
         for key in keys:
@@ -284,7 +279,7 @@ class Client(asyncio.Protocol):
         transport.write(b"".join(out))
         if transport.get_write_buffer_size() > self.node.settings.pubsub_output_limit_bytes:
             log.warning("client id=%d addr=%s closed for overcoming of output buffer limits", self.id, self.addr)
-            self.node.stats["client_output_limit_disconnections"] += 1
+            self.node.stats.client_output_limit_disconnections += 1
             self.closing = True
             transport.abort()
 
@@ -316,7 +311,7 @@ class Client(asyncio.Protocol):
             f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "
             f"qbuf={self.parser.buffered_bytes} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
             f"omem={self.transport.get_write_buffer_size() if self.transport else 0} tot-mem=0 events=r "
-            f"cmd={self.last_cmd} user=default redir=-1 resp={self.proto} "
+            f"cmd={self.last_cmd[:32].decode(errors='replace').lower()} user=default redir=-1 resp={self.proto} "
             f"lib-name={self.lib_name.decode(errors='replace')} lib-ver={self.lib_ver.decode(errors='replace')}"
         )
 

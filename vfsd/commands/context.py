@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vfsd.codec import RAW
-from vfsd.store.keyspace import Entry, Keyspace
+from vfsd.store.keyspace import CTIME, Entry, Keyspace
 
 
 class ChangeSink(Protocol):
@@ -74,7 +74,7 @@ class Ctx:
     def write(self, key: bytes, value: bytes, kind: int = RAW, *, old: Entry | None = None, keep_ttl: bool = False) -> Entry:
         """Store ``value`` at ``key`` with a fresh revision; clears the TTL unless ``keep_ttl``."""
         now = self.now_ms
-        entry = Entry(value, kind, self.next_rev(), self.origin, old.ctime_ms if old is not None else now, now)
+        entry = (value, kind, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
         db = self.db
         if key in db.data:
             db.data[key] = entry

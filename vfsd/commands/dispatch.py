@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOKUP: dict[bytes, CommandSpec] = {}
+#: Commands that take the fast path: one key, a key-scope handler, no subcommands.
+FAST: dict[bytes, CommandSpec] = {}
 
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
 IN_MULTI_IMMEDIATE = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
@@ -33,11 +35,14 @@ SUBSCRIBED_ALLOWED = frozenset({"subscribe", "psubscribe", "unsubscribe", "punsu
 def build_lookup() -> None:
     """Index the table by the command's bytes in lower and upper case (the common spellings)."""
     LOOKUP.clear()
+    FAST.clear()
     for name, spec in TABLE.items():
         if "internal" in spec.flags:
             continue
-        LOOKUP[name.encode()] = spec
-        LOOKUP[name.upper().encode()] = spec
+        for spelling in (name.encode(), name.upper().encode()):
+            LOOKUP[spelling] = spec
+            if spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None:
+                FAST[spelling] = spec
 
 
 def unknown_command(argv: list[bytes]) -> ErrorReply:
@@ -89,6 +94,38 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
 
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
+    spec = FAST.get(argv[0])
+    if (spec is not None and client.authenticated and client.multi is None
+            and not client.channels and not client.patterns):
+        # The hot path, equivalent to the general one below for a plain client running a
+        # one-key command: check arity, route the key, run or propose.
+        arity = spec.arity
+        n = len(argv)
+        if (n == arity) if arity >= 0 else (n >= -arity):
+            node = client.node
+            key = argv[1]
+            try:
+                if key[:1] != b"/":
+                    plane = node.local_plane
+                else:
+                    plane = node.planes[GROUP[node.router.plane_of(key, node.keyspace.data)]]
+                if spec.is_write and plane.deferred:
+                    return plane.submit([argv], node.now_ms())
+                ctx = plane.ctx
+                ctx.now_ms = node.now_ms()
+                return spec.handler(ctx, argv)
+            except PathError as exc:
+                return ErrorReply(str(exc))
+            except ErrorReply as err:
+                return err
+            except Exception as exc:
+                log.exception("command %r failed", argv[0][:64])
+                return ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
+    return dispatch_checked(client, argv)
+
+
+def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
+    """The general path: every check, in Redis's order."""
     try:
         spec = LOOKUP.get(argv[0])
         if spec is None or spec.parent is not None or "container" in spec.flags:

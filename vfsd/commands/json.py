@@ -41,7 +41,7 @@ from vfsd.jsonpath import (
     type_name,
 )
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.store.keyspace import Entry
+from vfsd.store.keyspace import Entry, KIND, VALUE
 
 UINT64_MAX = (1 << 64) - 1
 
@@ -122,9 +122,9 @@ def load_doc(ctx: Ctx, key: bytes) -> tuple[Entry | None, Any]:
     entry = ctx.lookup(key)
     if entry is None:
         return None, None
-    if entry.kind != DOC:
+    if entry[KIND] != DOC:
         raise WRONGTYPE
-    return entry, unpack(entry.value)
+    return entry, unpack(entry[VALUE])
 
 
 def store_doc(ctx: Ctx, key: bytes, doc: Any, old: Entry | None, event: str) -> Entry:
@@ -377,10 +377,10 @@ def json_mget(ctx: Ctx, argv: list[bytes]) -> list[bytes | None]:
     out: list[bytes | None] = []
     for key in argv[1:-1]:
         entry = ctx.lookup(key)
-        if entry is None or entry.kind != DOC:  # RedisJSON answers null for a key of another type
+        if entry is None or entry[KIND] != DOC:  # RedisJSON answers null for a key of another type
             out.append(None)
             continue
-        found = query(unpack(entry.value), path)
+        found = query(unpack(entry[VALUE]), path)
         if path.legacy:
             out.append(dumps_json(found[0]) if found else None)
         else:

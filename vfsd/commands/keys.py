@@ -8,13 +8,13 @@ from vfsd.commands.errors import SYNTAX, invalid_expire, parse_int
 from vfsd.commands.strings import _MAX_MS
 from vfsd.commands.table import command
 from vfsd.resp.types import ErrorReply, SimpleString
-from vfsd.store.keyspace import Entry
+from vfsd.store.keyspace import Entry, KIND, VALUE
 
 TYPE_NAMES = {RAW: "string", 1: "ReJSON-RL"}
 
 
 def type_name(entry: Entry | None) -> str:
-    return "none" if entry is None else TYPE_NAMES[entry.kind]
+    return "none" if entry is None else TYPE_NAMES[entry[KIND]]
 
 
 def _delete(ctx: Ctx, argv: list[bytes]) -> int:
@@ -180,11 +180,11 @@ def _delete_if(ctx: Ctx, key: bytes, mode: bytes, value: bytes) -> int:
     entry = ctx.lookup(key)
     if entry is None:
         return 0
-    if entry.kind != RAW:
+    if entry[KIND] != RAW:
         from vfsd.commands.errors import WRONGTYPE
 
         raise WRONGTYPE
-    matches = entry.value == value
+    matches = entry[VALUE] == value
     if matches != (mode == b"IFEQ"):
         return 0
     ctx.remove(key)

@@ -181,13 +181,13 @@ def info_text(client: "Client", wanted: set[str]) -> str:
     if want("stats"):
         stats = node.stats
         sections.append("# Stats\r\n" + _fields({
-            "total_connections_received": stats["total_connections_received"],
-            "total_commands_processed": stats["total_commands_processed"],
-            "total_net_input_bytes": stats["net_input_bytes"], "total_net_output_bytes": stats["net_output_bytes"],
+            "total_connections_received": stats.total_connections_received,
+            "total_commands_processed": stats.total_commands_processed,
+            "total_net_input_bytes": stats.net_input_bytes, "total_net_output_bytes": stats.net_output_bytes,
             "expired_keys": node.notifier.expired_keys, "evicted_keys": 0,
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
-            "total_error_replies": stats["error_replies"], "protocol_errors": stats["protocol_errors"],
-            "client_output_limit_disconnections": stats["client_output_limit_disconnections"],
+            "total_error_replies": stats.error_replies, "protocol_errors": stats.protocol_errors,
+            "client_output_limit_disconnections": stats.client_output_limit_disconnections,
         }))
     if want("replication"):
         sections.append("# Replication\r\n" + _fields({"role": "master", "connected_slaves": 0}))

@@ -17,6 +17,7 @@ from vfsd.commands.strings import read_bytes
 from vfsd.commands.table import command
 from vfsd.paths import GROUP, PathError, check_dir
 from vfsd.resp.types import ErrorReply
+from vfsd.store.keyspace import KIND, REV, ORIGIN, CTIME, MTIME
 
 if TYPE_CHECKING:
     from vfsd.server import Client
@@ -89,14 +90,14 @@ def vfs_stat(client: "Client", argv: list[bytes]) -> Any:
     return {
         "path": key,
         "plane": plane,
-        "revision": entry.rev,
-        "origin": entry.origin,
-        "ctime_ms": entry.ctime_ms,
-        "mtime_ms": entry.mtime_ms,
+        "revision": entry[REV],
+        "origin": entry[ORIGIN],
+        "ctime_ms": entry[CTIME],
+        "mtime_ms": entry[MTIME],
         "ttl_ms": -1 if at is None else max(at - now, 0),
         "size": len(read_bytes(entry)),
         "type": type_name(entry),
-        "encoding": "msgpack" if entry.kind == DOC else "raw",
+        "encoding": "msgpack" if entry[KIND] == DOC else "raw",
     }
 
 
@@ -105,7 +106,7 @@ def vfs_stat(client: "Client", argv: list[bytes]) -> Any:
 def vfs_expire(ctx: Ctx, argv: list[bytes]) -> int:
     key = argv[1]
     entry = ctx.db.data.get(key)
-    if entry is None or entry.rev != parse_int(argv[2]) or not ctx.db.is_expired(key, ctx.now_ms):
+    if entry is None or entry[REV] != parse_int(argv[2]) or not ctx.db.is_expired(key, ctx.now_ms):
         return 0
     ctx.remove(key)
     ctx.notify("x", "expired", key)

@@ -27,7 +27,7 @@ from vfsd import codec
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
-from vfsd.store.keyspace import Entry, Keyspace
+from vfsd.store.keyspace import CTIME, Entry, KIND, Keyspace, MTIME, ORIGIN, REV, VALUE
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class StateMachine:
         entry = self.db.data.get(key)
         if entry is None or self.db.is_expired(key, now_ms):
             return None
-        return entry.rev
+        return entry[REV]
 
     def keys(self) -> Iterator[bytes]:
         for root in self.log_roots:
@@ -99,14 +99,14 @@ class StateMachine:
         rows = []
         for key in self.keys():
             e = data[key]
-            rows.append([key, e.value, e.kind, e.rev, e.origin, e.ctime_ms, e.mtime_ms, expires.get(key)])
+            rows.append([key, e[VALUE], e[KIND], e[REV], e[ORIGIN], e[CTIME], e[MTIME], expires.get(key)])
         return rows
 
     def restore(self, index: int, rows: list[list[Any]]) -> None:
         for key in list(self.keys()):
             self.db.delete(key)
         for key, value, kind, rev, origin, ctime_ms, mtime_ms, expire_at in rows:
-            self.db.put(key, Entry(value, kind, rev, origin, ctime_ms, mtime_ms))
+            self.db.put(key, (value, kind, rev, origin, ctime_ms, mtime_ms))
             if expire_at is not None:
                 self.db.set_expire(key, expire_at)
         self.applied_index = index

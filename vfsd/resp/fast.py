@@ -26,7 +26,7 @@ _DIGITS = tuple(len(str(n)) for n in range(10000))
 class FastRequestParser:
     """Same interface as ``RequestParser``: ``feed``, ``error``, ``buffered_bytes``."""
 
-    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes")
+    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean")
 
     def __init__(self, *, max_bulk_bytes: int = 512 * 1024 * 1024, max_array_len: int = 1024 * 1024,
                  max_inline_bytes: int = 64 * 1024, max_query_buffer_bytes: int = 1024 * 1024 * 1024) -> None:
@@ -35,6 +35,7 @@ class FastRequestParser:
         self._reader = hiredis.Reader()
         self._max_array_len = max_array_len
         self._fast_max_bytes = min(max_bulk_bytes, max_query_buffer_bytes)
+        self._clean = True  # the strict parser holds nothing and has seen no error
 
     @property
     def error(self) -> ProtocolError | None:
@@ -45,13 +46,14 @@ class FastRequestParser:
         return self._strict.buffered_bytes
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        strict = self._strict
-        if strict.buffered_bytes or strict.error is not None or data[:1] != b"*" or len(data) > self._fast_max_bytes:
-            return strict.feed(data)
-        commands = self._fast(data)
-        if commands is None:
+        if self._clean and data[:1] == b"*" and len(data) <= self._fast_max_bytes:
+            commands = self._fast(data)
+            if commands is not None:
+                return commands
             self._reader = hiredis.Reader()
-            return strict.feed(data)
+        strict = self._strict
+        commands = strict.feed(data)
+        self._clean = not strict.buffered_bytes and strict.error is None
         return commands
 
     def _fast(self, data: bytes) -> list[list[bytes]] | None:

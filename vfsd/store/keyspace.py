@@ -17,29 +17,21 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
-from vfsd.codec import RAW
 
 
-class Entry:
-    """One file: its value and metadata (DESIGN.md §2).
-
-    ``rev`` is the plane's revision of the last change (a log index on the
-    desired plane, a hybrid-logical-clock timestamp on the active plane, a node
-    counter on the local plane); ``origin`` is the node that made it.
-    """
-
-    __slots__ = ("value", "kind", "rev", "origin", "ctime_ms", "mtime_ms")
-
-    def __init__(self, value: bytes, kind: int, rev: int, origin: str, ctime_ms: int, mtime_ms: int) -> None:
-        self.value = value
-        self.kind = kind
-        self.rev = rev
-        self.origin = origin
-        self.ctime_ms = ctime_ms
-        self.mtime_ms = mtime_ms
-
-    def __repr__(self) -> str:
-        return f"Entry({self.value!r}, kind={self.kind}, rev={self.rev}, origin={self.origin!r})"
+#: One file: ``(value, kind, rev, origin, ctime_ms, mtime_ms)`` (DESIGN.md §2).
+#:
+#: ``rev`` is the plane's revision of the last change (a log index on the
+#: desired plane, a hybrid-logical-clock timestamp on the active plane, a node
+#: counter on the local plane); ``origin`` is the node that made it.
+#:
+#: A plain tuple rather than a class on purpose: a tuple holding only bytes,
+#: ints and strs is untracked by Python's cycle collector after its first
+#: collection, so millions of entries add nothing to full-collection pauses,
+#: whereas class instances (slots or not) are scanned on every one. Entries
+#: are immutable; a write makes a new one.
+Entry = tuple
+VALUE, KIND, REV, ORIGIN, CTIME, MTIME = range(6)
 
 
 class Keyspace:
@@ -131,5 +123,3 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def new_raw(value: bytes, rev: int, origin: str, now_ms: int) -> Entry:
-    return Entry(value, RAW, rev, origin, now_ms, now_ms)
