@@ -252,7 +252,7 @@ def test_transaction_pipeline(r: redis.Redis, key: str) -> None:
     assert r.mget([key, key + "-a", key + "-b"]) == ["12", "x", "y"]
     # a plain (non-transactional) pipeline: one round trip, replies in order
     with r.pipeline(transaction=False) as pipe:
-        for i in range(50):
+        for _i in range(50):
             pipe.incr(key + "-ctr")
         pipe.get(key + "-ctr")
         assert pipe.execute() == list(range(1, 51)) + ["50"]

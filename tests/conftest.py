@@ -94,7 +94,7 @@ class VfsdProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout)
-            raise AssertionError("vfsd did not exit within 10s of SIGTERM")
+            raise AssertionError("vfsd did not exit within 10s of SIGTERM") from None
         finally:
             self.log.close()
 

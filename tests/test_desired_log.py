@@ -620,7 +620,7 @@ def test_damaged_hard_state_refuses_to_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module", [log_module, snapshot_module])
 def test_storage_is_synchronous(module: object) -> None:
     """Called from a writer thread: no asyncio."""
-    source = Path(str(getattr(module, "__file__"))).read_text()
+    source = Path(str(module.__file__)).read_text()
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -20,7 +20,7 @@ from vfsd.commands.context import Ctx
 from vfsd.commands.table import TABLE
 from vfsd.jsonpath import format_location
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.store.keyspace import CTIME, Entry, KIND, Keyspace, VALUE
+from vfsd.store.keyspace import CTIME, KIND, VALUE, Entry, Keyspace
 
 
 class Recorder:

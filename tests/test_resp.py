@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vfsd.resp.encoder import encode, encode_into
-from vfsd.resp.parser import MAX_HEADER_LINE_BYTES, ProtocolError, RequestParser
+from vfsd.resp.parser import MAX_HEADER_LINE_BYTES, RequestParser
 from vfsd.resp.types import (
     NULL_ARRAY,
     OK,

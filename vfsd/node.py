@@ -25,7 +25,7 @@ from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client
 from vfsd.store.cursors import ScanCursors
-from vfsd.store.keyspace import Keyspace, REV
+from vfsd.store.keyspace import REV, Keyspace
 from vfsd.store.local import LocalPlane
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,6 @@ class Settings:
     def __init__(self, config: Config) -> None:
         for f in dataclasses.fields(config):
             setattr(self, f.name, getattr(config, f.name))
-
-    def __getattr__(self, name: str) -> Any:  # pragma: no cover - typing aid
-        raise AttributeError(name)
 
 
 class Node:

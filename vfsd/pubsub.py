@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from vfsd import codec
 from vfsd.glob import compile_glob
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import Entry, KIND, ORIGIN, REV, VALUE
+from vfsd.store.keyspace import KIND, ORIGIN, REV, VALUE, Entry
 
 
 class Subscriber(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING, Any
 
-from vfsd import __version__, REDIS_VERSION
+from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
 from vfsd.commands.table import command, container
 from vfsd.resp.types import OK, PONG, ErrorReply, SimpleString

@@ -41,7 +41,7 @@ from vfsd.jsonpath import (
     type_name,
 )
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.store.keyspace import Entry, KIND, VALUE
+from vfsd.store.keyspace import KIND, VALUE, Entry
 
 UINT64_MAX = (1 << 64) - 1
 

@@ -8,7 +8,7 @@ from vfsd.commands.errors import SYNTAX, invalid_expire, parse_int
 from vfsd.commands.strings import _MAX_MS
 from vfsd.commands.table import command
 from vfsd.resp.types import ErrorReply, SimpleString
-from vfsd.store.keyspace import Entry, KIND, VALUE
+from vfsd.store.keyspace import KIND, VALUE, Entry
 
 TYPE_NAMES = {RAW: "string", 1: "ReJSON-RL"}
 

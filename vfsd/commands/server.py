@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import sys
@@ -410,5 +409,3 @@ def scan(client: "Client", argv: list[bytes]) -> list[Any]:
         return [b"0", found]
     return [str(node.scan_cursors.issue(last, keys.bisect_right(last))).encode(), found]
 
-
-_ = asyncio

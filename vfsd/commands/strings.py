@@ -8,14 +8,13 @@ answer WRONGTYPE, as Redis does for a key of another type.
 
 from __future__ import annotations
 
-from vfsd.codec import DOC, RAW, doc_to_json
+from vfsd.codec import RAW, doc_to_json
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import (
     INT64_MAX,
     INT64_MIN,
     MAX_STRING,
     NAN_OR_INF,
-    NOT_INTEGER,
     OFFSET_RANGE,
     OVERFLOW,
     SYNTAX,
@@ -28,7 +27,7 @@ from vfsd.commands.errors import (
 )
 from vfsd.commands.table import command
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.store.keyspace import Entry, KIND, VALUE
+from vfsd.store.keyspace import KIND, VALUE, Entry
 
 _MAX_MS = (1 << 62)
 
@@ -379,5 +378,3 @@ def setrange(ctx: Ctx, argv: list[bytes]) -> int:
     ctx.notify("$", "setrange", key, entry)
     return len(value)
 
-
-_ = (DOC, NOT_INTEGER)

@@ -15,9 +15,9 @@ from vfsd.commands.errors import parse_int
 from vfsd.commands.keys import type_name
 from vfsd.commands.strings import read_bytes
 from vfsd.commands.table import command
-from vfsd.paths import GROUP, PathError, check_dir
+from vfsd.paths import PathError, check_dir
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import KIND, REV, ORIGIN, CTIME, MTIME
+from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV
 
 if TYPE_CHECKING:
     from vfsd.server import Client
@@ -125,5 +125,3 @@ def vfs_flush(ctx: Ctx, argv: list[bytes]) -> int:
             removed += 1
     return removed
 
-
-_ = GROUP

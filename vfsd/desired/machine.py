@@ -27,7 +27,7 @@ from vfsd import codec
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
-from vfsd.store.keyspace import CTIME, Entry, KIND, Keyspace, MTIME, ORIGIN, REV, VALUE
+from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
 
 log = logging.getLogger(__name__)
 

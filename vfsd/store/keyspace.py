@@ -17,8 +17,6 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
-
-
 #: One file: ``(value, kind, rev, origin, ctime_ms, mtime_ms)`` (DESIGN.md §2).
 #:
 #: ``rev`` is the plane's revision of the last change (a log index on the
