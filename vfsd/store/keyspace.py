@@ -2,6 +2,10 @@
 
 One dict gives O(1) point access; a SortedList of the same keys makes a
 directory listing or ``SCAN MATCH /hw/*`` a range walk instead of a full scan.
+The order is kept lazily: a new key goes into a plain set and is merged into
+the SortedList only when something asks for order (``keys``), so a stream of
+writes pays a set insert, not an ordered insert, and a burst of new keys is
+merged with one sort.
 Expiry times live in a side dict (as in Redis, most keys have none) plus a heap
 of deadlines, so the active sweep costs nothing when nothing expires and
 O(log n) per key that does. Heap items are checked against the dict when
@@ -33,13 +37,22 @@ VALUE, KIND, REV, ORIGIN, CTIME, MTIME = range(6)
 
 
 class Keyspace:
-    __slots__ = ("data", "keys", "expires", "_deadlines")
+    __slots__ = ("data", "_sorted", "_unsorted", "expires", "_deadlines")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Entry] = {}
-        self.keys: SortedList = SortedList()
+        self._sorted: SortedList = SortedList()
+        self._unsorted: set[bytes] = set()  # keys not yet merged into _sorted
         self.expires: dict[bytes, int] = {}
         self._deadlines: list[tuple[int, bytes]] = []
+
+    @property
+    def keys(self) -> SortedList:
+        """Every key, in byte order."""
+        if self._unsorted:
+            self._sorted.update(self._unsorted)
+            self._unsorted.clear()
+        return self._sorted
 
     def __len__(self) -> int:
         return len(self.data)
@@ -53,13 +66,16 @@ class Keyspace:
 
     def put(self, key: bytes, entry: Entry) -> None:
         if key not in self.data:
-            self.keys.add(key)
+            self._unsorted.add(key)
         self.data[key] = entry
 
     def delete(self, key: bytes) -> Entry | None:
         entry = self.data.pop(key, None)
         if entry is not None:
-            self.keys.remove(key)
+            if key in self._unsorted:
+                self._unsorted.discard(key)
+            else:
+                self._sorted.remove(key)
             self.expires.pop(key, None)
         return entry
 
@@ -108,7 +124,8 @@ class Keyspace:
 
     def clear(self) -> None:
         self.data.clear()
-        self.keys.clear()
+        self._sorted.clear()
+        self._unsorted.clear()
         self.expires.clear()
         self._deadlines.clear()
 
