@@ -74,6 +74,10 @@ class Node:
                                 segment_max_bytes=cfg.wal_segment_max_bytes),
         }
         self.local_plane = self.planes["local"]
+        self.plane_for = {CONSENSUS: self.planes["log"], LEASE: self.planes["log"],
+                          EVENTUAL: self.planes["eventual"], LOCAL: self.local_plane}
+        #: The time commands of the current batch run at: read once per batch (``tick``), not per command.
+        self.clock_ms = self.now_ms()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._expiring: set[bytes] = set()
@@ -82,6 +86,11 @@ class Node:
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def tick(self) -> int:
+        """Read the clock for the batch of commands about to run."""
+        self.clock_ms = now = int(self._clock() * 1000)
+        return now
 
     # -- lifecycle --------------------------------------------------------------
 

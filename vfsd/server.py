@@ -140,6 +140,7 @@ class Client(asyncio.Protocol):
         """Run a batch of parsed commands and write their replies at once."""
         out: list[bytes] = []
         stats = self.node.stats
+        self.node.tick()
         done = 0
         for argv in commands:
             done += 1

@@ -108,11 +108,11 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                 if key[:1] != b"/":
                     plane = node.local_plane
                 else:
-                    plane = node.planes[GROUP[node.router.plane_of(key, node.keyspace.data)]]
+                    plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
                 if spec.is_write and plane.deferred:
-                    return plane.submit([argv], node.now_ms())
+                    return plane.submit([argv], node.clock_ms)
                 ctx = plane.ctx
-                ctx.now_ms = node.now_ms()
+                ctx.now_ms = node.clock_ms
                 return spec.handler(ctx, argv)
             except PathError as exc:
                 return ErrorReply(str(exc))
@@ -164,9 +164,9 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
             group = plane_group(client, spec, argv)
         plane = node.planes[group]
         if spec.is_write and plane.deferred:
-            return plane.submit([argv], node.now_ms())
+            return plane.submit([argv], node.clock_ms)
         ctx = plane.ctx
-        ctx.now_ms = node.now_ms()
+        ctx.now_ms = node.clock_ms
         return spec.handler(ctx, argv)
     except ErrorReply as err:
         if client.multi is not None:
