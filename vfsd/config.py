@@ -95,6 +95,8 @@ class Config:
     snapshot_every_entries: int = 10000
     wal_segment_max_bytes: int = 64 * MiB
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
+    #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
+    collectors: Mapping[str, Any] = field(default_factory=dict)
     source: str = "defaults"
 
     def resolved(self) -> "Config":
@@ -151,6 +153,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, override
     """Build the Config: defaults, then the TOML file, then VFSD_* variables, then flags."""
     values: dict[str, Any] = {}
     roots = dict(DEFAULT_ROOTS)
+    collectors: dict[str, Any] = {}
     source = "defaults"
     if path:
         try:
@@ -168,7 +171,10 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, override
                 roots = {str(k): str(v) for k, v in table.items()}
                 continue
             if section == "collectors":
-                continue  # read by the collectors themselves
+                if not isinstance(table, dict):
+                    raise ConfigError("[collectors] must be a table")
+                collectors = dict(table)
+                continue
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
             for key, raw in table.items():
@@ -191,4 +197,4 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, override
         Router(roots)
     except ValueError as exc:
         raise ConfigError(f"[roots] {exc}") from None
-    return Config(**values, roots=roots, source=source)
+    return Config(**values, roots=roots, collectors=collectors, source=source)

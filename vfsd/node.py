@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from vfsd import codec
 from vfsd import commands  # noqa: F401  (fills the command table)
 from vfsd.active.plane import ActivePlane
 from vfsd.config import SETTINGS, Config
@@ -25,7 +26,7 @@ from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client
 from vfsd.store.cursors import ScanCursors
-from vfsd.store.keyspace import REV, Keyspace
+from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,25 @@ class Node:
         return len(due)
 
     # -- node-wide operations ---------------------------------------------------
+
+    def write_document(self, path: bytes, doc: Any) -> bool:
+        """Write a structured document to an active-plane path as JSON.SET would; False if unchanged.
+
+        Collectors and membership use this, so their writes take the same path as a
+        client's JSON.SET: same revision stamping, same change events and notifications.
+        """
+        plane = self.plane_for[self.router.plane_of(path)]
+        if plane.deferred:
+            raise ValueError(f"write_document is for the active plane, not {path!r}")
+        ctx = plane.ctx
+        ctx.now_ms = self.now_ms()
+        packed = codec.pack(doc)
+        old = ctx.lookup(path)
+        if old is not None and old[KIND] == codec.DOC and old[VALUE] == packed:
+            return False
+        entry = ctx.write(path, packed, codec.DOC, old=old, keep_ttl=old is not None)
+        ctx.notify("d", "json.set", path, entry)
+        return True
 
     def flush_all(self) -> Any:
         """FLUSHALL: each plane clears itself through its own write path."""

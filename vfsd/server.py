@@ -83,6 +83,7 @@ class Client(asyncio.Protocol):
         self.closing = False
         self._paused_reading = False
         self._write_paused = False
+        self._batch: list[bytes] | None = None  # replies of the batch being run, not yet written
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -139,6 +140,7 @@ class Client(asyncio.Protocol):
     def run(self, commands: list[list[bytes]]) -> None:
         """Run a batch of parsed commands and write their replies at once."""
         out: list[bytes] = []
+        self._batch = out
         stats = self.node.stats
         self.node.tick()
         done = 0
@@ -170,6 +172,7 @@ class Client(asyncio.Protocol):
             stats.total_commands_processed += done
             self.last_cmd = commands[done - 1][0]
             self.last_active = time.monotonic()
+        self._batch = None
         transport = self.transport
         if out and transport is not None:
             data = b"".join(out)
@@ -274,6 +277,9 @@ class Client(asyncio.Protocol):
     def deliver(self, message: list[bytes]) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
+            return
+        if self._batch is not None:  # raised by this client's own command: keep it in order with its replies
+            encode_into(self._batch, Push(message), self.proto)
             return
         out: list[bytes] = []
         encode_into(out, Push(message), self.proto)
