@@ -126,7 +126,7 @@ def coerce(setting: Setting, raw: Any) -> Any:
             return False
         raise ConfigError(f"{setting.name}: expected yes/no, got {raw!r}")
     if setting.type is int:
-        if isinstance(raw, bool):
+        if isinstance(raw, (bool, float)):
             raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}")
         try:
             value = parse_size(raw) if isinstance(raw, str) else int(raw)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vfsd import codec
-from vfsd import commands  # noqa: F401  (fills the command table)
 from vfsd.active.plane import ActivePlane
+from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.config import SETTINGS, Config
 from vfsd.desired.plane import DesiredPlane
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
@@ -149,8 +149,14 @@ class Node:
                 continue
             self._expiring.add(key)
             future = plane.submit([[b"vfs.expire", key, str(entry[REV]).encode()]], now)
-            future.add_done_callback(lambda _f, k=key: self._expiring.discard(k))
+            future.add_done_callback(lambda _f, k=key: self._expired_or_retry(k))
         return len(due)
+
+    def _expired_or_retry(self, key: bytes) -> None:
+        """After a vfs.expire entry applied: if it did not delete the key (its revision moved on,
+        say by SET KEEPTTL), the deadline still stands and must go back in the sweep's heap."""
+        self._expiring.discard(key)
+        self.keyspace.due_again(key)
 
     # -- node-wide operations ---------------------------------------------------
 

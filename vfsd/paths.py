@@ -99,6 +99,10 @@ class Router:
                 raise ValueError(f"root {root!r}: unknown plane {plane!r} (one of {', '.join(PLANES)})")
             if not root.startswith("/") or root.count("/") != 1 or len(root) < 2:
                 raise ValueError(f"root {root!r}: a root is one path segment such as '/app'")
+            try:
+                check_path(root.encode())
+            except PathError as exc:
+                raise ValueError(f"root {root!r} is not a valid path: {exc}") from None
         self.roots = dict(roots)
         self._by_root = {root.encode(): plane for root, plane in roots.items()}
         self._cache: dict[bytes, str] = {}
@@ -127,7 +131,8 @@ class Router:
         if plane is None:
             known = " ".join(sorted(self.roots))
             raise PathError(
-                f"ERR no plane for root '{root.decode()}' in path '{key[:80].decode()}' (roots: {known})"
+                f"ERR no plane for root '{root.decode(errors='replace')}' in path "
+                f"'{key[:80].decode(errors='replace')}' (roots: {known})"
             )
         if len(self._cache) >= self._cache_max:
             self._cache.clear()

@@ -1,6 +1,6 @@
-"""Command families; importing this package fills the command table."""
+"""Command families, one module each, and the table they register in.
 
-from vfsd.commands import connection, json, keys, multi, pubsub, server, strings, vfs  # noqa: F401
-from vfsd.commands.dispatch import build_lookup
-
-build_lookup()
+Importing this package imports nothing else, so the pure families (strings, keys,
+json) stay free of the shell's asyncio and sockets; ``vfsd.commands.families``
+imports every family and indexes the table for dispatch.
+"""

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vfsd import codec
+from vfsd.commands import json, keys, strings, vfs  # noqa: F401  (the handlers entries apply)
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.resp.types import NULL_ARRAY, ErrorReply

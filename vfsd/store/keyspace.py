@@ -90,15 +90,20 @@ class Keyspace:
         return self.expires.get(key)
 
     def due(self, now_ms: int, limit: int) -> list[bytes]:
-        """Keys whose deadline has passed, at most ``limit``; stale heap items are dropped."""
+        """Keys whose deadline has passed, each once, at most ``limit``; stale heap items are dropped."""
         out: list[bytes] = []
+        seen: set[bytes] = set()
         heap = self._deadlines
+        expires = self.expires
         while heap and heap[0][0] <= now_ms and len(out) < limit:
             at, key = heapq.heappop(heap)
-            if self.expires.get(key) == at:
+            if expires.get(key) == at and key not in seen:  # a deadline set twice is pushed twice
+                seen.add(key)
                 out.append(key)
-        if len(heap) > 2 * len(self.expires) + 1024:
-            self._deadlines = [(at, k) for k, at in self.expires.items()]
+        if len(heap) > 2 * len(expires) + 1024:
+            # Mostly stale items: rebuild from the live deadlines, leaving out the keys just returned
+            # (the caller acts on them; due_again puts one back if it must be retried).
+            self._deadlines = [(at, k) for k, at in expires.items() if k not in seen]
             heapq.heapify(self._deadlines)
         return out
 
