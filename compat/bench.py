@@ -168,7 +168,7 @@ def servers(workdir: Path, redis_server: str) -> Iterator[dict[str, Server]]:
         ], redis_port, workdir / "redis.log"),
         "vfsd": Server("vfsd", [
             *vfsd_command(), "serve", "--port", str(vfsd_port), "--data-dir", str(workdir / "vfsd-data"),
-            "--node-id", "bench", "--log-level", "warning",
+            "--node-id", "bench", "--log-level", "warning", "--no-collectors",  # redis-server collects nothing
         ], vfsd_port, workdir / "vfsd.log"),
     }
     try:

@@ -50,7 +50,8 @@ class VfsdProcess:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra = list(extra)
-        self.env = env or {}
+        # Collectors write /hw, /sum and /itg on their own; tests that need them turn them on.
+        self.env = {"VFSD_COLLECTORS": "off", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"vfsd-{self.port}.log"
 

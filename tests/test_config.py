@@ -116,9 +116,12 @@ def test_roots_table_replaces_the_defaults(tmp_path: Path) -> None:
     assert load(path, env={}).roots == {"/app": "consensus", "/hw": "eventual"}
 
 
-def test_collectors_section_is_left_to_the_collectors(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, "[collectors]\nanything = 1\n")
-    assert load(path, env={}).port == 6379
+def test_collectors_section_is_validated_at_load(tmp_path: Path) -> None:
+    good = write_toml(tmp_path, "[collectors]\nenabled = false\n[collectors.status]\ninterval_s = 2\n")
+    assert load(good, env={}).collectors == {"enabled": False, "status": {"interval_s": 2}}
+    bad = write_toml(tmp_path, "[collectors]\nanything = 1\n")
+    with pytest.raises(ConfigError, match="anything"):
+        load(bad, env={})
 
 
 # --- bad values -----------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -38,8 +39,12 @@ def main() -> None:
 @click.option("--requirepass", envvar=_env("requirepass"), show_envvar=True, help="Password clients AUTH with.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               envvar=_env("log_level"), show_envvar=True, help="Log level [default: info].")
-def serve(config_path: str | None, **flags: Any) -> None:
+@click.option("--collectors/--no-collectors", default=None, envvar="VFSD_COLLECTORS", show_envvar=True,
+              help="Run the Props/Status collectors that keep /hw and /sum current [default: on].")
+def serve(config_path: str | None, collectors: bool | None, **flags: Any) -> None:
     """Run a vfsd node in the foreground until SIGINT or SIGTERM."""
+    if collectors is not None:  # the collectors read VFSD_COLLECTORS, above the [collectors] table
+        os.environ["VFSD_COLLECTORS"] = "on" if collectors else "off"
     try:
         config = load(config_path, overrides=flags)
     except ConfigError as exc:

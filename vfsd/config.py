@@ -197,4 +197,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, override
         Router(roots)
     except ValueError as exc:
         raise ConfigError(f"[roots] {exc}") from None
+    from vfsd.collectors.settings import parse as parse_collectors  # validates the table; imports psutil lazily
+
+    parse_collectors(collectors, environ)
     return Config(**values, roots=roots, collectors=collectors, source=source)

@@ -18,6 +18,7 @@ from typing import Any
 
 from vfsd import codec
 from vfsd.active.plane import ActivePlane
+from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.config import SETTINGS, Config
 from vfsd.desired.plane import DesiredPlane
@@ -81,6 +82,8 @@ class Node:
         self.clock_ms = self.now_ms()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: Props and Status collectors (vfsd.collectors); None until start(), and when switched off.
+        self.collectors: CollectorRunner | None = None
         self._expiring: set[bytes] = set()
         self.started_monotonic = time.monotonic()
         self.address: tuple[str, int] | None = None
@@ -105,6 +108,9 @@ class Node:
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self._sweeper = loop.create_task(self._sweep_loop())
+        self.collectors = CollectorRunner.for_node(self)
+        if self.collectors is not None:
+            self.collectors.start()
         # What start-up allocated lives for the whole run: keep it out of every later full collection.
         gc.collect()
         gc.freeze()
@@ -112,6 +118,8 @@ class Node:
                  self.config.peer_port, os.path.abspath(self.config.data_dir))
 
     async def stop(self) -> None:
+        if self.collectors is not None:
+            await self.collectors.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
@@ -151,6 +159,19 @@ class Node:
             future = plane.submit([[b"vfs.expire", key, str(entry[REV]).encode()]], now)
             future.add_done_callback(lambda _f, k=key: self._expired_or_retry(k))
         return len(due)
+
+    def delete_document(self, path: bytes) -> bool:
+        """Delete an active-plane path as DEL would (same change event); False if it was absent."""
+        plane = self.plane_for[self.router.plane_of(path)]
+        if plane.deferred:
+            raise ValueError(f"delete_document is for the active plane, not {path!r}")
+        ctx = plane.ctx
+        ctx.now_ms = self.now_ms()
+        if ctx.lookup(path) is None:
+            return False
+        ctx.remove(path)
+        ctx.notify("g", "del", path)
+        return True
 
     def _expired_or_retry(self, key: bytes) -> None:
         """After a vfs.expire entry applied: if it did not delete the key (its revision moved on,
