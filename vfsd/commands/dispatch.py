@@ -77,11 +77,12 @@ def resolve(argv: list[bytes]) -> CommandSpec:
 def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
     """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups."""
     router = client.node.router
+    known = client.node.keyspace.data  # existing keys were validated when written
     keys = spec.keys(argv)
     try:
-        first = GROUP[router.plane_of(keys[0])]
+        first = GROUP[router.plane_of(keys[0], known)]
         for key in keys[1:]:
-            group = GROUP[router.plane_of(key)]
+            group = GROUP[router.plane_of(key, known)]
             if group != first and spec.is_write:  # reads are local on every plane: they may span
                 raise ErrorReply(
                     f"ERR '{spec.name}' spans planes: '{keys[0].decode(errors='replace')}' ({first}) and "
