@@ -219,3 +219,13 @@ def test_settings_errors_name_the_key(table: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(table)
     assert message in str(info.value)
+
+
+def test_cpu_percentages_survive_a_mode_that_goes_backwards() -> None:
+    # Linux's iowait may decrease between samples; the other modes still give a busy figure.
+    before = {"user": 10.0, "system": 5.0, "idle": 80.0, "iowait": 5.0}
+    after = {"user": 14.0, "system": 6.0, "idle": 85.0, "iowait": 4.5}
+    pct = cpu_percentages(before, after)
+    assert pct is not None
+    assert pct["cpu_percent"] == 50.0 and pct["iowait_percent"] == 0.0
+    assert cpu_percentages(after, after) is None  # no time passed

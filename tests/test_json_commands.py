@@ -25,13 +25,13 @@ from vfsd.store.keyspace import CTIME, KIND, VALUE, Entry, Keyspace
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, bytes, Entry | None, str]] = []
+        self.events: list[tuple[str, str, bytes, Entry | None]] = []
 
-    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
-        self.events.append((flag, event, key, entry, plane))
+    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None = None) -> None:
+        self.events.append((flag, event, key, entry))
 
     def names(self) -> list[tuple[str, str, bytes]]:
-        return [(flag, event, key) for flag, event, key, _, _ in self.events]
+        return [(flag, event, key) for flag, event, key, _ in self.events]
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_del_root_deletes_the_key(ctx: Ctx, sink: Recorder, path: list[str]) -> 
     sink.events.clear()
     assert call(ctx, "JSON.DEL", "k", *path) == 1
     assert ctx.db.get(b"k") is None
-    assert sink.events == [("d", "json.del", b"k", None, "local")]
+    assert sink.events == [("d", "json.del", b"k", None)]
 
 
 def test_del_paths_counts_what_it_removed(ctx: Ctx, sink: Recorder) -> None:

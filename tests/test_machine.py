@@ -29,18 +29,18 @@ class Recorder:
     """A ChangeSink that keeps every notification."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, bytes, Any, str]] = []
+        self.events: list[tuple[str, str, bytes, Any]] = []
 
-    def __call__(self, flag: str, event: str, key: bytes, entry: Any, plane: str) -> None:
-        self.events.append((flag, event, key, entry, plane))
+    def __call__(self, flag: str, event: str, key: bytes, entry: Any = None) -> None:
+        self.events.append((flag, event, key, entry))
 
 
 def machine(db: Keyspace | None = None) -> StateMachine:
     return StateMachine(Keyspace() if db is None else db, LOG_ROOTS, Recorder(), 512 * 1024 * 1024)
 
 
-def events(m: StateMachine) -> list[tuple[str, str, bytes, Any, str]]:
-    sink = m.ctx.sink
+def events(m: StateMachine) -> list[tuple[str, str, bytes, Any]]:
+    sink = m.ctx.notify
     assert isinstance(sink, Recorder)
     return sink.events
 
@@ -258,7 +258,7 @@ def test_vfs_expire_deletes_only_when_the_revision_matches_and_the_deadline_pass
     # Both hold: the key goes, with an "expired" notification.
     assert m.apply(4, encode_entry([[b"vfs.expire", b"/ctx/a", b"1"]], 1_200, "n1")) == 1
     assert b"/ctx/a" not in m.db.data and b"/ctx/a" not in m.db.expires
-    assert ("x", "expired", b"/ctx/a", None, "log") in events(m)
+    assert ("x", "expired", b"/ctx/a", None) in events(m)
     # A missing key is a no-op.
     assert m.apply(5, encode_entry([[b"vfs.expire", b"/ctx/a", b"1"]], 1_300, "n1")) == 0
 

@@ -66,7 +66,7 @@ class Node:
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
         cfg = self.config
-        sink = self.notifier.on_change
+        sink = self.notifier
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),

@@ -1,6 +1,6 @@
 """Pub/sub: channels, patterns, and keyspace notifications.
 
-Every applied change reaches ``Notifier.on_change`` once on every node (the
+Every applied change reaches the ``Notifier`` (a ``Ctx.notify`` sink) once on every node (the
 change-event stream of DESIGN.md §3a). It publishes what Redis's
 ``notify-keyspace-events`` selects — ``__keyspace@0__:<key>`` carries the event
 name, ``__keyevent@0__:<event>`` carries the key — and, for VFS paths, a
@@ -126,7 +126,8 @@ class Notifier:
         self.listeners: list[Callable[[str, bytes, Entry | None], None]] = []
         self.expired_keys = 0
 
-    def on_change(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
+    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None = None) -> None:
+        """The change-event sink every plane's Ctx calls (see ``Ctx.notify``)."""
         if flag == "x":
             self.expired_keys += 1
         for listener in self.listeners:

@@ -7,7 +7,7 @@ pick the last writer when replicas meet.
 
 from __future__ import annotations
 
-from vfsd.active.hlc import HLC
+from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import EVENTUAL
 from vfsd.store.keyspace import Keyspace
@@ -22,7 +22,11 @@ class ActivePlane:
         self.ctx = Ctx(db, EVENTUAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
 
     def _next_rev(self) -> int:
-        return self.hlc.now(self.ctx.now_ms)
+        # HLC.now(), inlined: this runs on every active-plane write.
+        hlc = self.hlc
+        candidate = self.ctx.now_ms << LOGICAL_BITS
+        hlc.last = candidate if candidate > hlc.last else hlc.last + 1
+        return hlc.last
 
     def remove_all(self, keys: list[bytes]) -> None:
         ctx = self.ctx

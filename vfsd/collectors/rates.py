@@ -76,12 +76,13 @@ def cpu_percentages(previous: Mapping[str, float], current: Mapping[str, float])
     """Busy and per-mode percentages between two CPU-times samples (``psutil.cpu_times()._asdict()``).
 
     Returns ``{"cpu_percent": busy, "<mode>_percent": ...}`` or None when no
-    time passed (or the counters went backwards, which only a reset of the
-    whole machine's accounting can do: there is no meaningful percentage then).
+    time passed. A single mode that goes backwards counts as zero: Linux's
+    ``iowait`` is documented to decrease at times, and dropping the whole
+    sample for it would leave the node without a CPU figure.
     """
-    deltas = {name: current[name] - previous.get(name, 0.0) for name in current if name not in GUEST_FIELDS}
+    deltas = {name: max(0.0, current[name] - previous.get(name, 0.0)) for name in current if name not in GUEST_FIELDS}
     total = sum(deltas.values())
-    if total <= 0 or any(d < 0 for d in deltas.values()):
+    if total <= 0:
         return None
     idle = sum(deltas.get(name, 0.0) for name in IDLE_FIELDS)
     out = {"cpu_percent": _clamp_percent(100.0 * (total - idle) / total)}

@@ -18,10 +18,10 @@ from vfsd.store.keyspace import CTIME, Entry, Keyspace
 
 
 class ChangeSink(Protocol):
-    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None: ...
+    def __call__(self, flag: str, event: str, key: bytes, entry: Entry | None = None) -> None: ...
 
 
-def _no_sink(flag: str, event: str, key: bytes, entry: Entry | None, plane: str) -> None:
+def _no_sink(flag: str, event: str, key: bytes, entry: Entry | None = None) -> None:
     return None
 
 
@@ -35,7 +35,7 @@ class Ctx:
     entry commits (as Redis replicas do).
     """
 
-    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "sink", "lazy_delete", "max_bulk_bytes")
+    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes")
 
     def __init__(
         self,
@@ -53,7 +53,10 @@ class Ctx:
         self.plane = plane
         self.origin = origin
         self.next_rev = next_rev
-        self.sink = sink
+        #: ``notify(flag, event, key, entry=None)``: raise the change event for a change just made
+        #: (``flag`` is the notify-keyspace-events class, ``event`` the Redis event name). The sink
+        #: itself, not a wrapper: this is called on every write.
+        self.notify: ChangeSink = sink
         self.lazy_delete = lazy_delete
         self.now_ms = now_ms
         self.max_bulk_bytes = max_bulk_bytes
@@ -67,7 +70,7 @@ class Ctx:
         if at is not None and at <= self.now_ms:
             if self.lazy_delete:
                 self.db.delete(key)
-                self.sink("x", "expired", key, None, self.plane)
+                self.notify("x", "expired", key, None)
             return None
         return entry
 
@@ -88,9 +91,6 @@ class Ctx:
 
     def remove(self, key: bytes) -> Entry | None:
         return self.db.delete(key)
-
-    def notify(self, flag: str, event: str, key: bytes, entry: Entry | None = None) -> None:
-        self.sink(flag, event, key, entry, self.plane)
 
     def ttl_ms(self, key: bytes) -> int | None:
         at = self.db.expires.get(key)

@@ -61,7 +61,7 @@ class DesiredPlane:
         self.snapshots = SnapshotStore(self.data_dir)
         self.wal = WriteAheadLog.open(self.data_dir, segment_max_bytes=self.segment_max_bytes)
         machine = self.machine
-        sink, machine.ctx.sink = machine.ctx.sink, _quiet
+        sink, machine.ctx.notify = machine.ctx.notify, _quiet
         try:
             snap = self.snapshots.load()
             if snap is not None:
@@ -73,7 +73,7 @@ class DesiredPlane:
             for entry in self.wal.entries(start, self.wal.last_index + 1):
                 machine.apply(entry.index, entry.data)
         finally:
-            machine.ctx.sink = sink
+            machine.ctx.notify = sink
         log.info("desired plane recovered to index %d (snapshot %d)", machine.applied_index, self.snapshot_index)
 
     async def close(self) -> None:
@@ -151,5 +151,5 @@ class DesiredPlane:
         }
 
 
-def _quiet(flag: str, event: str, key: bytes, entry: object, plane: str) -> None:
+def _quiet(flag: str, event: str, key: bytes, entry: object = None) -> None:
     return None
