@@ -255,6 +255,6 @@ class Node:
             self.planes["log"].snapshot_every_entries = changes["snapshot_every_entries"]
 
     def reset_stats(self) -> None:
-        """CONFIG RESETSTAT."""
-        self.stats = Stats()
+        """CONFIG RESETSTAT (in place: clients hold a reference to the counters)."""
+        Stats.__init__(self.stats)
         self.notifier.expired_keys = 0

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from vfsd.node import Node
 
 log = logging.getLogger(__name__)
+Future = asyncio.Future
 
 _ids = itertools.count(1)
 
@@ -55,6 +56,7 @@ class Client(asyncio.Protocol):
         self.node = node
         settings = node.settings
         self.id = next(_ids)
+        self.stats = node.stats  # bumped on every batch; CONFIG RESETSTAT zeroes it in place
         self.parser = RequestParser(
             max_bulk_bytes=settings.max_bulk_bytes,
             max_array_len=settings.max_array_len,
@@ -70,7 +72,7 @@ class Client(asyncio.Protocol):
         self.addr = "?"
         self.laddr = "?"
         self.created = time.monotonic()
-        self.last_active = self.created
+        self.last_active_ms = int(time.time() * 1000)
         self.last_cmd = b"NULL"
         self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
         self.multi_error = False
@@ -118,7 +120,7 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.node.stats.net_input_bytes += len(data)
+        self.stats.net_input_bytes += len(data)
         commands = self.parser.feed(data)
         if self.waiting is not None or self.backlog:
             self.backlog.extend(commands)
@@ -141,8 +143,8 @@ class Client(asyncio.Protocol):
         """Run a batch of parsed commands and write their replies at once."""
         out: list[bytes] = []
         self._batch = out
-        stats = self.node.stats
-        self.node.tick()
+        stats = self.stats
+        now_ms = self.node.tick()
         done = 0
         for argv in commands:
             done += 1
@@ -151,7 +153,7 @@ class Client(asyncio.Protocol):
             if kind is Replies:
                 for part in reply:
                     encode_into(out, part, self.proto)
-            elif isinstance(reply, asyncio.Future):
+            elif isinstance(reply, Future):
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
@@ -171,7 +173,7 @@ class Client(asyncio.Protocol):
         if done:
             stats.total_commands_processed += done
             self.last_cmd = commands[done - 1][0]
-            self.last_active = time.monotonic()
+            self.last_active_ms = now_ms
         self._batch = None
         transport = self.transport
         if out and transport is not None:
@@ -313,7 +315,7 @@ class Client(asyncio.Protocol):
         now = time.monotonic()
         return (
             f"id={self.id} addr={self.addr} laddr={self.laddr} fd=-1 name={self.name.decode(errors='replace')} "
-            f"age={int(now - self.created)} idle={int(now - self.last_active)} flags={self.flags()} db=0 "
+            f"age={int(now - self.created)} idle={max(0, self.node.now_ms() - self.last_active_ms) // 1000} flags={self.flags()} db=0 "
             f"sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
             f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "
             f"qbuf={self.parser.buffered_bytes} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "

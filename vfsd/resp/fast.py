@@ -26,7 +26,7 @@ _DIGITS = tuple(len(str(n)) for n in range(10000))
 class FastRequestParser:
     """Same interface as ``RequestParser``: ``feed``, ``error``, ``buffered_bytes``."""
 
-    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean")
+    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean", "error")
 
     def __init__(self, *, max_bulk_bytes: int = 512 * 1024 * 1024, max_array_len: int = 1024 * 1024,
                  max_inline_bytes: int = 64 * 1024, max_query_buffer_bytes: int = 1024 * 1024 * 1024) -> None:
@@ -36,23 +36,22 @@ class FastRequestParser:
         self._max_array_len = max_array_len
         self._fast_max_bytes = min(max_bulk_bytes, max_query_buffer_bytes)
         self._clean = True  # the strict parser holds nothing and has seen no error
-
-    @property
-    def error(self) -> ProtocolError | None:
-        return self._strict.error
+        #: The protocol error, once one is met (a plain attribute: the shell reads it every batch).
+        self.error: ProtocolError | None = None
 
     @property
     def buffered_bytes(self) -> int:
         return self._strict.buffered_bytes
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        if self._clean and data[:1] == b"*" and len(data) <= self._fast_max_bytes:
+        if self._clean and data and data[0] == 42 and len(data) <= self._fast_max_bytes:  # 42: '*'
             commands = self._fast(data)
             if commands is not None:
                 return commands
             self._reader = hiredis.Reader()
         strict = self._strict
         commands = strict.feed(data)
+        self.error = strict.error
         self._clean = not strict.buffered_bytes and strict.error is None
         return commands
 
