@@ -89,6 +89,25 @@ class Ctx:
                 db.expires.pop(key, None)
         return entry
 
+    def replace(self, key: bytes, value: bytes) -> Entry:
+        """A plain SET of raw bytes: ``write(key, value, old=lookup(key))`` with one dict probe
+        on the common path (no TTL on the key), which is the benchmarked write."""
+        db = self.db
+        data = db.data
+        old = data.get(key)
+        expires = db.expires
+        if old is not None and expires and key in expires:  # it may have lapsed: expire it properly first
+            old = self.lookup(key)
+        now = self.now_ms
+        entry = (value, RAW, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
+        if old is not None:
+            data[key] = entry
+        else:
+            db.put(key, entry)
+        if expires:
+            expires.pop(key, None)
+        return entry
+
     def remove(self, key: bytes) -> Entry | None:
         return self.db.delete(key)
 

@@ -83,8 +83,7 @@ def get(ctx: Ctx, argv: list[bytes]) -> bytes | None:
 def set_(ctx: Ctx, argv: list[bytes]) -> object:
     key, value = argv[1], argv[2]
     if len(argv) == 3:  # plain SET: the benchmarked hot path
-        entry = ctx.write(key, value, RAW, old=ctx.lookup(key))
-        ctx.notify("$", "set", key, entry)
+        ctx.notify("$", "set", key, ctx.replace(key, value))
         return OK
     cond: bytes | None = None
     compare: bytes | None = None
@@ -235,8 +234,7 @@ def mset(ctx: Ctx, argv: list[bytes]) -> object:
         raise wrong_arity(argv[0].decode().lower())
     for i in range(1, len(argv), 2):
         key = argv[i]
-        entry = ctx.write(key, argv[i + 1], old=ctx.lookup(key))
-        ctx.notify("$", "set", key, entry)
+        ctx.notify("$", "set", key, ctx.replace(key, argv[i + 1]))
     return OK
 
 
