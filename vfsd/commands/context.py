@@ -81,7 +81,8 @@ class Ctx:
         db = self.db
         if key in db.data:
             db.data[key] = entry
-            if not keep_ttl and db.expires:
+            # A TTL is kept only for a live file: a lapsed, unswept one (desired plane) was not ``old``.
+            if (not keep_ttl or old is None) and db.expires:
                 db.expires.pop(key, None)
         else:
             db.put(key, entry)

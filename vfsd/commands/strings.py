@@ -271,16 +271,16 @@ def strlen(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 def _incr(ctx: Ctx, key: bytes, delta: int) -> int:
-    old, current = raw_value(ctx, key)
-    if current is None:
-        value = 0
+    old = ctx.lookup(key)
+    if old is None:
+        new = delta
     else:
-        value = parse_int(current)
-    new = value + delta
+        if old[KIND] != RAW:
+            raise WRONGTYPE
+        new = parse_int(old[VALUE]) + delta
     if not INT64_MIN <= new <= INT64_MAX:
         raise OVERFLOW
-    entry = ctx.write(key, b"%d" % new, old=old, keep_ttl=old is not None)
-    ctx.notify("$", "incrby", key, entry)
+    ctx.notify("$", "incrby", key, ctx.write(key, b"%d" % new, RAW, old=old, keep_ttl=old is not None))
     return new
 
 
