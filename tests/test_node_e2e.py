@@ -390,3 +390,54 @@ def test_sigterm_exits_cleanly(node_factory) -> None:  # type: ignore[no-untyped
     node = node_factory()
     assert node.stop() == 0
     assert "listening on 127.0.0.1" in node.output()
+
+
+@pytest.mark.parametrize("key", ["w-ttl", "/ctx/w-ttl", "/run/w-ttl"])
+@pytest.mark.parametrize("change", [("EXPIRE", "500"), ("PERSIST",), ("GETEX", "EX", "300")])
+def test_watch_sees_ttl_changes(server: VfsdProcess, r: redis.Redis, key: str, change: tuple[str, ...]) -> None:
+    r.set(key, "v", ex=100)
+    with r.pipeline() as pipe:
+        pipe.watch(key)
+        server.client().execute_command(change[0], key, *change[1:])
+        pipe.multi()
+        pipe.set(key, "x")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+
+
+@pytest.mark.parametrize("key", ["w-gone", "/ctx/w-gone", "/run/w-gone"])
+def test_watch_sees_a_key_created_and_deleted_meanwhile(server: VfsdProcess, r: redis.Redis, key: str) -> None:
+    with r.pipeline() as pipe:
+        pipe.watch(key)
+        other = server.client()
+        other.set(key, "1")
+        other.delete(key)
+        pipe.multi()
+        pipe.set(key, "x")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert r.get(key) is None
+
+
+def test_multi_errors_that_do_not_abort(server: VfsdProcess) -> None:
+    assert raw(server.port, b"MULTI\r\nSET a 1\r\nMULTI\r\nWATCH a\r\nEXEC\r\n") == (
+        b"+OK\r\n+QUEUED\r\n-ERR MULTI calls can not be nested\r\n-ERR WATCH inside MULTI is not allowed\r\n*1\r\n+OK\r\n"
+    )
+
+
+def test_desired_transaction_reads_see_its_own_writes(server: VfsdProcess, r: redis.Redis) -> None:
+    reply = raw(server.port, b"MULTI\r\nSET /ctx/n 1\r\nKEYS /ctx/n*\r\nDBSIZE\r\nEXEC\r\n")
+    assert reply.endswith(b"*3\r\n+OK\r\n*1\r\n$6\r\n/ctx/n\r\n:1\r\n")
+
+
+def test_incrbyfloat_prints_as_redis_does(server: VfsdProcess, r: redis.Redis) -> None:
+    reply = raw(server.port, b"INCRBYFLOAT f 0.1\r\nINCRBYFLOAT f 0.2\r\nINCRBYFLOAT g 1e17\r\nINCRBYFLOAT h 0.00001\r\n")
+    assert reply == b"$3\r\n0.1\r\n$3\r\n0.3\r\n$18\r\n100000000000000000\r\n$7\r\n0.00001\r\n"
+    for bad in ("1_0", "inf", "1e5000", " 1"):
+        with pytest.raises(redis.ResponseError, match="not a valid float"):
+            r.execute_command("INCRBYFLOAT", "f", bad)
+
+
+def test_set_get_twice_and_getex_on_a_missing_key(server: VfsdProcess, r: redis.Redis) -> None:
+    r.set("s", "old")
+    assert raw(server.port, b"SET s new GET GET\r\nGETEX nokey EX abc\r\n") == b"$3\r\nold\r\n$-1\r\n"

@@ -78,6 +78,7 @@ class Client(asyncio.Protocol):
         self.multi_error = False
         self.multi_group: str | None = None
         self.watches: dict[bytes, int | None] = {}
+        self.watch_dirty = False  # set by the keyspace when a WATCHed key changes
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.backlog: deque[list[bytes]] = deque()
@@ -113,6 +114,7 @@ class Client(asyncio.Protocol):
         self.closing = True
         self.node.clients.pop(self.id, None)
         self.unsubscribe_all()
+        self.unwatch_all()
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()
@@ -263,13 +265,22 @@ class Client(asyncio.Protocol):
                     raise ErrorReply(str(exc)) from None
             if key not in self.watches:
                 self.watches[key] = self.revision(key)
+                self.node.keyspace.watch(key, self)
+
+    def unwatch_all(self) -> None:
+        keyspace = self.node.keyspace
+        for key in self.watches:
+            keyspace.unwatch(key, self)
+        self.watches.clear()
+        self.watch_dirty = False
 
     def watch_group_keys(self, group: str) -> list[tuple[bytes, int | None]]:
         router = self.node.router
         return [(k, r) for k, r in self.watches.items() if GROUP[router.plane_of(k)] == group]
 
     def watches_dirty(self) -> bool:
-        return any(self.revision(k) != r for k, r in self.watches.items())
+        """Any change since WATCH (the flag), or a key that lapsed meanwhile (its revision)."""
+        return self.watch_dirty or any(self.revision(k) != r for k, r in self.watches.items())
 
     # -- pub/sub ----------------------------------------------------------------
 

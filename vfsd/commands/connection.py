@@ -45,7 +45,7 @@ def reset(client: "Client", argv: list[bytes]) -> Any:
     client.multi = None
     client.multi_error = False
     client.multi_group = None
-    client.watches.clear()
+    client.unwatch_all()
     client.unsubscribe_all()
     client.name = b""
     client.proto = 2

@@ -84,6 +84,8 @@ class Ctx:
             # A TTL is kept only for a live file: a lapsed, unswept one (desired plane) was not ``old``.
             if (not keep_ttl or old is None) and db.expires:
                 db.expires.pop(key, None)
+            if db.watched:
+                db.touch(key)
         else:
             db.put(key, entry)
             if db.expires:  # a stale deadline of an expired-but-unswept key must not apply
@@ -103,6 +105,8 @@ class Ctx:
         entry = (value, RAW, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
         if old is not None:
             data[key] = entry
+            if db.watched:
+                db.touch(key)
         else:
             db.put(key, entry)
         if expires:

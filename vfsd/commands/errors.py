@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation, localcontext
+
 from vfsd.resp.types import ErrorReply
 
 WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -37,28 +39,31 @@ def parse_int(arg: bytes, error: ErrorReply = NOT_INTEGER) -> int:
     return value
 
 
-def parse_float(arg: bytes) -> float:
-    import math
-
-    text = arg.strip()
-    if not arg or text != arg:
+def parse_float(arg: bytes) -> Decimal:
+    """A finite number as Redis's strtold reads it (no spaces, no '_', no inf/nan), kept exact."""
+    if not arg or arg != arg.strip() or b"_" in arg:
         raise NOT_FLOAT
     try:
-        value = float(arg)
-    except ValueError:
+        value = Decimal(arg.decode("ascii"))
+    except (InvalidOperation, UnicodeDecodeError):
         raise NOT_FLOAT from None
-    if math.isnan(value):
+    if not value.is_finite() or abs(value) > LONG_DOUBLE_MAX:  # strtold: ERANGE
         raise NOT_FLOAT
     return value
 
 
-def format_float(value: float) -> bytes:
-    """Format like Redis's INCRBYFLOAT (%.17Lg, then trailing zeros trimmed)."""
-    if value == int(value) and abs(value) < 1e17:
-        return str(int(value)).encode()
-    text = f"{value:.17g}"
-    if "e" not in text and "." in text:
-        shorter = repr(value)
-        if "e" not in shorter and float(shorter) == value:
-            text = shorter
+#: Redis computes INCRBYFLOAT in long double; beyond its range the result is "Infinity".
+LONG_DOUBLE_MAX = Decimal("1.18973149535723176502e4932")
+_SEVENTEEN_PLACES = Decimal("1e-17")
+
+
+def format_float(value: Decimal) -> bytes:
+    """Format like Redis's INCRBYFLOAT: ``%.17Lf`` with trailing zeros (and point) trimmed, never an exponent."""
+    with localcontext() as wide:
+        wide.prec = 4960  # room for long double's largest integer part and 17 decimals
+        text = format(value.quantize(_SEVENTEEN_PLACES), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
     return text.encode()

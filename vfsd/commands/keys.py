@@ -92,6 +92,7 @@ def _expire(ctx: Ctx, argv: list[bytes], unit_ms: int, absolute: bool) -> int:
         ctx.remove(key)
         ctx.notify("g", "del", key)
         return 1
+    entry = ctx.write(key, entry[VALUE], entry[KIND], old=entry, keep_ttl=True)  # a TTL change is a change
     ctx.db.set_expire(key, at_ms)
     ctx.notify("g", "expire", key, entry)
     return 1
@@ -170,8 +171,9 @@ def pexpiretime(ctx: Ctx, argv: list[bytes]) -> int:
 def persist(ctx: Ctx, argv: list[bytes]) -> int:
     key = argv[1]
     entry = ctx.lookup(key)
-    if entry is None or not ctx.db.persist(key):
+    if entry is None or ctx.db.expire_at(key) is None:
         return 0
+    entry = ctx.write(key, entry[VALUE], entry[KIND], old=entry)  # a new revision, and no TTL
     ctx.notify("g", "persist", key, entry)
     return 1
 

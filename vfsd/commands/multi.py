@@ -25,14 +25,14 @@ def _end(client: "Client") -> None:
     client.multi = None
     client.multi_error = False
     client.multi_group = None
-    client.watches.clear()
+    client.unwatch_all()
 
 
 @command("multi", arity=1, flags="noscript loading stale fast", acl="@transaction", group="transactions", scope="node",
          summary="Starts a transaction.")
 def multi(client: "Client", argv: list[bytes]) -> Any:
-    if client.multi is not None:
-        raise ErrorReply("ERR MULTI calls can not be nested")
+    if client.multi is not None:  # returned, not raised: like Redis, this does not abort the transaction
+        return ErrorReply("ERR MULTI calls can not be nested")
     client.multi = []
     client.multi_error = False
     client.multi_group = None
@@ -67,9 +67,10 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
     if group != "log":
         return [dispatch(client, args) for _, args in queued]
     # Node-scope commands (PING, ECHO...) answer now; key commands form one log entry.
+    # Key commands form one log entry; the others (PING, KEYS, VFS.STAT...) run once it has
+    # applied, in their place, so they see the transaction's writes, and not at all if it aborted.
     node = client.node
     key_ops = [args for spec, args in queued if spec.scope == "key"]
-    answers = {i: dispatch(client, args) for i, (spec, args) in enumerate(queued) if spec.scope != "key"}
     future = node.planes["log"].submit(key_ops, node.now_ms(), transaction=True, watches=watches)
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -79,16 +80,18 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
             done.set_result(result)
             return
         replies = iter(result)
-        done.set_result([answers[i] if i in answers else next(replies) for i in range(len(queued))])
+        done.set_result([next(replies) if spec.scope == "key" else dispatch(client, args) for spec, args in queued])
 
     future.add_done_callback(merge)
     return done
 
 
-@command("watch", arity=-2, flags="noscript loading stale fast no_multi", keys=(1, -1, 1), acl="@transaction",
+@command("watch", arity=-2, flags="noscript loading stale fast", keys=(1, -1, 1), acl="@transaction",
          group="transactions", scope="node", summary="Monitors changes to keys to determine the execution of a transaction.",
          since="2.2.0", arguments="key [key ...]")
 def watch(client: "Client", argv: list[bytes]) -> Any:
+    if client.multi is not None:  # Redis's text, and the transaction goes on
+        return ErrorReply("ERR WATCH inside MULTI is not allowed")
     client.watch(argv[1:])
     return OK
 
@@ -96,5 +99,5 @@ def watch(client: "Client", argv: list[bytes]) -> Any:
 @command("unwatch", arity=1, flags="noscript loading stale fast", acl="@transaction", group="transactions",
          scope="node", summary="Forgets about watched keys of a transaction.", since="2.2.0")
 def unwatch(client: "Client", argv: list[bytes]) -> Any:
-    client.watches.clear()
+    client.unwatch_all()
     return OK

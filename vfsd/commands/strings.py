@@ -8,11 +8,14 @@ answer WRONGTYPE, as Redis does for a key of another type.
 
 from __future__ import annotations
 
+from decimal import Decimal, localcontext
+
 from vfsd.codec import RAW, doc_to_json
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import (
     INT64_MAX,
     INT64_MIN,
+    LONG_DOUBLE_MAX,
     MAX_STRING,
     NAN_OR_INF,
     OFFSET_RANGE,
@@ -97,7 +100,7 @@ def set_(ctx: Ctx, argv: list[bytes]) -> object:
         elif opt == b"IFEQ" and cond is None and compare is None and i + 1 < n:
             compare = argv[i + 1]
             i += 1
-        elif opt == b"GET" and not want_get:
+        elif opt == b"GET":  # Redis accepts it more than once
             want_get = True
         elif opt == b"KEEPTTL" and expiry is None and not keep_ttl:
             keep_ttl = True
@@ -197,22 +200,18 @@ def getex(ctx: Ctx, argv: list[bytes]) -> bytes | None:
             i += 1
         else:
             raise SYNTAX
-    at_ms = None
-    if expiry is not None:
-        if parse_int(expiry[1]) <= 0:
-            raise invalid_expire("getex")
-        at_ms = deadline_ms(ctx, expiry[0], expiry[1], "getex")
     old, previous = raw_value(ctx, key)
-    if old is None:
+    if old is None:  # as Redis: a missing key answers nil before the expire time is even parsed
         return None
-    if at_ms is not None:
+    if expiry is not None:
+        at_ms = deadline_ms(ctx, expiry[0], expiry[1], "getex")
         if at_ms <= ctx.now_ms:
             ctx.remove(key)
             ctx.notify("g", "del", key)
         else:
-            apply_deadline(ctx, key, at_ms, old)
-    elif persist and ctx.db.persist(key):
-        ctx.notify("g", "persist", key, old)
+            apply_deadline(ctx, key, at_ms, ctx.write(key, old[VALUE], RAW, old=old, keep_ttl=True))
+    elif persist and ctx.db.expire_at(key) is not None:
+        ctx.notify("g", "persist", key, ctx.write(key, old[VALUE], RAW, old=old))
     return previous
 
 
@@ -319,14 +318,14 @@ def decrby(ctx: Ctx, argv: list[bytes]) -> int:
          summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
          arguments="key increment")
 def incrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
-    import math
-
     key = argv[1]
     delta = parse_float(argv[2])
     old, current = raw_value(ctx, key)
-    value = 0.0 if current is None else parse_float(current)
-    new = value + delta
-    if math.isnan(new) or math.isinf(new):
+    value = Decimal(0) if current is None else parse_float(current)
+    with localcontext() as exact:
+        exact.prec = 64  # the inputs are decimal text: add them exactly, then print as Redis does
+        new = value + delta
+    if abs(new) > LONG_DOUBLE_MAX:
         raise NAN_OR_INF
     text = format_float(new)
     entry = ctx.write(key, text, old=old, keep_ttl=old is not None)

@@ -51,6 +51,7 @@ class DesiredPlane:
         self.wal: WriteAheadLog | None = None
         self.snapshots: SnapshotStore | None = None
         self.snapshot_index = 0
+        self._snapshot_failed_at = 0
         self.fsyncs = 0
 
     # -- start and stop ---------------------------------------------------------
@@ -120,8 +121,14 @@ class DesiredPlane:
                 reply = self.machine.apply(entry.index, entry.data)
                 if not future.done():
                     future.set_result(reply)
-            if self.machine.applied_index - self.snapshot_index >= self.snapshot_every_entries:
-                await self._snapshot(loop)
+            last_try = max(self.snapshot_index, self._snapshot_failed_at)
+            if self.machine.applied_index - last_try >= self.snapshot_every_entries:
+                try:
+                    await self._snapshot(loop)
+                except Exception as exc:  # the log still holds everything: keep serving, try again later
+                    log.error("desired-plane snapshot failed, will retry after %d more entries: %s",
+                              self.snapshot_every_entries, exc)
+                    self._snapshot_failed_at = self.machine.applied_index
 
     def _persist(self, entries: list[LogEntry]) -> None:
         assert self.wal is not None

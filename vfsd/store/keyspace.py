@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -37,7 +38,7 @@ VALUE, KIND, REV, ORIGIN, CTIME, MTIME = range(6)
 
 
 class Keyspace:
-    __slots__ = ("data", "_sorted", "_unsorted", "expires", "_deadlines")
+    __slots__ = ("data", "_sorted", "_unsorted", "expires", "_deadlines", "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Entry] = {}
@@ -45,6 +46,9 @@ class Keyspace:
         self._unsorted: set[bytes] = set()  # keys not yet merged into _sorted
         self.expires: dict[bytes, int] = {}
         self._deadlines: list[tuple[int, bytes]] = []
+        #: WATCHed keys -> their watchers (objects with a ``watch_dirty`` flag). Any change to the
+        #: key — value, deletion, deadline — sets the flag, as Redis's touchWatchedKey does.
+        self.watched: dict[bytes, set[Any]] = {}
 
     @property
     def keys(self) -> SortedList:
@@ -64,10 +68,27 @@ class Keyspace:
         at = self.expires.get(key)
         return at is not None and at <= now_ms
 
+    def touch(self, key: bytes) -> None:
+        """Mark the watchers of ``key`` dirty (callers check ``self.watched`` first: it is usually empty)."""
+        for watcher in self.watched.get(key, ()):
+            watcher.watch_dirty = True
+
+    def watch(self, key: bytes, watcher: Any) -> None:
+        self.watched.setdefault(key, set()).add(watcher)
+
+    def unwatch(self, key: bytes, watcher: Any) -> None:
+        watchers = self.watched.get(key)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self.watched[key]
+
     def put(self, key: bytes, entry: Entry) -> None:
         if key not in self.data:
             self._unsorted.add(key)
         self.data[key] = entry
+        if self.watched:
+            self.touch(key)
 
     def delete(self, key: bytes) -> Entry | None:
         entry = self.data.pop(key, None)
@@ -77,14 +98,22 @@ class Keyspace:
             else:
                 self._sorted.remove(key)
             self.expires.pop(key, None)
+            if self.watched:
+                self.touch(key)
         return entry
 
     def set_expire(self, key: bytes, at_ms: int) -> None:
         self.expires[key] = at_ms
         heapq.heappush(self._deadlines, (at_ms, key))
+        if self.watched:
+            self.touch(key)
 
     def persist(self, key: bytes) -> bool:
-        return self.expires.pop(key, None) is not None
+        if self.expires.pop(key, None) is None:
+            return False
+        if self.watched:
+            self.touch(key)
+        return True
 
     def expire_at(self, key: bytes) -> int | None:
         return self.expires.get(key)
