@@ -61,8 +61,7 @@ def type_(ctx: Ctx, argv: list[bytes]) -> SimpleString:
 def _expire(ctx: Ctx, argv: list[bytes], unit_ms: int, absolute: bool) -> int:
     key = argv[1]
     name = argv[0].decode().lower()
-    amount = parse_int(argv[2])
-    flags = {a.upper() for a in argv[3:]}
+    flags = {a.upper() for a in argv[3:]}  # options first, as Redis parses them
     for flag in flags:
         if flag not in (b"NX", b"XX", b"GT", b"LT"):
             raise ErrorReply(f"ERR Unsupported option {flag.decode(errors='replace')}")
@@ -70,7 +69,9 @@ def _expire(ctx: Ctx, argv: list[bytes], unit_ms: int, absolute: bool) -> int:
         raise ErrorReply("ERR NX and XX, GT or LT options at the same time are not compatible")
     if b"GT" in flags and b"LT" in flags:
         raise ErrorReply("ERR GT and LT options at the same time are not compatible")
-    if abs(amount) > _MAX_MS // unit_ms:
+    amount = parse_int(argv[2])
+    # Redis's checks: the amount must fit in ms, and so must the sum with the base time.
+    if amount > _MAX_MS // unit_ms or amount < -(_MAX_MS // unit_ms):
         raise invalid_expire(name)
     at_ms = amount * unit_ms + (0 if absolute else ctx.now_ms)
     if at_ms > _MAX_MS:

@@ -32,7 +32,8 @@ from vfsd.commands.table import command
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.store.keyspace import KIND, VALUE, Entry
 
-_MAX_MS = (1 << 62)
+#: Deadlines are signed 64-bit milliseconds, as in Redis (LLONG_MAX).
+_MAX_MS = INT64_MAX
 
 
 def read_bytes(entry: Entry) -> bytes:
