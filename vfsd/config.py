@@ -114,17 +114,22 @@ class ConfigError(ValueError):
     pass
 
 
+def parse_switch(raw: Any, where: str) -> bool:
+    """yes/no, true/false, on/off, 1/0 (or a TOML boolean); ConfigError naming ``where`` otherwise."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    raise ConfigError(f"{where}: expected yes/no, got {raw!r}")
+
+
 def coerce(setting: Setting, raw: Any) -> Any:
     """Convert a value from TOML, the environment or CONFIG SET to the setting's type."""
     if setting.type is bool:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("yes", "true", "1", "on"):
-            return True
-        if text in ("no", "false", "0", "off"):
-            return False
-        raise ConfigError(f"{setting.name}: expected yes/no, got {raw!r}")
+        return parse_switch(raw, setting.name)
     if setting.type is int:
         if isinstance(raw, (bool, float)):
             raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}")

@@ -162,11 +162,7 @@ class Node:
 
     def delete_document(self, path: bytes) -> bool:
         """Delete an active-plane path as DEL would (same change event); False if it was absent."""
-        plane = self.plane_for[self.router.plane_of(path)]
-        if plane.deferred:
-            raise ValueError(f"delete_document is for the active plane, not {path!r}")
-        ctx = plane.ctx
-        ctx.now_ms = self.now_ms()
+        ctx = self._active_ctx(path)
         if ctx.lookup(path) is None:
             return False
         ctx.remove(path)
@@ -181,17 +177,22 @@ class Node:
 
     # -- node-wide operations ---------------------------------------------------
 
+    def _active_ctx(self, path: bytes) -> Any:
+        """The active plane's Ctx, at the current time, for the node's own writes to ``path``."""
+        plane = self.plane_for[self.router.plane_of(path)]
+        if plane.deferred:
+            raise ValueError(f"the node writes its own documents on the active plane only, not {path!r}")
+        ctx = plane.ctx
+        ctx.now_ms = self.now_ms()
+        return ctx
+
     def write_document(self, path: bytes, doc: Any) -> bool:
         """Write a structured document to an active-plane path as JSON.SET would; False if unchanged.
 
         Collectors and membership use this, so their writes take the same path as a
         client's JSON.SET: same revision stamping, same change events and notifications.
         """
-        plane = self.plane_for[self.router.plane_of(path)]
-        if plane.deferred:
-            raise ValueError(f"write_document is for the active plane, not {path!r}")
-        ctx = plane.ctx
-        ctx.now_ms = self.now_ms()
+        ctx = self._active_ctx(path)
         packed = codec.pack(doc)
         old = ctx.lookup(path)
         if old is not None and old[KIND] == codec.DOC and old[VALUE] == packed:

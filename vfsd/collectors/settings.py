@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from vfsd.config import ConfigError
+from vfsd.config import ConfigError, parse_switch
 
 ENV = "VFSD_COLLECTORS"
 
@@ -65,17 +65,6 @@ class CollectorSettings:
 
 
 _DURATIONS = ("timeout_s", "backoff_initial_s", "backoff_max_s", "log_every_s", "health_refresh_s", "restore_s")
-
-
-def parse_switch(raw: Any, where: str) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("on", "yes", "true", "1"):
-        return True
-    if text in ("off", "no", "false", "0"):
-        return False
-    raise ConfigError(f"{where}: expected on/off (or true/false), got {raw!r}")
 
 
 def _positive_seconds(raw: Any, where: str) -> float:

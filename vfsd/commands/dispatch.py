@@ -152,18 +152,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
         if spec.scope == "node":
             return spec.handler(client, argv)
         node = client.node
-        if spec.last_key == 1 and spec.key_positions is None:  # one key: the common case
-            key = argv[1]
-            if key[:1] != b"/":
-                group = "local"
-            else:
-                try:
-                    group = GROUP[node.router.plane_of(key, node.keyspace.data)]
-                except PathError as exc:
-                    raise ErrorReply(str(exc)) from None
-        else:
-            group = plane_group(client, spec, argv)
-        plane = node.planes[group]
+        plane = node.planes[plane_group(client, spec, argv)]
         if spec.is_write and plane.deferred:
             return plane.submit([argv], node.clock_ms)
         ctx = plane.ctx
