@@ -74,8 +74,7 @@ def free_port() -> int:
 
 
 def vfsd_command() -> list[str]:
-    exe = shutil.which("vfsd")
-    return [exe] if exe else [sys.executable, "-m", "vfsd.cli"]
+    return [sys.executable, "-m", "vfsd"]
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,8 +38,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 
 def vfsd_command() -> list[str]:
-    exe = shutil.which("vfsd")
-    return [exe] if exe else [sys.executable, "-m", "vfsd.cli"]
+    """The interpreter running the tests, on the vfsd package it imports (not whatever ``vfsd`` is on PATH)."""
+    return [sys.executable, "-m", "vfsd"]
 
 
 class VfsdProcess:

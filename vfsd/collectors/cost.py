@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -49,8 +48,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.
 
 def measure(seconds: float, collectors: bool, config: str | None, warmup_s: float) -> float:
     """CPU seconds one idle ``vfsd serve`` used over ``seconds`` (after ``warmup_s``)."""
-    exe = shutil.which("vfsd")
-    cmd = [exe] if exe else [sys.executable, "-m", "vfsd.cli"]
+    cmd = [sys.executable, "-m", "vfsd"]
     port = _free_port()
     with tempfile.TemporaryDirectory() as data:
         args = cmd + ["serve", "--port", str(port), "--data-dir", data, "--node-id", "cost", "--log-level", "warning"]

@@ -19,7 +19,6 @@ same replies — which is what lets Raft replicate this module unchanged.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,8 +28,6 @@ from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
-
-log = logging.getLogger(__name__)
 
 
 def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
@@ -51,6 +48,9 @@ class StateMachine:
         self.log_roots = log_roots
         self.applied_index = 0
         self._index = 0
+        #: Handler bugs met while applying, ``(index, command, exception)``: the shell logs and clears
+        #: them (this core has no logger: logging would pull in threading).
+        self.failures: list[tuple[int, bytes, BaseException]] = []
         self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False, max_bulk_bytes=max_bulk_bytes)
 
     def _rev(self) -> int:
@@ -79,7 +79,7 @@ class StateMachine:
         except ErrorReply as err:
             return err
         except Exception as exc:  # a handler bug: same on every replica, so answer it rather than diverge
-            log.exception("applying %r failed", argv[0])
+            self.failures.append((self._index, argv[0], exc))
             return ErrorReply(f"ERR internal error applying '{argv[0].decode(errors='replace')}': {exc}")
 
     def revision(self, key: bytes, now_ms: int) -> int | None:

@@ -73,6 +73,7 @@ class DesiredPlane:
                 raise RuntimeError(f"desired log starts at {start} but the snapshot ends at {machine.applied_index}")
             for entry in self.wal.entries(start, self.wal.last_index + 1):
                 machine.apply(entry.index, entry.data)
+            self._log_failures()
         finally:
             machine.ctx.notify = sink
         log.info("desired plane recovered to index %d (snapshot %d)", machine.applied_index, self.snapshot_index)
@@ -121,6 +122,7 @@ class DesiredPlane:
                 reply = self.machine.apply(entry.index, entry.data)
                 if not future.done():
                     future.set_result(reply)
+            self._log_failures()
             last_try = max(self.snapshot_index, self._snapshot_failed_at)
             if self.machine.applied_index - last_try >= self.snapshot_every_entries:
                 try:
@@ -129,6 +131,12 @@ class DesiredPlane:
                     log.error("desired-plane snapshot failed, will retry after %d more entries: %s",
                               self.snapshot_every_entries, exc)
                     self._snapshot_failed_at = self.machine.applied_index
+
+    def _log_failures(self) -> None:
+        failures = self.machine.failures
+        for index, name, exc in failures:
+            log.error("applying %r at index %d failed", name, index, exc_info=exc)
+        failures.clear()
 
     def _persist(self, entries: list[LogEntry]) -> None:
         assert self.wal is not None
