@@ -48,3 +48,18 @@ def test_replace_on_the_desired_plane_overwrites_an_expired_unswept_key() -> Non
     entry = ctx.replace(b"/ctx/k", b"w")
     assert events == [] and entry[CTIME] == 3000  # a new file: the old one had lapsed
     assert ctx.db.expire_at(b"/ctx/k") is None and list(ctx.db.keys) == [b"/ctx/k"]
+
+
+def test_probe_answers_argument_errors_and_stops_at_the_first_touch_of_state() -> None:
+    import vfsd.commands.families  # noqa: F401  (fills the command table)
+    from vfsd.commands.context import probe
+    from vfsd.commands.table import TABLE
+
+    def check(*argv: bytes) -> Any:
+        return probe(TABLE[argv[0].decode().lower()].handler, list(argv), 1_000, 512 * 1024 * 1024)
+
+    assert check(b"SET", b"/ctx/a", b"v") is None
+    assert str(check(b"SET", b"/ctx/a", b"v", b"NX", b"XX")) == "ERR syntax error"
+    assert str(check(b"SETRANGE", b"/ctx/a", b"-1", b"v")) == "ERR offset is out of range"
+    assert "invalid JSON" in str(check(b"JSON.SET", b"/ctx/a", b"$", b'"\\ud800"'))
+    assert check(b"INCR", b"/ctx/a") is None  # whether the value is a number is the state's to say

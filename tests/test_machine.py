@@ -36,7 +36,7 @@ class Recorder:
 
 
 def machine(db: Keyspace | None = None) -> StateMachine:
-    return StateMachine(Keyspace() if db is None else db, LOG_ROOTS, Recorder(), 512 * 1024 * 1024)
+    return StateMachine(Keyspace() if db is None else db, LOG_ROOTS, Recorder())
 
 
 def events(m: StateMachine) -> list[tuple[str, str, bytes, Any]]:
@@ -348,3 +348,39 @@ def test_apply_out_of_order_asserts() -> None:
         m.apply(3, payload)
     assert m.applied_index == 1
     assert m.db.data[b"/ctx/a"][REV] == 1
+
+
+def test_the_string_limit_comes_from_the_entry_not_the_replica() -> None:
+    """Two replicas apply the same entries the same way: the limit is the proposer's, carried in ``m``."""
+    small = 1024 * 1024
+    entries = [
+        encode_entry([[b"SET", b"/ctx/s", b"x" * (small - 1)]], 1_000, "n1", max_bulk_bytes=small),
+        encode_entry([[b"APPEND", b"/ctx/s", b"yy"]], 1_001, "n1", max_bulk_bytes=small),
+        encode_entry([[b"APPEND", b"/ctx/s", b"yy"]], 1_002, "n1"),  # the default (512 MiB) limit
+    ]
+    replies = []
+    for _ in range(2):
+        m = machine()
+        replies.append([m.apply(i + 1, data) for i, data in enumerate(entries)])
+        assert len(m.db.get(b"/ctx/s")[VALUE]) == small + 1
+    assert replies[0] == replies[1]
+    assert isinstance(replies[0][1], ErrorReply) and "maximum allowed size" in str(replies[0][1])
+    assert replies[0][2] == small + 1
+    assert "m" not in codec.unpack(entries[2])  # the default costs nothing in the entry
+
+
+def test_a_handler_bug_is_recorded_for_the_shell_and_answered() -> None:
+    m = machine()
+    reply = m.apply(1, encode_entry([[b"JSON.SET", b"/ctx/x", b"$", b"1"]], 1_000, "n1"))
+    assert reply == OK and m.failures == []
+    from vfsd.commands.table import TABLE
+
+    spec = TABLE["get"]
+    original = spec.handler
+    spec.handler = lambda ctx, argv: 1 // 0
+    try:
+        reply = m.apply(2, encode_entry([[b"GET", b"/ctx/x"]], 1_000, "n1"))
+    finally:
+        spec.handler = original
+    assert isinstance(reply, ErrorReply) and "internal error applying 'GET'" in str(reply)
+    assert [(index, name) for index, name, _ in m.failures] == [(2, b"GET")]

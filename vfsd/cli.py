@@ -54,14 +54,14 @@ def serve(config_path: str | None, collectors: bool | None, **flags: Any) -> Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from vfsd.node import Node
+    from vfsd.node import Node, StartupError
 
     async def run() -> None:
         node = Node(config)
         try:
             await node.start()
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen on {node.config.bind}:{node.config.port}: {exc.strerror}") from None
+        except StartupError as exc:
+            raise click.ClickException(str(exc)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

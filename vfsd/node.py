@@ -21,7 +21,10 @@ from vfsd.active.plane import ActivePlane
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.config import SETTINGS, Config
+from vfsd.datadir import DataDir, DataDirError
+from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
+from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
@@ -42,6 +45,10 @@ class Stats:
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line that says what to fix."""
 
 
 class Settings:
@@ -66,13 +73,14 @@ class Node:
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
         cfg = self.config
+        self.data_dir = DataDir(cfg.data_dir)
         sink = self.notifier
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
             "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
             "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
-                                max_bulk_bytes=cfg.max_bulk_bytes, snapshot_every_entries=cfg.snapshot_every_entries,
+                                snapshot_every_entries=cfg.snapshot_every_entries,
                                 segment_max_bytes=cfg.wal_segment_max_bytes),
         }
         self.local_plane = self.planes["local"]
@@ -99,12 +107,27 @@ class Node:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        os.makedirs(self.config.data_dir, exist_ok=True)
-        self.planes["log"].open()
+        """Lock the data dir, recover the planes, then listen; StartupError says what went wrong."""
+        try:
+            self.data_dir.acquire()
+        except DataDirError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.planes["log"].open()
+        except (LogCorruption, SnapshotCorruption, HardStateCorruption) as exc:
+            self.data_dir.release()
+            raise StartupError(f"desired-state data is damaged, refusing to start: {exc}") from None
+        except OSError as exc:
+            self.data_dir.release()
+            raise StartupError(f"cannot read data dir {self.data_dir.path}: {exc}") from None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Client(self), self.config.bind, self.config.port, reuse_address=True, backlog=511
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: Client(self), self.config.bind, self.config.port, reuse_address=True, backlog=511
+            )
+        except OSError as exc:
+            self.data_dir.release()
+            raise StartupError(f"cannot listen on {self.config.bind}:{self.config.port}: {exc.strerror}") from None
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self._sweeper = loop.create_task(self._sweep_loop())
@@ -129,6 +152,7 @@ class Node:
         if self._server is not None:
             await self._server.wait_closed()
         await self.planes["log"].close()
+        self.data_dir.release()
         log.info("vfsd node %s stopped", self.config.node_id)
 
     # -- expiry -----------------------------------------------------------------
@@ -254,6 +278,9 @@ class Node:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
             self.planes["log"].snapshot_every_entries = changes["snapshot_every_entries"]
+        if "max_bulk_bytes" in changes:  # immediate planes check it when they run; the log carries it per entry
+            for plane in (self.planes["local"], self.planes["eventual"]):
+                plane.ctx.max_bulk_bytes = changes["max_bulk_bytes"]
 
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT (in place: clients hold a reference to the counters)."""

@@ -11,10 +11,14 @@ entry's log index).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from vfsd.codec import RAW
+from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import CTIME, Entry, Keyspace
+
+#: Redis's default proto-max-bulk-len: the string limit an entry applies with unless it names another.
+DEFAULT_MAX_BULK_BYTES = 512 * 1024 * 1024
 
 
 class ChangeSink(Protocol):
@@ -47,7 +51,7 @@ class Ctx:
         *,
         lazy_delete: bool = True,
         now_ms: int = 0,
-        max_bulk_bytes: int = 512 * 1024 * 1024,
+        max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
     ) -> None:
         self.db = db
         self.plane = plane
@@ -119,3 +123,54 @@ class Ctx:
     def ttl_ms(self, key: bytes) -> int | None:
         at = self.db.expires.get(key)
         return None if at is None else at - self.now_ms
+
+
+# -- checking a write before it is proposed ---------------------------------------
+
+
+class NeedsState(Exception):
+    """A probed handler reached for the keyspace: every check that needs no state has passed."""
+
+
+_NEEDS_STATE = NeedsState()
+
+
+class _NoKeyspace:
+    """The keyspace of a probe: touching it in any way ends the probe."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise _NEEDS_STATE
+
+
+def _needs_state() -> int:
+    raise _NEEDS_STATE
+
+
+_probe_ctx = Ctx(_NoKeyspace(), "probe", "", _needs_state, lazy_delete=False)  # type: ignore[arg-type]
+
+
+def probe(handler: Callable[[Ctx, list[bytes]], Any], argv: list[bytes], now_ms: int, max_bulk_bytes: int) -> Any:
+    """Run ``handler`` up to its first touch of state: the error it raises before that, else None.
+
+    Handlers check their arguments (syntax, numbers, JSON text, limits) before they look at
+    the keyspace, so an error raised before that point is known in advance: it would be
+    the same at any time on any replica. A desired-plane write that fails this way is
+    answered at once and never proposed, so the log holds no entry that fails for a reason
+    known when it was written (a poison entry, replayed at every restart). Errors that
+    depend on state (WRONGTYPE, a value that is not an integer) are left to the apply,
+    where they are deterministic, and answered from there.
+    """
+    ctx = _probe_ctx
+    ctx.now_ms = now_ms
+    ctx.max_bulk_bytes = max_bulk_bytes
+    try:
+        result = handler(ctx, argv)
+    except NeedsState:
+        return None
+    except ErrorReply as err:
+        return err
+    except Exception as exc:  # a handler bug met before any state: refuse rather than log it
+        return ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc!r}")
+    return result if isinstance(result, ErrorReply) else None

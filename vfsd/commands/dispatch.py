@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.table import TABLE, CommandSpec
 from vfsd.paths import GROUP, PathError
@@ -93,6 +94,17 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
     return first
 
 
+def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+    """Propose a write to a deferred (log) plane: refused at once if its arguments are wrong
+    (``probe``), else one entry carrying the string limit it must apply with, so every
+    replica applies it the same whatever its own settings."""
+    limit = node.settings.max_bulk_bytes
+    refused = probe(spec.handler, argv, node.clock_ms, limit)
+    if refused is not None:
+        return refused
+    return plane.submit([argv], node.clock_ms, max_bulk_bytes=limit)
+
+
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     spec = FAST.get(argv[0])
@@ -111,7 +123,7 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                 else:
                     plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
                 if spec.is_write and plane.deferred:
-                    return plane.submit([argv], node.clock_ms)
+                    return propose(node, plane, spec, argv)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
                 return spec.handler(ctx, argv)
@@ -154,7 +166,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
         node = client.node
         plane = node.planes[plane_group(client, spec, argv)]
         if spec.is_write and plane.deferred:
-            return plane.submit([argv], node.clock_ms)
+            return propose(node, plane, spec, argv)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
         return spec.handler(ctx, argv)

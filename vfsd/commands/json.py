@@ -207,9 +207,11 @@ def json_set(ctx: Ctx, argv: list[bytes]) -> Any:
         if upper not in (b"NX", b"XX") or condition:
             raise SYNTAX
         condition = upper
-    entry, doc = load_doc(ctx, key)
+    # The arguments first: their errors need no state, so a desired-plane proposal is refused
+    # before it reaches the log (see context.probe).
     value = json_arg(argv[3])
     path = path_arg(argv[2])
+    entry, doc = load_doc(ctx, key)
 
     if entry is None:
         if condition == b"XX":

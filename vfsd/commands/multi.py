@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from vfsd.commands.context import probe
 from vfsd.commands.table import command
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 
@@ -66,12 +67,16 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
         return NULL_ARRAY
     if group != "log":
         return [dispatch(client, args) for _, args in queued]
-    # Node-scope commands (PING, ECHO...) answer now; key commands form one log entry.
     # Key commands form one log entry; the others (PING, KEYS, VFS.STAT...) run once it has
     # applied, in their place, so they see the transaction's writes, and not at all if it aborted.
+    # A key command whose arguments are wrong fails the same way whenever it runs (probe), so it
+    # stays out of the entry and its error takes its place in the reply.
     node = client.node
-    key_ops = [args for spec, args in queued if spec.scope == "key"]
-    future = node.planes["log"].submit(key_ops, node.now_ms(), transaction=True, watches=watches)
+    now = node.now_ms()
+    limit = node.settings.max_bulk_bytes
+    refusals = [probe(spec.handler, args, now, limit) if spec.scope == "key" else None for spec, args in queued]
+    key_ops = [args for (spec, args), refused in zip(queued, refusals) if spec.scope == "key" and refused is None]
+    future = node.planes["log"].submit(key_ops, now, transaction=True, watches=watches, max_bulk_bytes=limit)
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def merge(f: asyncio.Future[Any]) -> None:
@@ -80,7 +85,10 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
             done.set_result(result)
             return
         replies = iter(result)
-        done.set_result([next(replies) if spec.scope == "key" else dispatch(client, args) for spec, args in queued])
+        done.set_result([
+            refused if refused is not None else next(replies) if spec.scope == "key" else dispatch(client, args)
+            for (spec, args), refused in zip(queued, refusals)
+        ])
 
     future.add_done_callback(merge)
     return done

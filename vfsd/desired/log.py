@@ -53,10 +53,13 @@ Segments are read in index order; each must start right after the previous one e
 and the first must start no later than ``compact index + 1``. Every record must hold the
 next index and a term no lower than the one before. In the LAST segment a torn tail --
 a short record header, a short body, a CRC mismatch or a zero-filled region (a zero
-length is never valid) with no valid record anywhere after it -- is what a crash during
-``append`` leaves: the file is truncated to the last good record and fsynced. A torn or
-zero-filled segment header in the last segment is rewritten the same way. Anything
-else raises :class:`LogCorruption` naming the file and byte offset: a bad record in an
+length is never valid) with no valid record anywhere after it, and whose first bytes are
+what a partly written record holds (zeros, or the start of the body the expected record
+must have: the msgpack array marker and its index) -- is what a crash during ``append``
+leaves: the file is truncated to the last good record and fsynced. A torn (a prefix of
+the expected header) or zero-filled segment header in the last segment is rewritten the
+same way. Foreign bytes where a header or record should start are not a torn write: a
+segment that holds only garbage is corruption, not an empty log. Anything else raises :class:`LogCorruption` naming the file and byte offset: a bad record in an
 earlier segment, a bad record followed by a valid one (acknowledged entries may follow
 it; silently dropping them would lose committed writes), a CRC-valid record that does
 not decode, a wrong index or a decreasing term. After that the compaction point from
@@ -215,6 +218,26 @@ def _parse_record(view: memoryview, pos: int) -> tuple[LogEntry, int] | _BadReco
     return entry, body_at + length
 
 
+def _torn_shaped(view: memoryview, pos: int, index: int) -> bool:
+    """Whether the bad bytes at ``pos`` could be a record that a crash cut short.
+
+    A crash during ``append`` leaves a prefix of the records it was writing, possibly
+    with zero-filled blocks the file system had allocated but not yet written. So a
+    torn tail starts with zeros, with a record header too short to judge, or with a
+    header whose body begins as record ``index``'s must: the msgpack array marker and
+    the index itself. Anything else there is foreign data, not a torn write.
+    """
+    head = bytes(view[pos : pos + _RECORD_HEADER.size])
+    if len(head) < _RECORD_HEADER.size or not any(head):
+        return True
+    length, _ = _RECORD_HEADER.unpack(head)
+    if length < _MIN_BODY_BYTES:
+        return False
+    expected = bytes([_MSGPACK_FIXARRAY_3]) + msgpack.packb(index)
+    body = bytes(view[pos + _RECORD_HEADER.size : pos + _RECORD_HEADER.size + len(expected)])
+    return expected.startswith(body) or not any(body)
+
+
 def _find_valid_record(data: bytes, start: int) -> int | None:
     """Offset of the first valid record beginning at or after ``start``, if any."""
     view = memoryview(data)
@@ -252,6 +275,9 @@ def _scan_segment(
     if len(data) < _SEGMENT_HEADER.size or data.count(0) == len(data):
         if not is_last:
             raise LogCorruption(path, 0, "segment header is torn or zero-filled")
+        expected = _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_FORMAT_VERSION, first_index)
+        if data.count(0) != len(data) and not expected.startswith(data):
+            raise LogCorruption(path, 0, f"{len(data)} bytes that are not a segment header")
         return _ScannedSegment([], [], 0)
     magic, version, header_first = _SEGMENT_HEADER.unpack_from(data, 0)
     if magic != SEGMENT_MAGIC:
@@ -271,6 +297,8 @@ def _scan_segment(
         if isinstance(parsed, _BadRecord):
             if parsed.crc_valid or not is_last:
                 raise LogCorruption(path, pos, parsed.reason)
+            if not _torn_shaped(view, pos, first_index + len(entries)):
+                raise LogCorruption(path, pos, f"{parsed.reason}, and the bytes there are not a partly written record")
             later = _find_valid_record(data, pos + 1)
             if later is not None:
                 raise LogCorruption(

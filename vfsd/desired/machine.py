@@ -11,6 +11,10 @@ An entry's payload is a msgpack map:
     w   optional [[key, revision-or-nil], ...]: a WATCHed transaction; if any
         key's revision differs at apply time the entry aborts (EXEC → nil)
     x   true for a MULTI/EXEC transaction: the reply is the list of replies
+    m   optional string limit in bytes (APPEND, SETRANGE...) when the proposer's
+        proto-max-bulk-len is not the default: limits are the proposer's, carried in
+        the entry, so that applying depends on the entry and the state alone and
+        replicas with different settings cannot diverge
 
 The revision of every change an entry makes is the entry's log index, as in
 etcd. Applying is deterministic: same entries in the same order, same state,
@@ -24,26 +28,29 @@ from typing import Any
 
 from vfsd import codec
 from vfsd.commands import json, keys, strings, vfs  # noqa: F401  (the handlers entries apply)
-from vfsd.commands.context import ChangeSink, Ctx
+from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
 
 
 def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
-                 watches: list[tuple[bytes, int | None]] | None = None) -> bytes:
+                 watches: list[tuple[bytes, int | None]] | None = None,
+                 max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> bytes:
     body: dict[str, Any] = {"t": time_ms, "o": origin, "ops": ops}
     if transaction:
         body["x"] = True
     if watches:
         body["w"] = [[k, r] for k, r in watches]
+    if max_bulk_bytes != DEFAULT_MAX_BULK_BYTES:
+        body["m"] = max_bulk_bytes
     return codec.pack(body)
 
 
 class StateMachine:
     """Applies entries in index order; ``applied_index`` is the last one applied."""
 
-    def __init__(self, db: Keyspace, log_roots: list[bytes], sink: ChangeSink, max_bulk_bytes: int) -> None:
+    def __init__(self, db: Keyspace, log_roots: list[bytes], sink: ChangeSink) -> None:
         self.db = db
         self.log_roots = log_roots
         self.applied_index = 0
@@ -51,7 +58,7 @@ class StateMachine:
         #: Handler bugs met while applying, ``(index, command, exception)``: the shell logs and clears
         #: them (this core has no logger: logging would pull in threading).
         self.failures: list[tuple[int, bytes, BaseException]] = []
-        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False, max_bulk_bytes=max_bulk_bytes)
+        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False)
 
     def _rev(self) -> int:
         return self._index
@@ -63,6 +70,7 @@ class StateMachine:
         self._index = index
         ctx.now_ms = body["t"]
         ctx.origin = body["o"]
+        ctx.max_bulk_bytes = body.get("m", DEFAULT_MAX_BULK_BYTES)
         self.applied_index = index
         watches = body.get("w")
         if watches and any(self.revision(k, ctx.now_ms) != r for k, r in watches):

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from vfsd import codec
-from vfsd.commands.context import ChangeSink, Ctx
-from vfsd.desired.log import LogEntry, WriteAheadLog
+from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
+from vfsd.desired.log import LogCorruption, LogEntry, WriteAheadLog
 from vfsd.desired.machine import StateMachine, encode_entry
-from vfsd.desired.snapshot import Snapshot, SnapshotStore
+from vfsd.desired.snapshot import Snapshot, SnapshotCorruption, SnapshotStore
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import Keyspace
 
@@ -29,17 +31,30 @@ log = logging.getLogger(__name__)
 
 TERM = 1  # a single voter never holds an election; Raft takes over terms
 
+#: Every name the desired plane's directory may hold: log segments and their meta file, snapshots,
+#: the hard state, and the temporary files of their atomic writes. Anything else is refused.
+_OWN_FILES = re.compile(r"wal-\d{20}\.log|wal\.meta(\.tmp)?|snap-\d{20}\.(snap|tmp)|hardstate(\.tmp)?")
+
+
+def check_own_files(directory: str) -> None:
+    """Refuse to start on a directory holding something that is not ours: it may be a damaged or
+    misplaced file, and treating it as absent could hide lost entries."""
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not _OWN_FILES.fullmatch(name) or not os.path.isfile(path):
+            raise LogCorruption(Path(path), 0, "not a log segment, snapshot, hard-state or meta file")
+
 
 class DesiredPlane:
     name = "log"
     deferred = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
-                 max_bulk_bytes: int, snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20) -> None:
+                 snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20) -> None:
         self.origin = origin
         self.data_dir = os.path.join(data_dir, "desired")
-        self.machine = StateMachine(db, log_roots, sink, max_bulk_bytes)
-        self.ctx = Ctx(db, "log", origin, lambda: 0, sink, lazy_delete=False, max_bulk_bytes=max_bulk_bytes)
+        self.machine = StateMachine(db, log_roots, sink)
+        self.ctx = Ctx(db, "log", origin, lambda: 0, sink, lazy_delete=False)  # for reads: writes go through the log
         self.snapshot_every_entries = snapshot_every_entries
         self.segment_max_bytes = segment_max_bytes
         self.log_roots = log_roots
@@ -59,12 +74,21 @@ class DesiredPlane:
     def open(self) -> None:
         """Recover: install the newest snapshot, then replay the log after it (no events are raised)."""
         os.makedirs(self.data_dir, exist_ok=True)
+        check_own_files(self.data_dir)
         self.snapshots = SnapshotStore(self.data_dir)
         self.wal = WriteAheadLog.open(self.data_dir, segment_max_bytes=self.segment_max_bytes)
         machine = self.machine
         sink, machine.ctx.notify = machine.ctx.notify, _quiet
         try:
-            snap = self.snapshots.load()
+            try:
+                snap = self.snapshots.load()
+            except SnapshotCorruption:
+                if self.wal.first_index > 1:
+                    raise
+                # The log was never compacted (compaction waits for a second snapshot): it alone
+                # holds every entry, so a damaged first snapshot costs only a longer replay.
+                log.warning("every desired-plane snapshot is damaged; replaying the whole log instead")
+                snap = None
             if snap is not None:
                 machine.restore(snap.index, codec.unpack(snap.data))
                 self.snapshot_index = snap.index
@@ -78,9 +102,13 @@ class DesiredPlane:
             machine.ctx.notify = sink
         log.info("desired plane recovered to index %d (snapshot %d)", machine.applied_index, self.snapshot_index)
 
-    async def close(self) -> None:
+    async def idle(self) -> None:
+        """Wait until every submitted entry is durable and applied, and any snapshot due is taken."""
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
+
+    async def close(self) -> None:
+        await self.idle()
         self._executor.shutdown(wait=True)
         if self.wal is not None:
             self.wal.close()
@@ -88,13 +116,15 @@ class DesiredPlane:
     # -- writes -----------------------------------------------------------------
 
     def submit(self, ops: list[list[bytes]], now_ms: int, *, transaction: bool = False,
-               watches: list[tuple[bytes, int | None]] | None = None) -> asyncio.Future[Any]:
+               watches: list[tuple[bytes, int | None]] | None = None,
+               max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> asyncio.Future[Any]:
         """Propose one entry; the future resolves with its reply once it is durable and applied."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._failed is not None:
             future.set_result(ErrorReply(f"ERR desired-state log unavailable: {self._failed}"))
             return future
-        self._pending.append((encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches), future))
+        self._pending.append((encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches,
+                                           max_bulk_bytes=max_bulk_bytes), future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         return future
@@ -150,9 +180,17 @@ class DesiredPlane:
         self.snapshot_index = index
 
     def _save_snapshot(self, index: int, rows: list[list[Any]]) -> None:
+        """On the writer thread: save the snapshot, then compact the log to the OLDER kept snapshot,
+        so that if the newest one is found damaged at start-up the older one plus the log still
+        rebuild everything (see snapshot.py)."""
         assert self.wal is not None and self.snapshots is not None
-        self.snapshots.save(Snapshot(index, TERM, codec.pack(rows)))
-        self.wal.compact(index, TERM)
+        self.snapshots.save(Snapshot(index, TERM, codec.pack_elsewhere(rows)))
+        kept = self.snapshots.kept_indexes()
+        if len(kept) > 1:
+            older = kept[1]
+            term = self.wal.term_at(older)
+            if term is not None:
+                self.wal.compact(older, term)
 
     def info(self) -> dict[str, Any]:
         wal = self.wal

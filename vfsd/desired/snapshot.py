@@ -109,6 +109,10 @@ class SnapshotStore:
         for _, path in self._listed()[SNAPSHOTS_KEPT:]:
             path.unlink(missing_ok=True)
 
+    def kept_indexes(self) -> list[int]:
+        """Indexes of the snapshot files present, newest first (valid or not)."""
+        return [index for index, _ in self._listed()]
+
     def load(self) -> Snapshot | None:
         """The newest valid snapshot; None when there is none at all.
 
