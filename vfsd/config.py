@@ -71,6 +71,26 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME = {s.name: s for s in SETTINGS}
 BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
 
+INT64_MAX = (1 << 63) - 1
+#: Inclusive ranges of the integer settings: Redis's own where Redis has the setting, otherwise
+#: the smallest value that still lets a client send one ordinary command. The same checks apply
+#: to the TOML file, VFSD_* variables, flags and CONFIG SET, so no value can lock every client out.
+RANGES: dict[str, tuple[int, int]] = {
+    "port": (0, 65535),  # 0: pick a free port
+    "peer_port": (0, 65535),  # 0: port + 10000
+    "maxclients": (1, (1 << 32) - 1),
+    "max_bulk_bytes": (1024 * 1024, INT64_MAX),
+    "max_array_len": (1024, (1 << 31) - 1),
+    "max_inline_bytes": (1024, (1 << 31) - 1),
+    "max_query_buffer_bytes": (1024 * 1024, INT64_MAX),
+    "pubsub_output_limit_bytes": (0, INT64_MAX),
+    "expire_sweep_interval_ms": (1, 3_600_000),
+    "expire_sweep_max_keys": (1, (1 << 31) - 1),
+    "snapshot_every_entries": (1, INT64_MAX),
+    "wal_segment_max_bytes": (4096, (1 << 32) - 1),
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -100,18 +120,48 @@ class Config:
     source: str = "defaults"
 
     def resolved(self) -> "Config":
-        """Fill the derived defaults (node id, peer port, data dir)."""
+        """Fill the derived defaults (node id, peer port, data dir).
+
+        The peer port is ``port + 10000``; with ``port = 0`` (any free port) it is derived
+        once the client port is bound (``Node.start``), and stays 0 here.
+        """
         node_id = self.node_id or socket.gethostname()
+        check_node_id(node_id)
+        peer_port = self.peer_port or (self.port + 10000 if self.port else 0)
+        if peer_port > 65535:
+            raise ConfigError(f"peer_port: port + 10000 is {peer_port}, beyond 65535; set peer_port")
         return dataclasses.replace(
             self,
             node_id=node_id,
-            peer_port=self.peer_port or self.port + 10000,
+            peer_port=peer_port,
             data_dir=self.data_dir or os.path.join("vfsd-data", node_id),
         )
 
 
 class ConfigError(ValueError):
-    pass
+    """A setting that cannot be used. ``reason`` is the part without the setting's name, for
+    replies that name it their own way (CONFIG SET)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _invalid(setting: "Setting", raw: Any, reason: str) -> ConfigError:
+    return ConfigError(f"{setting.name}: {reason}, got {raw!r}", f"argument {reason}")
+
+
+def check_node_id(node_id: str) -> None:
+    """A node id names ``/hw/<node-id>``: it must be one valid path segment."""
+    from vfsd.paths import PathError, check_path
+
+    if not node_id or "/" in node_id or node_id in (".", ".."):
+        raise ConfigError(f"node_id: {node_id!r} is not a valid node id: it must be one path segment "
+                          "(no '/', not '.' or '..', not empty)")
+    try:
+        check_path(b"/hw/" + node_id.encode())
+    except (PathError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"node_id: {node_id!r} is not a valid node id ({exc})") from None
 
 
 def parse_switch(raw: Any, where: str) -> bool:
@@ -127,21 +177,43 @@ def parse_switch(raw: Any, where: str) -> bool:
 
 
 def coerce(setting: Setting, raw: Any) -> Any:
-    """Convert a value from TOML, the environment or CONFIG SET to the setting's type."""
+    """Convert a value from TOML, the environment, a flag or CONFIG SET to the setting's type,
+    checked against its range or choices; ConfigError says what is wrong."""
     if setting.type is bool:
-        return parse_switch(raw, setting.name)
+        try:
+            return parse_switch(raw, setting.name)
+        except ConfigError:
+            raise ConfigError(f"{setting.name}: expected yes/no, got {raw!r}", "argument must be 'yes' or 'no'") from None
     if setting.type is int:
+        not_int = ConfigError(f"{setting.name}: expected an integer, got {raw!r}",
+                              "argument couldn't be parsed into an integer")
         if isinstance(raw, (bool, float)):
-            raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}")
+            raise not_int
         try:
             value = parse_size(raw) if isinstance(raw, str) else int(raw)
         except ValueError:
-            raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}") from None
-        if value < 0:
-            raise ConfigError(f"{setting.name}: must not be negative, got {value}")
+            raise not_int from None
+        low, high = RANGES.get(setting.name, (0, INT64_MAX))
+        if not low <= value <= high:
+            raise _invalid(setting, raw, f"must be between {low} and {high} inclusive")
         return value
     if not isinstance(raw, str):
-        raise ConfigError(f"{setting.name}: expected a string, got {raw!r}")
+        raise ConfigError(f"{setting.name}: expected a string, got {raw!r}", "argument must be a string")
+    if setting.name == "log_level" and raw.lower() not in LOG_LEVELS:
+        choices = ", ".join(LOG_LEVELS)
+        raise ConfigError(f"{setting.name}: must be one of {choices}, got {raw!r}",
+                          f"argument(s) must be one of the following: {choices}")
+    if setting.name in ("notify_keyspace_events", "notify_vfs_events"):
+        from vfsd.pubsub import parse_notify_flags
+        from vfsd.resp.types import ErrorReply
+
+        try:
+            parse_notify_flags(raw)
+        except ErrorReply as exc:
+            raise ConfigError(f"{setting.name}: {str(exc).removeprefix('ERR ')}",
+                              "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.") from None
+    if setting.name == "node_id" and raw:
+        check_node_id(raw)
     return raw
 
 
@@ -205,4 +277,6 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, override
     from vfsd.collectors.settings import parse as parse_collectors  # validates the table; imports psutil lazily
 
     parse_collectors(collectors, environ)
-    return Config(**values, roots=roots, collectors=collectors, source=source)
+    config = Config(**values, roots=roots, collectors=collectors, source=source)
+    config.resolved()  # the derived values (node id from the host name, peer port) must be valid too
+    return config

@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import gc
 import logging
-import os
 import time
 import uuid
 from collections import Counter
@@ -74,6 +73,8 @@ class Node:
         self.clients: dict[int, Client] = {}
         cfg = self.config
         self.data_dir = DataDir(cfg.data_dir)
+        #: The peer port (Raft, gossip): configured, port + 10000, or derived once a free client port is bound.
+        self.peer_port = cfg.peer_port
         sink = self.notifier
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
@@ -130,6 +131,10 @@ class Node:
             raise StartupError(f"cannot listen on {self.config.bind}:{self.config.port}: {exc.strerror}") from None
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
+        if self.config.port == 0:  # a free port was picked: CONFIG GET and the derived peer port follow it
+            self.settings.port = sock[1]
+            if self.peer_port == 0 and sock[1] + 10000 <= 65535:
+                self.peer_port = self.settings.peer_port = sock[1] + 10000
         self._sweeper = loop.create_task(self._sweep_loop())
         self.collectors = CollectorRunner.for_node(self)
         if self.collectors is not None:
@@ -137,8 +142,8 @@ class Node:
         # What start-up allocated lives for the whole run: keep it out of every later full collection.
         gc.collect()
         gc.freeze()
-        log.info("vfsd node %s listening on %s:%d (peer port %d), data in %s", self.config.node_id, sock[0], sock[1],
-                 self.config.peer_port, os.path.abspath(self.config.data_dir))
+        log.info("vfsd node %s listening on %s:%d (peer port %s), data in %s", self.config.node_id, sock[0], sock[1],
+                 self.peer_port or "any free port", self.data_dir.path)
 
     async def stop(self) -> None:
         if self.collectors is not None:
@@ -265,12 +270,7 @@ class Node:
 
     def apply_settings(self, changes: dict[str, Any]) -> None:
         """CONFIG SET: validate everything first, then apply all or nothing."""
-        for name in ("notify_keyspace_events", "notify_vfs_events"):
-            if name in changes:
-                parse_notify_flags(changes[name])  # validate before anything changes
-        if "log_level" in changes and changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ErrorReply("ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, info, warning, error")
-        for name, value in changes.items():
+        for name, value in changes.items():  # each value was checked by config.coerce
             setattr(self.settings, name, value)
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)

@@ -278,7 +278,7 @@ def config_set(client: "Client", argv: list[bytes]) -> Any:
         try:
             changes[setting.name] = coerce(setting, argv[i + 1].decode(errors="replace"))
         except ConfigError as exc:
-            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {exc}") from None
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {exc.reason}") from None
     client.node.apply_settings(changes)
     return OK
 
