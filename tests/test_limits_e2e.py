@@ -47,19 +47,20 @@ def test_maxclients(node_factory) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_oversize_bulk_limit_is_live(server: VfsdProcess, r: redis.Redis) -> None:
-    r.config_set("proto-max-bulk-len", "1024")
+    r.config_set("proto-max-bulk-len", str(1024 * 1024))  # the smallest Redis accepts
     try:
-        reply = raw(server.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2048\r\n", expect_close=True)
+        reply = raw(server.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n", expect_close=True)
         assert reply == b"-ERR Protocol error: invalid bulk length\r\n"
-        assert r.set("k", "x" * 1000)
+        assert r.set("k", "x" * (1024 * 1024))
     finally:
         r.config_set("proto-max-bulk-len", str(512 * 1024 * 1024))
 
 
 def test_too_many_arguments_and_inline_length(server: VfsdProcess, r: redis.Redis) -> None:
-    r.config_set("max-array-len", "8")
+    r.config_set("max-array-len", "1024")  # the smallest that still lets a client send any ordinary command
     try:
-        assert raw(server.port, b"*9\r\n", expect_close=True) == b"-ERR Protocol error: invalid multibulk length\r\n"
+        assert raw(server.port, b"*1025\r\n", expect_close=True) == b"-ERR Protocol error: invalid multibulk length\r\n"
+        assert r.execute_command("MSET", *(["k", "v"] * 511)) is True
     finally:
         r.config_set("max-array-len", str(1024 * 1024))
     reply = raw(server.port, b"GET " + b"a" * (70 * 1024), expect_close=True)

@@ -36,7 +36,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
     Setting("bind", "node", str, "127.0.0.1", "Address the client port listens on.", "bind"),
     Setting("port", "node", int, 6379, "Client (Redis protocol) port.", "port"),
-    Setting("peer_port", "node", int, 0, "Peer port (Raft, gossip); 0 means port + 10000.", "peer-port"),
+    Setting("peer_port", "node", int, 0,
+            "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
     Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
     Setting("protected_mode", "security", bool, True,
@@ -123,13 +124,15 @@ class Config:
         """Fill the derived defaults (node id, peer port, data dir).
 
         The peer port is ``port + 10000``; with ``port = 0`` (any free port) it is derived
-        once the client port is bound (``Node.start``), and stays 0 here.
+        once the client port is bound (``Node.start``), and stays 0 here, as it does when
+        ``port + 10000`` would pass 65535: the peer port is then any free port, picked when
+        it opens (and logged).
         """
         node_id = self.node_id or socket.gethostname()
         check_node_id(node_id)
-        peer_port = self.peer_port or (self.port + 10000 if self.port else 0)
-        if peer_port > 65535:
-            raise ConfigError(f"peer_port: port + 10000 is {peer_port}, beyond 65535; set peer_port")
+        peer_port = self.peer_port
+        if not peer_port and 0 < self.port <= 65535 - 10000:
+            peer_port = self.port + 10000
         return dataclasses.replace(
             self,
             node_id=node_id,
