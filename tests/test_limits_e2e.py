@@ -129,3 +129,17 @@ def test_flushall_clears_every_plane(r: redis.Redis) -> None:
     assert r.dbsize() == 0
     with pytest.raises(redis.ResponseError, match="syntax error"):
         r.execute_command("FLUSHALL", "NOW")
+
+
+@pytest.mark.parametrize("header", [b"*2147483648\r\n", b"*4294967295\r\n", b"*1073741824\r\n",
+                                    b"*2\r\n$3\r\nGET\r\n$4294967295\r\n"])
+def test_a_huge_header_is_refused_before_anything_is_allocated(server: VfsdProcess, r: redis.Redis,
+                                                               header: bytes) -> None:
+    """A 14-byte request once stalled every client for seconds (the array was sized before its limit was checked)."""
+    expected = b"-ERR Protocol error: invalid " + (b"bulk" if b"$" in header else b"multibulk") + b" length\r\n"
+    started = time.monotonic()
+    assert raw(server.port, header, expect_close=True) == expected
+    elapsed = time.monotonic() - started
+    assert r.ping()
+    # Generous bound, far below the seconds the allocation took: this is a stall check, not a benchmark.
+    assert elapsed < 1.0, elapsed

@@ -9,11 +9,15 @@ requests whose arguments are all bulk strings. Anything else — an inline
 command, a request split across reads, an odd type, a limit — makes us throw
 the hiredis result away and feed the same chunk to ``RequestParser``, which
 parses it from the same clean starting point and so gives exactly the same
-commands plus Redis's verdict on the rest. A property test checks that both
+commands plus Redis's verdict on the rest. Nor does hiredis see a chunk holding
+an array or bulk header with enough digits to break a limit: it would allocate
+the array before any limit is checked. A property test checks that both
 parsers agree on arbitrary byte streams.
 """
 
 from __future__ import annotations
+
+import re
 
 import hiredis
 
@@ -26,7 +30,7 @@ _DIGITS = tuple(len(str(n)) for n in range(10000))
 class FastRequestParser:
     """Same interface as ``RequestParser``: ``feed``, ``error``, ``buffered_bytes``."""
 
-    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean", "error")
+    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean", "_oversize_header", "error")
 
     def __init__(self, *, max_bulk_bytes: int = 512 * 1024 * 1024, max_array_len: int = 1024 * 1024,
                  max_inline_bytes: int = 64 * 1024, max_query_buffer_bytes: int = 1024 * 1024 * 1024) -> None:
@@ -36,6 +40,12 @@ class FastRequestParser:
         self._max_array_len = max_array_len
         self._fast_max_bytes = min(max_bulk_bytes, max_query_buffer_bytes)
         self._clean = True  # the strict parser holds nothing and has seen no error
+        # hiredis sizes an array from its header before anything checks it (``*2147483648`` would
+        # allocate 16 GiB and stall every client): a chunk with a header long enough to break a
+        # limit goes to the strict parser, which checks limits first. A value that merely looks
+        # like such a header costs the slower path, never a wrong answer.
+        self._oversize_header = re.compile(rb"\*[0-9]{%d,}|\$[0-9]{%d,}" % (
+            len(str(max_array_len)), len(str(max_bulk_bytes))))
         #: The protocol error, once one is met (a plain attribute: the shell reads it every batch).
         self.error: ProtocolError | None = None
 
@@ -44,7 +54,8 @@ class FastRequestParser:
         return self._strict.buffered_bytes
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        if self._clean and data and data[0] == 42 and len(data) <= self._fast_max_bytes:  # 42: '*'
+        if (self._clean and data and data[0] == 42 and len(data) <= self._fast_max_bytes  # 42: '*'
+                and self._oversize_header.search(data) is None):
             commands = self._fast(data)
             if commands is not None:
                 return commands
