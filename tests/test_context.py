@@ -36,8 +36,9 @@ def test_replace_clears_a_live_ttl_and_expires_a_lapsed_one_first() -> None:
     ctx.db.set_expire(b"k", 1500)
     ctx.now_ms = 3000
     entry = ctx.replace(b"k", b"fresh")
-    assert events == [("x", "expired", b"k", None)]  # the lapsed key expired before the new one was written
-    assert entry[CTIME] == 3000 and ctx.db.expire_at(b"k") is None
+    # The lapsed key expired before the new one was written; the expiry is a change with a revision of its own.
+    assert events == [("x", "expired", b"k", (None, RAW, 3, "n1", 1000, 3000))]
+    assert entry[REV] == 4 and entry[CTIME] == 3000 and ctx.db.expire_at(b"k") is None
 
 
 def test_replace_on_the_desired_plane_overwrites_an_expired_unswept_key() -> None:

@@ -258,7 +258,8 @@ def test_vfs_expire_deletes_only_when_the_revision_matches_and_the_deadline_pass
     # Both hold: the key goes, with an "expired" notification.
     assert m.apply(4, encode_entry([[b"vfs.expire", b"/ctx/a", b"1"]], 1_200, "n1")) == 1
     assert b"/ctx/a" not in m.db.data and b"/ctx/a" not in m.db.expires
-    assert ("x", "expired", b"/ctx/a", None) in events(m)
+    # The expiry's revision is its entry's index, its origin the entry's proposer.
+    assert ("x", "expired", b"/ctx/a", (None, codec.RAW, 4, "n1", 1_000, 1_200)) in events(m)
     # A missing key is a no-op.
     assert m.apply(5, encode_entry([[b"vfs.expire", b"/ctx/a", b"1"]], 1_300, "n1")) == 0
 

@@ -305,8 +305,32 @@ def test_keyspace_notifications_and_vfs_channel(server: VfsdProcess, r: redis.Re
     vfs = [d for c, d in got if c == b"__vfs__:/ctx/w"]
     import json
 
-    first = json.loads(vfs[0])
+    first, deleted = (json.loads(v) for v in vfs[:2])
     assert first["op"] == "set" and first["value"] == "v1" and first["origin"] == "n1" and first["rev"] > 0
+    # A delete is a change with a revision of its own (as etcd's), after the write it deletes.
+    assert deleted["op"] == "del" and deleted["origin"] == "n1" and deleted["rev"] == first["rev"] + 1
+    assert "value" not in deleted
+
+
+@pytest.mark.parametrize("key", ["/ctx/gone", "/run/gone"])
+def test_expiry_events_carry_revision_and_origin(server: VfsdProcess, r: redis.Redis, key: str) -> None:
+    import json
+
+    p = server.client().pubsub()
+    p.psubscribe("__vfs__:" + key)
+    wait_for(lambda: r.pubsub_numpat() >= 1, what="pattern subscription")
+    r.set(key, "v", px=50)
+    events = []
+    deadline = time.monotonic() + 5
+    while len(events) < 3 and time.monotonic() < deadline:
+        m = p.get_message(timeout=0.2)
+        if m and m["type"] == "pmessage":
+            events.append(json.loads(m["data"]))
+    p.close()
+    ops = [e["op"] for e in events]
+    assert ops == ["set", "expire", "expired"], ops
+    expired = events[-1]
+    assert expired["origin"] == "n1" and expired["rev"] > events[0]["rev"]
 
 
 def test_subscribed_resp2_context(server: VfsdProcess) -> None:

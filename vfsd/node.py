@@ -194,8 +194,7 @@ class Node:
         ctx = self._active_ctx(path)
         if ctx.lookup(path) is None:
             return False
-        ctx.remove(path)
-        ctx.notify("g", "del", path)
+        ctx.notify("g", "del", path, ctx.remove(path))
         return True
 
     def _expired_or_retry(self, key: bytes) -> None:

@@ -151,10 +151,12 @@ class Notifier:
 
 def vfs_payload(event: str, key: bytes, entry: Entry | None) -> bytes:
     body: dict[str, Any] = {"op": event, "path": key.decode("utf-8", "replace")}
-    if entry is not None:
+    if entry is not None:  # a tombstone (delete, expiry) carries its revision and origin, and no value
         body["rev"] = entry[REV]
         body["origin"] = entry[ORIGIN]
-        if entry[KIND] == codec.DOC:
+        if entry[VALUE] is None:
+            pass
+        elif entry[KIND] == codec.DOC:
             body["value"] = codec.unpack(entry[VALUE])
         else:
             try:

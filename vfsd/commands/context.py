@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from vfsd.codec import RAW
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import CTIME, Entry, Keyspace
+from vfsd.store.keyspace import CTIME, KIND, Entry, Keyspace
 
 #: Redis's default proto-max-bulk-len: the string limit an entry applies with unless it names another.
 DEFAULT_MAX_BULK_BYTES = 512 * 1024 * 1024
@@ -73,8 +73,7 @@ class Ctx:
         at = self.db.expires.get(key)
         if at is not None and at <= self.now_ms:
             if self.lazy_delete:
-                self.db.delete(key)
-                self.notify("x", "expired", key, None)
+                self.notify("x", "expired", key, self.remove(key))
             return None
         return entry
 
@@ -118,7 +117,17 @@ class Ctx:
         return entry
 
     def remove(self, key: bytes) -> Entry | None:
-        return self.db.delete(key)
+        """Delete ``key``; returns its tombstone, or None if it was absent.
+
+        A delete is a change like any other, with a revision of its own (as etcd's are) and
+        this node as origin: the tombstone is an entry whose value is None, with the old
+        kind and creation time, passed to ``notify`` so that every delete and expiry event
+        carries its revision and origin (and, later, so replicas can order deletes).
+        """
+        old = self.db.delete(key)
+        if old is None:
+            return None
+        return (None, old[KIND], self.next_rev(), self.origin, old[CTIME], self.now_ms)
 
     def ttl_ms(self, key: bytes) -> int | None:
         at = self.db.expires.get(key)

@@ -329,8 +329,7 @@ def _json_del(ctx: Ctx, argv: list[bytes]) -> int:
     if entry is None:
         return 0
     if path.is_root:
-        ctx.remove(key)
-        ctx.notify("d", "json.del", key, None)
+        ctx.notify("d", "json.del", key, ctx.remove(key))
         return 1
     deleted = 0
     for loc in deletion_order([loc for loc, _ in locate(doc, path)]):

@@ -21,8 +21,7 @@ def _delete(ctx: Ctx, argv: list[bytes]) -> int:
     removed = 0
     for key in argv[1:]:
         if ctx.lookup(key) is not None:
-            ctx.remove(key)
-            ctx.notify("g", "del", key)
+            ctx.notify("g", "del", key, ctx.remove(key))
             removed += 1
     return removed
 
@@ -90,8 +89,7 @@ def _expire(ctx: Ctx, argv: list[bytes], unit_ms: int, absolute: bool) -> int:
     if b"LT" in flags and current is not None and at_ms >= current:
         return 0
     if at_ms <= ctx.now_ms:
-        ctx.remove(key)
-        ctx.notify("g", "del", key)
+        ctx.notify("g", "del", key, ctx.remove(key))
         return 1
     entry = ctx.write(key, entry[VALUE], entry[KIND], old=entry, keep_ttl=True)  # a TTL change is a change
     ctx.db.set_expire(key, at_ms)
@@ -190,8 +188,7 @@ def _delete_if(ctx: Ctx, key: bytes, mode: bytes, value: bytes) -> int:
     matches = entry[VALUE] == value
     if matches != (mode == b"IFEQ"):
         return 0
-    ctx.remove(key)
-    ctx.notify("g", "del", key)
+    ctx.notify("g", "del", key, ctx.remove(key))
     return 1
 
 

@@ -178,8 +178,7 @@ def getdel(ctx: Ctx, argv: list[bytes]) -> bytes | None:
     key = argv[1]
     old, previous = raw_value(ctx, key)
     if old is not None:
-        ctx.remove(key)
-        ctx.notify("g", "del", key)
+        ctx.notify("g", "del", key, ctx.remove(key))
     return previous
 
 
@@ -207,8 +206,7 @@ def getex(ctx: Ctx, argv: list[bytes]) -> bytes | None:
     if expiry is not None:
         at_ms = deadline_ms(ctx, expiry[0], expiry[1], "getex")
         if at_ms <= ctx.now_ms:
-            ctx.remove(key)
-            ctx.notify("g", "del", key)
+            ctx.notify("g", "del", key, ctx.remove(key))
         else:
             apply_deadline(ctx, key, at_ms, ctx.write(key, old[VALUE], RAW, old=old, keep_ttl=True))
     elif persist and ctx.db.expire_at(key) is not None:

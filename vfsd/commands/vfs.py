@@ -108,8 +108,7 @@ def vfs_expire(ctx: Ctx, argv: list[bytes]) -> int:
     entry = ctx.db.data.get(key)
     if entry is None or entry[REV] != parse_int(argv[2]) or not ctx.db.is_expired(key, ctx.now_ms):
         return 0
-    ctx.remove(key)
-    ctx.notify("x", "expired", key)
+    ctx.notify("x", "expired", key, ctx.remove(key))
     return 1
 
 
@@ -120,8 +119,7 @@ def vfs_flush(ctx: Ctx, argv: list[bytes]) -> int:
     for root in argv[1:]:
         keys = ([root] if root in ctx.db.data else []) + list(ctx.db.prefixed(root + b"/"))
         for key in keys:
-            ctx.remove(key)
-            ctx.notify("g", "del", key)
+            ctx.notify("g", "del", key, ctx.remove(key))
             removed += 1
     return removed
 

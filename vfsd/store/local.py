@@ -21,5 +21,6 @@ class LocalPlane:
     def remove_all(self, keys: list[bytes]) -> None:
         ctx = self.ctx
         for key in keys:
-            if ctx.remove(key) is not None:
-                ctx.notify("g", "del", key)
+            tombstone = ctx.remove(key)
+            if tombstone is not None:
+                ctx.notify("g", "del", key, tombstone)
