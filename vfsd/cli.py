@@ -83,16 +83,19 @@ def serve(config_path: str | None, collectors: bool | None, **flags: Any) -> Non
 # -- small clients --------------------------------------------------------------
 
 def _client_options(f: Any) -> Any:
-    f = click.option("--host", "-H", default="127.0.0.1", envvar="VFSD_HOST", show_default=True)(f)
-    f = click.option("--port", "-p", type=int, default=6379, envvar="VFSD_PORT", show_default=True)(f)
-    f = click.option("--password", "-a", envvar="VFSD_PASSWORD", default=None)(f)
+    f = click.option("--host", "-H", default="127.0.0.1", envvar="VFSD_HOST", show_envvar=True, show_default=True,
+                     help="Address of the vfsd node to talk to.")(f)
+    f = click.option("--port", "-p", type=click.IntRange(1, 65535), default=6379, envvar="VFSD_PORT",
+                     show_envvar=True, show_default=True, help="Its client (Redis protocol) port.")(f)
+    f = click.option("--password", "-a", envvar="VFSD_PASSWORD", show_envvar=True, default=None,
+                     help="Password, when the node has requirepass set.")(f)
     return f
 
 
 def _connect(host: str, port: int, password: str | None) -> Any:
     import redis
 
-    return redis.Redis(host=host, port=port, password=password, decode_responses=True)
+    return redis.Redis(host=host, port=port, password=password, socket_timeout=30)
 
 
 def _call(fn: Any) -> Any:
@@ -100,10 +103,24 @@ def _call(fn: Any) -> Any:
 
     try:
         return fn()
+    except redis.AuthenticationError as exc:  # before ConnectionError: it is one
+        raise click.ClickException(f"authentication failed: {exc} (give the password with -a or VFSD_PASSWORD)") \
+            from None
     except redis.ResponseError as exc:
         raise click.ClickException(str(exc)) from None
     except redis.ConnectionError as exc:
         raise click.ClickException(f"cannot reach vfsd: {exc}") from None
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _write_value(value: bytes) -> None:
+    """A file's bytes exactly as stored, then a newline (binary values are not text)."""
+    out = click.get_binary_stream("stdout")
+    out.write(value + b"\n")
+    out.flush()
 
 
 @main.command()
@@ -112,20 +129,26 @@ def _call(fn: Any) -> Any:
 def ls(host: str, port: int, password: str | None, directory: str) -> None:
     """List a directory's children (subdirectories end in '/')."""
     r = _connect(host, port, password)
-    for name in _call(lambda: r.execute_command("VFS.LS", directory)):
-        click.echo(name)
+    names = _call(lambda: r.execute_command("VFS.LS", directory))
+    if not names and directory.rstrip("/"):
+        path = directory.rstrip("/")
+        if _call(lambda: r.exists(path)):
+            raise click.ClickException(f"{path}: not a directory (it is a file)")
+        raise click.ClickException(f"{directory}: no such directory")
+    for name in names:
+        click.echo(_text(name))
 
 
 @main.command()
 @_client_options
 @click.argument("path")
 def get(host: str, port: int, password: str | None, path: str) -> None:
-    """Print a file's value."""
+    """Print a file's value (its exact bytes; a document as JSON text)."""
     r = _connect(host, port, password)
     value = _call(lambda: r.get(path))
     if value is None:
         raise click.ClickException(f"{path}: no such file")
-    click.echo(value)
+    _write_value(value)
 
 
 @main.command("set")
@@ -142,6 +165,19 @@ def set_(host: str, port: int, password: str | None, as_json: bool, path: str, v
         _call(lambda: r.set(path, value))
 
 
+@main.command("del")
+@_client_options
+@click.argument("paths", nargs=-1, required=True)
+def del_(host: str, port: int, password: str | None, paths: tuple[str, ...]) -> None:
+    """Delete files; fails if none of them existed."""
+    r = _connect(host, port, password)
+    # One DEL per path: a single DEL may not span planes.
+    removed = sum(_call(lambda p=path: r.delete(p)) for path in paths)
+    if not removed:
+        raise click.ClickException(f"{' '.join(paths)}: no such file")
+    click.echo(removed)
+
+
 @main.command()
 @_client_options
 @click.argument("path")
@@ -153,6 +189,7 @@ def stat(host: str, port: int, password: str | None, path: str) -> None:
         raise click.ClickException(f"{path}: no such file")
     if isinstance(reply, list):
         reply = dict(zip(reply[::2], reply[1::2]))
+    reply = {_text(k): _text(v) if isinstance(v, bytes) else v for k, v in reply.items()}
     click.echo(json.dumps(reply, indent=2))
 
 
@@ -162,11 +199,15 @@ def stat(host: str, port: int, password: str | None, path: str) -> None:
 def watch(host: str, port: int, password: str | None, pattern: str) -> None:
     """Print every change under PATTERN (a glob such as '/ctx/*') as a JSON line."""
     r = _connect(host, port, password)
+    r.connection_pool.connection_kwargs["socket_timeout"] = None  # a watch waits as long as it must
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     _call(lambda: pubsub.psubscribe("__vfs__:" + pattern))
-    try:
+    def listen() -> None:
         for message in pubsub.listen():
-            click.echo(message["data"])
+            click.echo(_text(message["data"]))
+
+    try:
+        _call(listen)
     except KeyboardInterrupt:
         pass
 
