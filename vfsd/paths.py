@@ -23,6 +23,9 @@ PLANES: Final = (CONSENSUS, EVENTUAL, LEASE, LOCAL)
 #: group: consensus and lease share the Raft log, so a fenced write (check a
 #: lease, write desired state) is one atomic entry.
 GROUP: Final = {CONSENSUS: "log", LEASE: "log", EVENTUAL: "eventual", LOCAL: "local"}
+#: How errors name each plane: the names users see (README, VFS.STAT), never the internal group.
+PLANE_NAMES: Final = {CONSENSUS: "desired: consensus", LEASE: "desired: lease", EVENTUAL: "active: eventual",
+                      LOCAL: "local"}
 
 DEFAULT_ROOTS: Final[Mapping[str, str]] = {
     "/mid": CONSENSUS,

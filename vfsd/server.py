@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vfsd.commands.dispatch import dispatch
 from vfsd.commands.pubsub import Replies
 from vfsd.commands.table import CommandSpec
-from vfsd.paths import GROUP, PathError
+from vfsd.paths import GROUP, LOCAL, PLANE_NAMES, PathError
 from vfsd.resp.encoder import encode_into
 from vfsd.resp.fast import FastRequestParser as RequestParser
 from vfsd.resp.types import QUEUED, ErrorReply, Push
@@ -77,6 +77,7 @@ class Client(asyncio.Protocol):
         self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
         self.multi_error = False
         self.multi_group: str | None = None
+        self.multi_plane = LOCAL  # the plane of the transaction's first key command, for error texts
         self.watches: dict[bytes, int | None] = {}
         self.watch_dirty = False  # set by the keyspace when a WATCHed key changes
         self.channels: set[bytes] = set()
@@ -238,13 +239,17 @@ class Client(asyncio.Protocol):
             except ErrorReply as err:
                 self.multi_error = True
                 return err
+            key = spec.keys(argv)[0]
             if self.multi_group is None:
                 self.multi_group = group
+                self.multi_plane = self.node.router.plane_of(key)
             elif group != self.multi_group:
                 self.multi_error = True
+                plane = self.node.router.plane_of(key)
                 return ErrorReply(
-                    f"ERR transaction spans planes: '{spec.keys(argv)[0].decode(errors='replace')}' is on the {group} "
-                    f"plane, earlier commands on the {self.multi_group} plane; use one transaction per plane"
+                    f"ERR transaction spans planes: '{key.decode(errors='replace')}' is on the {PLANE_NAMES[plane]} "
+                    f"plane, earlier commands on the {PLANE_NAMES[self.multi_plane]} plane; use one transaction "
+                    "per plane"
                 )
         self.multi.append((spec, argv))
         return QUEUED

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.table import TABLE, CommandSpec
-from vfsd.paths import GROUP, PathError
+from vfsd.paths import GROUP, PLANE_NAMES, PathError
 from vfsd.resp.types import ErrorReply
 
 if TYPE_CHECKING:
@@ -81,13 +81,14 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
     known = client.node.keyspace.data  # existing keys were validated when written
     keys = spec.keys(argv)
     try:
-        first = GROUP[router.plane_of(keys[0], known)]
+        first_plane = router.plane_of(keys[0], known)
+        first = GROUP[first_plane]
         for key in keys[1:]:
-            group = GROUP[router.plane_of(key, known)]
-            if group != first and spec.is_write:  # reads are local on every plane: they may span
+            plane = router.plane_of(key, known)
+            if GROUP[plane] != first and spec.is_write:  # reads are local on every plane: they may span
                 raise ErrorReply(
-                    f"ERR '{spec.name}' spans planes: '{keys[0].decode(errors='replace')}' ({first}) and "
-                    f"'{key.decode(errors='replace')}' ({group}); send one command per plane"
+                    f"ERR '{spec.name}' spans planes: '{keys[0].decode(errors='replace')}' ({PLANE_NAMES[first_plane]}) "
+                    f"and '{key.decode(errors='replace')}' ({PLANE_NAMES[plane]}); send one command per plane"
                 )
     except PathError as exc:
         raise ErrorReply(str(exc)) from None
