@@ -465,3 +465,46 @@ def test_incrbyfloat_prints_as_redis_does(server: VfsdProcess, r: redis.Redis) -
 def test_set_get_twice_and_getex_on_a_missing_key(server: VfsdProcess, r: redis.Redis) -> None:
     r.set("s", "old")
     assert raw(server.port, b"SET s new GET GET\r\nGETEX nokey EX abc\r\n") == b"$3\r\nold\r\n$-1\r\n"
+
+
+def test_info_has_what_monitoring_tools_read(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory()
+    c = node.client()
+    c.set("/run/hit", "v")
+    c.set("local-ttl", "v", ex=1000)
+    c.get("/run/hit")
+    c.get("/run/hit")
+    c.get("/run/miss")
+    c.set("/run/write-only", "v")  # a write's lookups count neither way, as in Redis
+    with pytest.raises(redis.ResponseError):
+        c.incr("/run/hit")
+    with pytest.raises(redis.ResponseError):
+        c.execute_command("NOSUCHCOMMAND")
+    stats = c.info("stats")
+    assert (stats["keyspace_hits"], stats["keyspace_misses"]) == (2, 1)
+    assert stats["rejected_connections"] == 0
+    assert c.info("errorstats") == {"errorstat_ERR": {"count": 2}}
+    assert c.info("server")["hz"] == 10
+    memory = c.info("memory")
+    assert memory["used_memory_peak"] >= memory["used_memory_rss"] > 0
+    assert 990_000 <= c.info("keyspace")["db0"]["avg_ttl"] <= 1_000_000
+    def busy() -> bool:
+        pipe = c.pipeline(transaction=False)
+        for _ in range(500):
+            pipe.ping()
+        pipe.execute()
+        return c.info("stats")["instantaneous_ops_per_sec"] > 0
+
+    wait_for(busy, timeout=10, what="instantaneous_ops_per_sec to show the load")
+    fds = [int(f.split("=")[1]) for line in c.execute_command("CLIENT", "LIST").decode().splitlines()
+           for f in line.split() if f.startswith("fd=")]
+    assert fds and all(fd > 2 for fd in fds)
+
+
+def test_maxclients_refusals_are_counted(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory()
+    admin = node.client()
+    admin.ping()
+    admin.config_set("maxclients", "1")
+    assert raw(node.port, b"", expect_close=True) == b"-ERR max number of clients reached\r\n"
+    assert admin.info("stats")["rejected_connections"] == 1

@@ -16,7 +16,7 @@ class FakeTransport:
         self.closed = False
 
     def get_extra_info(self, name: str) -> Any:
-        return self.peer if name == "peername" else ("127.0.0.1", 6379)
+        return {"peername": self.peer, "sockname": ("127.0.0.1", 6379)}.get(name)
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -46,6 +46,7 @@ def test_non_loopback_client_refused_without_password(tmp_path) -> None:  # type
     assert PROTECTED.startswith(b"-DENIED ")
     allowed = connect(node, "127.0.0.1")
     assert allowed.written == [] and not allowed.closed
+    assert node.stats.rejected_connections == 1  # counted, as Redis counts protected-mode refusals
 
 
 def test_password_or_disabled_protected_mode_admits_remote_clients(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from vfsd.datadir import DataDir, DataDirError
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
+from vfsd.metrics import Stats, rss_bytes
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
@@ -33,17 +34,6 @@ from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
 
 log = logging.getLogger(__name__)
-
-
-class Stats:
-    """Counters for INFO stats: plain attributes, since the client shell bumps them on every batch."""
-
-    __slots__ = ("total_connections_received", "total_commands_processed", "net_input_bytes", "net_output_bytes",
-                 "error_replies", "protocol_errors", "client_output_limit_disconnections")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
 
 
 class StartupError(Exception):
@@ -91,6 +81,7 @@ class Node:
         self.clock_ms = self.now_ms()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._cron: asyncio.Task[None] | None = None
         #: Props and Status collectors (vfsd.collectors); None until start(), and when switched off.
         self.collectors: CollectorRunner | None = None
         self._expiring: set[bytes] = set()
@@ -136,6 +127,7 @@ class Node:
             if self.peer_port == 0 and sock[1] + 10000 <= 65535:
                 self.peer_port = self.settings.peer_port = sock[1] + 10000
         self._sweeper = loop.create_task(self._sweep_loop())
+        self._cron = loop.create_task(self._cron_loop())
         self.collectors = CollectorRunner.for_node(self)
         if self.collectors is not None:
             self.collectors.start()
@@ -148,8 +140,9 @@ class Node:
     async def stop(self) -> None:
         if self.collectors is not None:
             await self.collectors.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._cron):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             self._server.close()
         for client in list(self.clients.values()):
@@ -161,6 +154,14 @@ class Node:
         log.info("vfsd node %s stopped", self.config.node_id)
 
     # -- expiry -----------------------------------------------------------------
+
+    #: How often the cron samples INFO's rates and memory peak (Redis's ``hz``).
+    HZ = 10
+
+    async def _cron_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1 / self.HZ)
+            self.stats.sample(self.now_ms(), rss_bytes())
 
     async def _sweep_loop(self) -> None:
         while True:

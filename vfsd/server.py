@@ -71,6 +71,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.addr = "?"
         self.laddr = "?"
+        self.fd = -1
         self.created = time.monotonic()
         self.last_active_ms = int(time.time() * 1000)
         self.last_cmd = b"NULL"
@@ -97,13 +98,17 @@ class Client(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.addr = _fmt_addr(peer)
         self.laddr = _fmt_addr(sock)
+        sock_obj = transport.get_extra_info("socket")
+        self.fd = sock_obj.fileno() if sock_obj is not None else -1
         node = self.node
         if node.settings.protected_mode and not node.settings.requirepass and peer and not is_loopback(str(peer[0])):
             transport.write(PROTECTED)
             transport.close()
             self.closing = True
+            node.stats.rejected_connections += 1
             return
         if len(node.clients) >= node.settings.maxclients:
+            node.stats.rejected_connections += 1
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()
             self.closing = True
@@ -164,7 +169,7 @@ class Client(asyncio.Protocol):
                 break
             else:
                 if kind is ErrorReply:
-                    stats.error_replies += 1
+                    stats.count_error(str(reply))
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
             if self.closing:
                 break
@@ -195,7 +200,7 @@ class Client(asyncio.Protocol):
         reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
         out: list[bytes] = []
         if type(reply) is ErrorReply:
-            self.node.stats.error_replies += 1
+            self.node.stats.count_error(str(reply))
         encode_into(out, reply, self.proto)
         self.transport.write(b"".join(out))
         backlog, self.backlog = self.backlog, deque()
@@ -330,7 +335,7 @@ class Client(asyncio.Protocol):
     def info_line(self) -> str:
         now = time.monotonic()
         return (
-            f"id={self.id} addr={self.addr} laddr={self.laddr} fd=-1 name={self.name.decode(errors='replace')} "
+            f"id={self.id} addr={self.addr} laddr={self.laddr} fd={self.fd} name={self.name.decode(errors='replace')} "
             f"age={int(now - self.created)} idle={max(0, self.node.now_ms() - self.last_active_ms) // 1000} flags={self.flags()} db=0 "
             f"sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
             f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "

@@ -39,7 +39,8 @@ class Ctx:
     entry commits (as Redis replicas do).
     """
 
-    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes")
+    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes", "reading",
+                 "hits", "misses")
 
     def __init__(
         self,
@@ -64,17 +65,28 @@ class Ctx:
         self.lazy_delete = lazy_delete
         self.now_ms = now_ms
         self.max_bulk_bytes = max_bulk_bytes
+        #: Set by dispatch for a read command: its lookups count as keyspace hits and misses (INFO
+        #: stats), as Redis counts lookups for reading and not those a write makes.
+        self.reading = False
+        self.hits = 0
+        self.misses = 0
 
     def lookup(self, key: bytes) -> Entry | None:
         """The live entry at ``key``: None if absent or past its deadline."""
         entry = self.db.data.get(key)
         if entry is None:
+            if self.reading:
+                self.misses += 1
             return None
         at = self.db.expires.get(key)
         if at is not None and at <= self.now_ms:
             if self.lazy_delete:
                 self.notify("x", "expired", key, self.remove(key))
+            if self.reading:
+                self.misses += 1
             return None
+        if self.reading:
+            self.hits += 1
         return entry
 
     def write(self, key: bytes, value: bytes, kind: int = RAW, *, old: Entry | None = None, keep_ttl: bool = False) -> Entry:

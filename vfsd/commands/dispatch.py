@@ -127,6 +127,7 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                     return propose(node, plane, spec, argv)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
+                ctx.reading = not spec.is_write
                 return spec.handler(ctx, argv)
             except PathError as exc:
                 return ErrorReply(str(exc))
@@ -170,6 +171,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
             return propose(node, plane, spec, argv)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
+        ctx.reading = not spec.is_write
         return spec.handler(ctx, argv)
     except ErrorReply as err:
         if client.multi is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -14,6 +15,7 @@ from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
 from vfsd.config import BY_REDIS_NAME, ConfigError, coerce
 from vfsd.glob import compile_glob, literal_prefix
+from vfsd.metrics import rss_bytes
 from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
 from vfsd.store.keyspace import prefix_end
 
@@ -135,8 +137,10 @@ def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
 
 # -- INFO ------------------------------------------------------------------------
 
-INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster",
-                 "keyspace", "vfsd")
+INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats",
+                 "cluster", "keyspace", "vfsd")
+#: Keys with a TTL sampled for INFO keyspace's avg_ttl (an estimate, as Redis's is).
+AVG_TTL_SAMPLE = 1000
 
 
 def info_text(client: "Client", wanted: set[str]) -> str:
@@ -155,6 +159,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "redis_build_id": "vfsd", "redis_mode": "standalone", "os": f"{platform.system()} {platform.release()} {platform.machine()}",
             "arch_bits": 64 if sys.maxsize > 2**32 else 32, "multiplexing_api": "epoll",
             "process_id": os.getpid(), "run_id": node.run_id, "tcp_port": settings.port,
+            "hz": node.HZ, "configured_hz": node.HZ,
             "server_time_usec": int(time.time() * 1e6), "uptime_in_seconds": uptime,
             "uptime_in_days": uptime // 86400, "executable": sys.argv[0], "config_file": node.config.source,
             "vfsd_version": __version__, "python_version": platform.python_version(),
@@ -167,10 +172,12 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
     if want("memory"):
-        rss = _rss_bytes()
+        rss = rss_bytes()
+        peak = max(rss, node.stats.used_memory_peak)
         sections.append("# Memory\r\n" + _fields({
             "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
-            "used_memory_rss_human": _human(rss), "maxmemory": 0, "maxmemory_policy": "noeviction",
+            "used_memory_rss_human": _human(rss), "used_memory_peak": peak, "used_memory_peak_human": _human(peak),
+            "maxmemory": 0, "maxmemory_policy": "noeviction",
             "mem_allocator": "pymalloc",
         }))
     if want("persistence"):
@@ -182,8 +189,14 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         sections.append("# Stats\r\n" + _fields({
             "total_connections_received": stats.total_connections_received,
             "total_commands_processed": stats.total_commands_processed,
+            "instantaneous_ops_per_sec": round(stats.ops_rate.per_second()),
             "total_net_input_bytes": stats.net_input_bytes, "total_net_output_bytes": stats.net_output_bytes,
+            "instantaneous_input_kbps": f"{stats.input_rate.per_second() / 1024:.2f}",
+            "instantaneous_output_kbps": f"{stats.output_rate.per_second() / 1024:.2f}",
+            "rejected_connections": stats.rejected_connections,
             "expired_keys": node.notifier.expired_keys, "evicted_keys": 0,
+            "keyspace_hits": sum(plane.ctx.hits for plane in node.planes.values()),
+            "keyspace_misses": sum(plane.ctx.misses for plane in node.planes.values()),
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
             "total_error_replies": stats.error_replies, "protocol_errors": stats.protocol_errors,
             "client_output_limit_disconnections": stats.client_output_limit_disconnections,
@@ -195,11 +208,14 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         sections.append("# CPU\r\n" + _fields({
             "used_cpu_sys": f"{t.system:.6f}", "used_cpu_user": f"{t.user:.6f}",
         }))
+    if want("errorstats"):
+        sections.append("# Errorstats\r\n" + _fields({
+            f"errorstat_{code}": f"count={n}" for code, n in sorted(node.stats.error_codes.items())}))
     if want("cluster"):
         sections.append("# Cluster\r\n" + _fields({"cluster_enabled": 0}))
     if want("keyspace"):
         db = node.keyspace
-        body = f"db0:keys={len(db)},expires={len(db.expires)},avg_ttl=0\r\n" if len(db) else ""
+        body = f"db0:keys={len(db)},expires={len(db.expires)},avg_ttl={_avg_ttl_ms(db, node.now_ms())}\r\n" if len(db) else ""
         sections.append("# Keyspace\r\n" + body)
     if want("vfsd"):
         fields: dict[str, Any] = {"node_id": settings.node_id, "peer_port": settings.peer_port,
@@ -212,6 +228,12 @@ def info_text(client: "Client", wanted: set[str]) -> str:
     return "\r\n".join(sections)
 
 
+def _avg_ttl_ms(db: Any, now_ms: int) -> int:
+    """Mean remaining TTL of keys that have one, over a bounded sample (INFO stays O(1) in the keyspace)."""
+    sample = [at - now_ms for at in itertools.islice(db.expires.values(), AVG_TTL_SAMPLE) if at > now_ms]
+    return sum(sample) // len(sample) if sample else 0
+
+
 def _fields(values: dict[str, Any]) -> str:
     return "".join(f"{k}:{v}\r\n" for k, v in values.items())
 
@@ -222,14 +244,6 @@ def _human(n: int) -> str:
             return f"{n:.2f}{unit}" if unit != "B" else f"{n}B"
         n /= 1024  # type: ignore[assignment]
     return f"{n:.2f}T"
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
 
 
 @command("info", arity=-1, flags="loading stale", acl="@dangerous", group="server", scope="node",
