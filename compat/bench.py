@@ -85,12 +85,13 @@ class Server:
     argv: list[str]
     port: int
     log_path: Path
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Server":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._answers_ping():
             if self.proc.poll() is not None:
@@ -168,7 +169,7 @@ def servers(workdir: Path, redis_server: str) -> Iterator[dict[str, Server]]:
         "vfsd": Server("vfsd", [
             *vfsd_command(), "serve", "--port", str(vfsd_port), "--data-dir", str(workdir / "vfsd-data"),
             "--node-id", "bench", "--log-level", "warning", "--no-collectors",  # redis-server collects nothing
-        ], vfsd_port, workdir / "vfsd.log"),
+        ], vfsd_port, workdir / "vfsd.log", env={"VFSD_SAVE": ""}),  # no scheduled saves, as redis's --save ""
     }
     try:
         for server in started.values():

@@ -51,6 +51,8 @@ CORES = [
     "vfsd.jsonpath",
     "vfsd.store.keyspace",
     "vfsd.store.cursors",
+    "vfsd.store.pointintime",
+    "vfsd.metrics",
     "vfsd.active.hlc",
     "vfsd.desired.machine",
     "vfsd.commands.context",

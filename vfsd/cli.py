@@ -62,12 +62,12 @@ def serve(config_path: str | None, collectors: bool | None, **flags: Any) -> Non
             await node.start()
         except StartupError as exc:
             raise click.ClickException(str(exc)) from None
-        stop = asyncio.Event()
+        stop = node.shutdown_requested  # SHUTDOWN sets it too
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await node.stop()
+        await node.stop(save=node.shutdown_save)
 
     runner_kwargs: dict[str, Any] = {}
     try:

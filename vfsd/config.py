@@ -67,6 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Snapshot the desired plane and compact its log after this many entries.", "snapshot-every-entries", live=True),
     Setting("wal_segment_max_bytes", "desired", int, 64 * MiB, "Roll the write-ahead log to a new segment past this size.",
             "wal-segment-max-bytes"),
+    Setting("save", "persistence", str, "3600 1 300 100 60 10000",
+            "When to dump the local and active planes: pairs of <seconds> <changes> (Redis's save); empty: never.",
+            "save", live=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -115,6 +118,7 @@ class Config:
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000
     wal_segment_max_bytes: int = 64 * MiB
+    save: str = "3600 1 300 100 60 10000"
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
     #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
     collectors: Mapping[str, Any] = field(default_factory=dict)
@@ -215,9 +219,31 @@ def coerce(setting: Setting, raw: Any) -> Any:
         except ErrorReply as exc:
             raise ConfigError(f"{setting.name}: {str(exc).removeprefix('ERR ')}",
                               "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.") from None
+    if setting.name == "save":
+        try:
+            parse_save_points(raw)
+        except ValueError as exc:
+            raise ConfigError(f"save: {exc} in {raw!r} (pairs of <seconds> <changes>)", str(exc)) from None
     if setting.name == "node_id" and raw:
         check_node_id(raw)
     return raw
+
+
+def parse_save_points(text: str) -> list[tuple[int, int]]:
+    """``"3600 1 300 100"`` -> ``[(3600, 1), (300, 100)]`` (Redis's ``save``); "" disables saving."""
+    parts = text.split()
+    if len(parts) % 2:
+        raise ValueError("Invalid save parameters")
+    points = []
+    for i in range(0, len(parts), 2):
+        try:
+            seconds, changes = int(parts[i]), int(parts[i + 1])
+        except ValueError:
+            raise ValueError("Invalid save parameters") from None
+        if seconds < 1 or changes < 0:
+            raise ValueError("Invalid save parameters")
+        points.append((seconds, changes))
+    return points
 
 
 def parse_size(text: str) -> int:

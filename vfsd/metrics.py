@@ -4,12 +4,10 @@ Rates (``instantaneous_ops_per_sec`` and the kbps figures) are computed as Redis
 serverCron does: every tick samples a counter's growth per second since the previous
 sample into a ring of ``SAMPLES`` slots, and the rate is the ring's mean, so a burst
 shows for about 1.6 s and then fades. Time comes in as ``now_ms``: nothing here reads a
-clock (``rss_bytes`` reads /proc, for the shell to call).
+clock.
 """
 
 from __future__ import annotations
-
-import os
 
 #: Slots in each rate's ring (Redis's STATS_METRIC_SAMPLES).
 SAMPLES = 16
@@ -72,11 +70,3 @@ class Stats:
         if rss_bytes > self.used_memory_peak:
             self.used_memory_peak = rss_bytes
 
-
-def rss_bytes() -> int:
-    """This process's resident memory (Linux /proc; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -19,19 +20,21 @@ from vfsd import codec
 from vfsd.active.plane import ActivePlane
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
-from vfsd.config import SETTINGS, Config
+from vfsd.config import SETTINGS, Config, parse_save_points
 from vfsd.datadir import DataDir, DataDirError
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
-from vfsd.metrics import Stats, rss_bytes
+from vfsd.metrics import Stats
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client
 from vfsd.store.cursors import ScanCursors
+from vfsd.store.dump import DumpCorruption
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
+from vfsd.store.saver import Saver
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,13 @@ class Node:
                                 segment_max_bytes=cfg.wal_segment_max_bytes),
         }
         self.local_plane = self.planes["local"]
+        #: Dumps of the local and active planes (the desired plane keeps its own log).
+        self.saver = Saver(self.keyspace, self.local_plane, self.planes["eventual"], sorted(log_roots), cfg.data_dir,
+                           cfg.node_id, self.now_ms)
+        self.save_points = parse_save_points(cfg.save)
+        #: Set by SHUTDOWN: whoever runs the node then calls stop(save=self.shutdown_save).
+        self.shutdown_requested = asyncio.Event()
+        self.shutdown_save: bool | None = None
         self.plane_for = {CONSENSUS: self.planes["log"], LEASE: self.planes["log"],
                           EVENTUAL: self.planes["eventual"], LOCAL: self.local_plane}
         #: The time commands of the current batch run at: read once per batch (``tick``), not per command.
@@ -87,6 +97,15 @@ class Node:
         self._expiring: set[bytes] = set()
         self.started_monotonic = time.monotonic()
         self.address: tuple[str, int] | None = None
+
+    @staticmethod
+    def rss_bytes() -> int:
+        """This process's resident memory (Linux /proc; 0 where there is none)."""
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -109,6 +128,14 @@ class Node:
         except (LogCorruption, SnapshotCorruption, HardStateCorruption) as exc:
             self.data_dir.release()
             raise StartupError(f"desired-state data is damaged, refusing to start: {exc}") from None
+        except OSError as exc:
+            self.data_dir.release()
+            raise StartupError(f"cannot read data dir {self.data_dir.path}: {exc}") from None
+        try:
+            self.saver.load()
+        except DumpCorruption as exc:
+            self.data_dir.release()
+            raise StartupError(f"the local and active planes' dump is damaged, refusing to start: {exc}") from None
         except OSError as exc:
             self.data_dir.release()
             raise StartupError(f"cannot read data dir {self.data_dir.path}: {exc}") from None
@@ -137,7 +164,15 @@ class Node:
         log.info("vfsd node %s listening on %s:%d (peer port %s), data in %s", self.config.node_id, sock[0], sock[1],
                  self.peer_port or "any free port", self.data_dir.path)
 
-    async def stop(self) -> None:
+    def request_shutdown(self, *, save: bool | None) -> None:
+        """SHUTDOWN: ask whoever runs the node to stop it (``save`` as for ``stop``)."""
+        log.info("shutdown requested by a client")
+        self.shutdown_save = save
+        self.shutdown_requested.set()
+
+    async def stop(self, *, save: bool | None = None) -> None:
+        """Stop serving, dump the local and active planes (``save`` True; None: if save points are
+        configured, as Redis does on SIGTERM), then close the planes and release the data dir."""
         if self.collectors is not None:
             await self.collectors.stop()
         for task in (self._sweeper, self._cron):
@@ -149,6 +184,13 @@ class Node:
             client.kill()
         if self._server is not None:
             await self._server.wait_closed()
+        if save or (save is None and self.save_points):
+            try:
+                count = await self.saver.save()
+                log.info("saved %d local and active files before stopping", count)
+            except Exception:  # already logged; the desired plane is unaffected
+                log.error("stopping without a fresh dump of the local and active planes")
+        await self.saver.close()
         await self.planes["log"].close()
         self.data_dir.release()
         log.info("vfsd node %s stopped", self.config.node_id)
@@ -161,7 +203,8 @@ class Node:
     async def _cron_loop(self) -> None:
         while True:
             await asyncio.sleep(1 / self.HZ)
-            self.stats.sample(self.now_ms(), rss_bytes())
+            self.stats.sample(self.now_ms(), self.rss_bytes())
+            self.saver.tick(self.save_points)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -243,6 +286,9 @@ class Node:
             plane = self.planes["local" if name == LOCAL else "eventual"]
             plane.ctx.now_ms = now
             plane.remove_all(by_plane[name])
+        if self.save_points:  # as Redis does: a restart must not bring the flushed files back
+            if not self.saver.bgsave():
+                self.saver.schedule_after_current()
         desired = self.planes["log"]
         future = desired.submit([[b"vfs.flush", *desired.log_roots]], now)
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -278,6 +324,8 @@ class Node:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
             self.planes["log"].snapshot_every_entries = changes["snapshot_every_entries"]
+        if "save" in changes:
+            self.save_points = parse_save_points(changes["save"])
         if "max_bulk_bytes" in changes:  # immediate planes check it when they run; the log carries it per entry
             for plane in (self.planes["local"], self.planes["eventual"]):
                 plane.ctx.max_bulk_bytes = changes["max_bulk_bytes"]

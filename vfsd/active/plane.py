@@ -19,10 +19,13 @@ class ActivePlane:
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
         self.hlc = HLC()
+        #: Changes ever made here (each write, delete, expiry or TTL change): what a dump is due on.
+        self.changes = 0
         self.ctx = Ctx(db, EVENTUAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
 
     def _next_rev(self) -> int:
         # HLC.now(), inlined: this runs on every active-plane write.
+        self.changes += 1
         hlc = self.hlc
         candidate = self.ctx.now_ms << LOGICAL_BITS
         hlc.last = candidate if candidate > hlc.last else hlc.last + 1

@@ -94,6 +94,8 @@ class Ctx:
         now = self.now_ms
         entry = (value, kind, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
         db = self.db
+        if db.saving is not None:
+            db.saving.before_change(key)
         if key in db.data:
             db.data[key] = entry
             # A TTL is kept only for a live file: a lapsed, unswept one (desired plane) was not ``old``.
@@ -111,6 +113,8 @@ class Ctx:
         """A plain SET of raw bytes: ``write(key, value, old=lookup(key))`` with one dict probe
         on the common path (no TTL on the key), which is the benchmarked write."""
         db = self.db
+        if db.saving is not None:
+            db.saving.before_change(key)
         data = db.data
         old = data.get(key)
         expires = db.expires

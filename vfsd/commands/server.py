@@ -15,7 +15,6 @@ from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
 from vfsd.config import BY_REDIS_NAME, ConfigError, coerce
 from vfsd.glob import compile_glob, literal_prefix
-from vfsd.metrics import rss_bytes
 from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
 from vfsd.store.keyspace import prefix_end
 
@@ -172,7 +171,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
     if want("memory"):
-        rss = rss_bytes()
+        rss = node.rss_bytes()
         peak = max(rss, node.stats.used_memory_peak)
         sections.append("# Memory\r\n" + _fields({
             "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
@@ -182,7 +181,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         }))
     if want("persistence"):
         sections.append("# Persistence\r\n" + _fields({
-            "loading": 0, "aof_enabled": 0, "rdb_changes_since_last_save": 0, "async_loading": 0,
+            "loading": 0, "async_loading": 0, **node.saver.info(), "aof_enabled": 0,
         }))
     if want("stats"):
         stats = node.stats

@@ -38,7 +38,7 @@ VALUE, KIND, REV, ORIGIN, CTIME, MTIME = range(6)
 
 
 class Keyspace:
-    __slots__ = ("data", "_sorted", "_unsorted", "expires", "_deadlines", "watched")
+    __slots__ = ("data", "_sorted", "_unsorted", "expires", "_deadlines", "watched", "saving")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Entry] = {}
@@ -49,6 +49,10 @@ class Keyspace:
         #: WATCHed keys -> their watchers (objects with a ``watch_dirty`` flag). Any change to the
         #: key — value, deletion, deadline — sets the flag, as Redis's touchWatchedKey does.
         self.watched: dict[bytes, set[Any]] = {}
+        #: A point-in-time walk in progress (``pointintime.PointInTimeScan``), told of every change
+        #: before it is made; None nearly always. Code that changes ``data`` or ``expires`` directly
+        #: (``Ctx.write``, ``Ctx.replace``) calls its ``before_change`` too.
+        self.saving: Any = None
 
     @property
     def keys(self) -> SortedList:
@@ -57,6 +61,17 @@ class Keyspace:
             self._sorted.update(self._unsorted)
             self._unsorted.clear()
         return self._sorted
+
+    def merge_some(self, limit: int) -> int:
+        """Move up to ``limit`` keys into key order; returns how many are still outside it.
+
+        ``keys`` merges everything at once, which after a million fresh writes is a long
+        sort; a caller on the event loop (a save's walk) spreads it out with this instead.
+        """
+        unsorted = self._unsorted
+        if unsorted:
+            self._sorted.update([unsorted.pop() for _ in range(min(limit, len(unsorted)))])
+        return len(unsorted)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -84,6 +99,8 @@ class Keyspace:
                 del self.watched[key]
 
     def put(self, key: bytes, entry: Entry) -> None:
+        if self.saving is not None:
+            self.saving.before_change(key)
         if key not in self.data:
             self._unsorted.add(key)
         self.data[key] = entry
@@ -91,6 +108,8 @@ class Keyspace:
             self.touch(key)
 
     def delete(self, key: bytes) -> Entry | None:
+        if self.saving is not None:
+            self.saving.before_change(key)
         entry = self.data.pop(key, None)
         if entry is not None:
             if key in self._unsorted:
@@ -103,12 +122,16 @@ class Keyspace:
         return entry
 
     def set_expire(self, key: bytes, at_ms: int) -> None:
+        if self.saving is not None:
+            self.saving.before_change(key)
         self.expires[key] = at_ms
         heapq.heappush(self._deadlines, (at_ms, key))
         if self.watched:
             self.touch(key)
 
     def persist(self, key: bytes) -> bool:
+        if self.saving is not None:
+            self.saving.before_change(key)
         if self.expires.pop(key, None) is None:
             return False
         if self.watched:
@@ -157,6 +180,9 @@ class Keyspace:
             self.delete(key)
 
     def clear(self) -> None:
+        if self.saving is not None:
+            for key in self.data:
+                self.saving.before_change(key)
         self.data.clear()
         self._sorted.clear()
         self._unsorted.clear()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import LOCAL
 from vfsd.store.keyspace import Keyspace
@@ -16,7 +14,13 @@ class LocalPlane:
     deferred = False
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
-        self.ctx = Ctx(db, LOCAL, origin, itertools.count(1).__next__, sink, max_bulk_bytes=max_bulk_bytes)
+        #: The last revision handed out: also the count of changes ever made (the dump keeps it).
+        self.rev = 0
+        self.ctx = Ctx(db, LOCAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
+
+    def _next_rev(self) -> int:
+        self.rev += 1
+        return self.rev
 
     def remove_all(self, keys: list[bytes]) -> None:
         ctx = self.ctx
