@@ -366,6 +366,35 @@ async def test_a_peer_that_never_reads_is_held_to_the_queue_bound(nodes: Callabl
     assert a.t.peers()["stuck"]["queued_frames"] <= bound // 1000
 
 
+async def test_drain_gives_a_sender_backpressure_instead_of_drops(nodes: Callable[..., Any], raw: Any) -> None:
+    settings = FAST.replace(send_queue_max_bytes=MiB, max_frame_bytes=MiB, write_buffer_high_bytes=64 * KiB)
+    a, b = await pair(nodes, settings=settings)
+    body = b"c" * 10_000
+    for n in range(500):  # 5 MB through a 1 MiB queue, none lost: wait whenever it is half full
+        a.t.send("b", RAFT, MSG, [n, body])
+        if a.t.queued("b")[1] > 512 * KiB:
+            assert await asyncio.wait_for(a.t.drain("b", 256 * KiB), 10)
+    assert await asyncio.wait_for(a.t.drain("b"), 10) and a.t.queued("b") == (0, 0)
+    await until(lambda: len(b.got) == 500, "all 500 chunks")
+    assert [m[0] for m in b.from_peer("a")] == list(range(500))
+    assert a.t.stats()["dropped_frames"]["queue_full"] == 0
+    assert not await a.t.drain("nobody")
+    stuck = await raw(a.t.port, rcvbuf=4096)
+    await stuck.handshake("stuck")
+    await until(lambda: a.t.connected("stuck"), "the stuck peer")
+    for _ in range(2000):  # until the kernel's buffers are full and the queue holds the rest
+        a.t.send("stuck", RAFT, MSG, body)
+        await asyncio.sleep(0)
+        if a.t.queued("stuck")[1] > 512 * KiB:
+            break
+    assert a.t.queued("stuck")[1] > 512 * KiB
+    waiting = asyncio.ensure_future(a.t.drain("stuck"))
+    await asyncio.sleep(0.05)  # checking that it does not return while nothing drains
+    assert not waiting.done()
+    a.t.remove_peer("stuck")
+    assert await asyncio.wait_for(waiting, 5) is False
+
+
 async def test_a_message_over_the_peers_limit_is_dropped_at_the_sender(nodes: Callable[..., Any]) -> None:
     small = FAST.replace(max_frame_bytes=64 * KiB)
     a, b = await pair(nodes, settings=small)

@@ -126,7 +126,7 @@ class _Peer:
     """What the transport keeps per peer: where it is, its send queue, its connection."""
 
     __slots__ = ("id", "address", "persistent", "queue", "queued_bytes", "conn", "pending", "retry", "backoff",
-                 "ever_open", "flush_scheduled")
+                 "ever_open", "flush_scheduled", "drainers")
 
     def __init__(self, peer_id: str, address: tuple[str, int] | None, persistent: bool, backoff: Backoff) -> None:
         self.id = peer_id
@@ -142,6 +142,8 @@ class _Peer:
         self.backoff = backoff
         self.ever_open = False
         self.flush_scheduled = False
+        #: drain() calls waiting: (most queued bytes they wait for, future).
+        self.drainers: list[tuple[int, asyncio.Future[bool]]] = []
 
 
 class _PeerProtocol(asyncio.Protocol):
@@ -160,6 +162,8 @@ class _PeerProtocol(asyncio.Protocol):
         self.paused = False
         self.peername: Any = None
         self.sockname: Any = None
+        #: Largest frame the peer accepts (its HELLO says, once open).
+        self.send_limit = owner.settings.max_frame_bytes
 
     # asyncio callbacks: none lets an exception out (a bug here closes this connection only).
 
@@ -257,6 +261,9 @@ class PeerTransport:
         self._advertise = advertise
         self.authenticator: Authenticator = authenticator or NoAuth()
         self.settings = settings or PeerSettings()
+        self._max_frame_bytes = self.settings.max_frame_bytes
+        self._queue_max_bytes = self.settings.send_queue_max_bytes
+        self._queue_max_frames = self.settings.send_queue_max_frames
         self.rng = rng or random.Random()
         self.registry = registry
         self.counters = PeerCounters(registry)
@@ -407,6 +414,22 @@ class PeerTransport:
         backpressure instead of drops (a benchmark, a bulk transfer) can wait on this."""
         peer = self._peers.get(peer_id)
         return (len(peer.queue), peer.queued_bytes) if peer is not None else (0, 0)
+
+    async def drain(self, peer_id: str, max_queued_bytes: int = 0) -> bool:
+        """Wait until at most ``max_queued_bytes`` are queued for ``peer_id`` (handed to the
+        socket); False at once if the peer is unknown, or when its queue is dropped.
+
+        For a sender that must not lose messages to the drop-oldest bound: a stream
+        of snapshot chunks, a benchmark. Messages of other senders may queue meanwhile.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return False
+        if peer.queued_bytes <= max_queued_bytes:
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        peer.drainers.append((max_queued_bytes, future))
+        return await future
 
     # -- families -----------------------------------------------------------------------
 
@@ -586,6 +609,7 @@ class PeerTransport:
         core = conn.core
         assert core is not None and core.remote is not None
         remote = core.remote
+        conn.send_limit = core.send_limit
         if conn.waiter is not None and not conn.waiter.done():
             conn.waiter.set_result(remote.node_id)
         if self._stopping:
@@ -770,21 +794,21 @@ class PeerTransport:
     # -- internals: sending and receiving -----------------------------------------------
 
     def _enqueue(self, peer: _Peer, family: int, data: bytes) -> bool:
-        dropped = self.counters.dropped_frames
         conn = peer.conn
-        limit = conn.core.send_limit if conn is not None and conn.core is not None else self.settings.max_frame_bytes
         size = len(data)
-        if size > limit:
-            dropped["oversize"] += 1
+        if size > (conn.send_limit if conn is not None else self._max_frame_bytes):
+            limit = conn.send_limit if conn is not None else self._max_frame_bytes
+            self.counters.dropped_frames["oversize"] += 1
             self._log_limited(f"oversize:{family}", logging.WARNING, "dropped a %s message of %d bytes for %s: "
                               "over its max_frame_bytes %d", self.registry.family_name(family), size, peer.id, limit)
             return False
         queue = peer.queue
         queue.append((family, data))
         peer.queued_bytes += size
-        settings = self.settings
-        if peer.queued_bytes > settings.send_queue_max_bytes or len(queue) > settings.send_queue_max_frames:
-            while peer.queued_bytes > settings.send_queue_max_bytes or len(queue) > settings.send_queue_max_frames:
+        max_bytes, max_frames = self._queue_max_bytes, self._queue_max_frames
+        if peer.queued_bytes > max_bytes or len(queue) > max_frames:
+            dropped = self.counters.dropped_frames
+            while peer.queued_bytes > max_bytes or len(queue) > max_frames:
                 _, old = queue.popleft()
                 peer.queued_bytes -= len(old)
                 dropped["queue_full"] += 1
@@ -816,7 +840,7 @@ class PeerTransport:
             return
         queue = peer.queue
         high = self.settings.write_buffer_high_bytes
-        limit = core.send_limit
+        limit = conn.send_limit
         counters = self.counters
         frames_out, bytes_out, dropped = counters.frames_out, counters.bytes_out, counters.dropped_frames
         while queue and not conn.paused:
@@ -837,6 +861,22 @@ class PeerTransport:
             if chunk:
                 transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         core.note_sent(self._now_ms())
+        if peer.drainers:
+            self._wake_drainers(peer, True)
+
+    def _wake_drainers(self, peer: _Peer, drained: bool) -> None:
+        """Resolve the drain() calls ``peer``'s queue now satisfies (all of them, with False, if not ``drained``)."""
+        waiting = []
+        for limit, future in peer.drainers:
+            if future.done():
+                continue
+            if not drained:
+                future.set_result(False)
+            elif peer.queued_bytes <= limit:
+                future.set_result(True)
+            else:
+                waiting.append((limit, future))
+        peer.drainers = waiting
 
     def _deliver(self, conn: _PeerProtocol, messages: list[Frame]) -> None:
         core = conn.core
@@ -873,6 +913,8 @@ class PeerTransport:
             self.counters.dropped_frames[reason] += len(peer.queue)
             peer.queue.clear()
             peer.queued_bytes = 0
+        if peer.drainers:
+            self._wake_drainers(peer, False)
 
     async def _tick_loop(self) -> None:
         interval_s = self.settings.tick_interval_ms / 1000
