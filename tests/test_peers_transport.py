@@ -269,6 +269,28 @@ async def test_reconnects_after_the_remote_stops_and_starts_again(nodes: Callabl
     assert a.t.peers()["b"]["state"] == "open"
 
 
+async def test_a_restarted_transport_redials_a_peer_it_was_still_handshaking_with(nodes: Callable[..., Any]) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accepts, and never says a word
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        a = await nodes("a")
+        a.t.add_peer("mute", "127.0.0.1", server.sockets[0].getsockname()[1])
+        await until(lambda: len(accepted) == 1 and a.t.peers()["mute"]["state"] == "connecting", "a handshaking")
+        await a.t.stop()
+        assert a.t.peers()["mute"]["state"] == "idle"
+        await a.t.start()
+        await until(lambda: len(accepted) == 2, "a dialling again after its restart")
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_remove_peer_closes_the_connection_and_stops_redialling(nodes: Callable[..., Any]) -> None:
     a, b = await pair(nodes)
     b.t.remove_peer("a")  # b forgets a, but a still wants b: a redials and b accepts it as transient
@@ -540,6 +562,8 @@ def test_protected_mode_refuses_unauthenticated_peers_beyond_loopback() -> None:
     assert t._refusal(Stub("10.0.0.7")).reason == "protected"  # type: ignore[arg-type, union-attr]
     assert t._refusal(Stub("127.0.0.1")) is None  # type: ignore[arg-type]
     assert t._refusal(Stub("::1")) is None  # type: ignore[arg-type]
+    assert t._refusal(Stub("::ffff:127.0.0.1")) is None  # type: ignore[arg-type]
+    assert t._refusal(Stub("::ffff:10.0.0.7")) is not None  # type: ignore[arg-type]
     secret = PeerTransport("b", "b-m1", CLUSTER, registry=REG, authenticator=SharedSecretAuth(b"k"))
     assert secret._refusal(Stub("10.0.0.7")) is None  # type: ignore[arg-type]
     open_mode = PeerTransport("b", "b-m1", CLUSTER, registry=REG, settings=FAST.replace(protected_mode=False))

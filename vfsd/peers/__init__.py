@@ -6,6 +6,7 @@ message type, with a msgpack body. The modules, each with one job:
 
 ``frame``       the frame layout, the append-only registry of families and types,
                 the incremental decoder and the encoder (sans-IO)
+``hello``       the HELLO each side opens with, and the transcript proofs cover (sans-IO)
 ``auth``        the authentication hook: ``Authenticator``, no-auth and shared-secret HMAC (sans-IO)
 ``connection``  one connection's protocol: HELLO/AUTH handshake, control frames,
                 keepalive and timeouts, as a pure state machine fed bytes and time
@@ -15,4 +16,8 @@ message type, with a msgpack body. The modules, each with one job:
 ``transport``   the asyncio shell: listener, dialing, per-peer send queues, dispatch
 
 Importing this package imports none of them, so the pure modules stay free of asyncio.
+
+How the rest of a node uses it: the node builds one ``PeerTransport`` (``from_config``),
+starts it with the node and stops it with the node; each replication family
+``register``s its handlers and calls ``send``; the node's INFO shows ``info()``.
 """

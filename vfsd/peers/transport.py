@@ -50,6 +50,10 @@ callback into the event loop.
 Reconnecting: capped exponential backoff with jitter (``backoff``), reset once a
 connection has completed its handshake. Every socket has TCP_NODELAY (small Raft
 and gossip messages must not wait for Nagle's algorithm).
+
+Threads: every method runs on the transport's event loop. Code on another thread
+(a log writer that has just fsynced, say) hands its sends over with
+``loop.call_soon_threadsafe(transport.send, ...)``.
 """
 
 from __future__ import annotations
@@ -187,7 +191,8 @@ class _PeerProtocol(asyncio.Protocol):
                 self.transport.write(out)  # type: ignore[union-attr]
             if core.newly_open:
                 core.newly_open = False
-                owner._on_open(self)
+                if not core.closed:  # opened and closed by the same read: never adopted
+                    owner._on_open(self)
             if messages:
                 owner._deliver(self, messages)
             if core.closed:
@@ -341,6 +346,10 @@ class PeerTransport:
             conn.abort()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for peer in list(self._peers.values()):
+            peer.conn = peer.pending = None  # what an aborted connection's callback has not cleared yet
+            if not peer.persistent:
+                del self._peers[peer.id]  # transient peers live as long as their connection
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -588,13 +597,14 @@ class PeerTransport:
         else:
             self.counters.connections_accepted += 1
             refusal = self._refusal(conn)
-            if refusal is not None:
+            if self._stopping:
+                conn.core.close("shutdown", "the node is stopping", now)
+            elif refusal is not None:
                 conn.core.refuse(refusal, now)
         conn.write_control()
 
     def _refusal(self, conn: _PeerProtocol) -> RemoteProtocolError | None:
-        if self._stopping:
-            return RemoteProtocolError("too_many_connections", "the node is stopping")
+        """Why an inbound connection is turned away at once, before this node says who it is."""
         if len(self._conns) > self.settings.max_connections:
             return RemoteProtocolError("too_many_connections", f"more than {self.settings.max_connections}")
         if self.settings.protected_mode and self.authenticator.scheme == NoAuth.scheme \
@@ -739,15 +749,17 @@ class PeerTransport:
                 peer.pending = None
                 reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
                 self._dial_failed(peer, "connect", reason)
-            return
-        if peer.pending is placeholder:  # made and lost before this coroutine resumed
-            peer.pending = None
+        finally:  # made and lost before this coroutine resumed, or cancelled by stop()
+            if peer.pending is placeholder:
+                peer.pending = None
 
     def _dial_failed(self, peer: _Peer, reason: str, detail: str) -> None:
-        self.counters.dial_failures += 1
+        duplicate = reason == "peer:duplicate"  # the peer keeps another connection with us: not a failure
+        if not duplicate:
+            self.counters.dial_failures += 1
         if self._stopping or self._peers.get(peer.id) is not peer:
             return
-        if peer.conn is None and reason != "peer:duplicate":
+        if peer.conn is None and not duplicate:
             # The peer may have a winning connection to us on its way: keep the queue then.
             self._drop_queue(peer, "unreachable")
         self._log_limited(f"dial:{peer.id}", logging.INFO, "peer %s unreachable: %s", peer.id, detail)
@@ -959,9 +971,11 @@ def _is_loopback(peername: Any) -> bool:
     if not peername:
         return True  # a Unix socket or a socket pair: local by construction
     try:
-        return ipaddress.ip_address(str(peername[0]).split("%")[0]).is_loopback
+        address = ipaddress.ip_address(str(peername[0]).split("%")[0])
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack listener
+    return (mapped or address).is_loopback
 
 
 def _parse_address(text: str) -> tuple[str, int] | None:
