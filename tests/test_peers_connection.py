@@ -25,6 +25,7 @@ from vfsd.peers.frame import (
     PING,
     PONG,
     RAFT,
+    REASONS,
     WIRE,
     FrameDecoder,
     RemoteProtocolError,
@@ -306,6 +307,13 @@ def test_keepalive_ping_measures_the_round_trip_and_counts_as_traffic() -> None:
     assert a.rtt_ms == 25 and a.is_open and b.is_open
 
 
+def test_a_pong_echoes_a_timestamp_and_nothing_bigger() -> None:
+    a, b = conn("a"), conn("b")
+    pump(a, b)
+    b.feed(encode_frame(PEER, PING, b"x" * 50_000, registry=REG), 5)
+    assert decode_all(b.data_to_send()) == [(PEER, PONG, None)]
+
+
 def test_sending_messages_postpones_the_keepalive() -> None:
     a, b = conn("a"), conn("b")
     pump(a, b, now_ms=0)
@@ -385,6 +393,26 @@ def test_send_limit_is_the_peers_max_frame_bytes() -> None:
     pump(a, b)
     assert a.send_limit == MiB and b.send_limit == 2 * MiB
     assert b.decoder.max_frame_bytes == MiB
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.booleans(), st.lists(st.binary(max_size=64) | st.sampled_from([
+    encode_frame(PEER, HELLO, GOOD, registry=REG), encode_frame(PEER, AUTH, {"proof": b""}, registry=REG),
+    encode_frame(PEER, PING, 1, registry=REG), encode_frame(PEER, CLOSE, {"reason": "auth"}, registry=REG),
+    message([1, 2]), b"\x00\x00\x00\x01\x01\x00\x00",
+]), max_size=8))
+def test_whatever_a_peer_sends_the_core_never_raises(open_first: bool, chunks: list[bytes]) -> None:
+    a, b = conn("a"), conn("b")
+    if open_first:
+        pump(a, b)
+    for n, chunk in enumerate(chunks):
+        b.feed(chunk, n)
+        b.tick(n)
+        b.data_to_send()
+    if b.closed:
+        assert b.close_reason is not None
+        assert b.error is None or b.error.reason in REASONS
+    assert b.closed or b.state in ("hello", "auth", "open")
 
 
 # --- backoff -------------------------------------------------------------------------

@@ -223,8 +223,8 @@ class PeerConnection:
         if family == PEER and mtype == CLOSE:
             self._on_close(body)
         elif state == OPEN:
-            if mtype == PING:
-                self._control(PONG, body, now_ms)
+            if mtype == PING:  # echo a timestamp, nothing bigger: a PONG never amplifies
+                self._control(PONG, body if type(body) in (int, float) else None, now_ms)
             elif mtype == PONG:
                 if type(body) in (int, float) and body <= now_ms:
                     self.rtt_ms = now_ms - body
