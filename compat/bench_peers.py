@@ -16,9 +16,13 @@ connection sustains, not how fast the queue fills. Two set-ups:
   core of its own, as two nodes would.
 
 MB/s counts body bytes (payload); wire bytes add an 8-byte header and 2 to 5
-bytes of msgpack per frame. Each case runs ``--repeat`` times and the best run is
-printed (a shared machine's noise only ever makes a run slower). This is a
-measurement, not a test: the exit code is 0 whatever the figures are.
+bytes of msgpack per frame. CPU µs/frame is each process's own CPU time
+(``time.process_time``) over the run divided by the frames: on a shared machine
+it varies far less than frames/s, which depends on what else gets the cores. In
+one process the figure covers both sides. Each case runs ``--repeat`` times and
+the fastest run is printed (a shared machine's noise only ever makes a run
+slower). This is a measurement, not a test: the exit code is 0 whatever the
+figures are.
 """
 
 from __future__ import annotations
@@ -53,41 +57,46 @@ def transport(node_id: str) -> PeerTransport:
 
 
 class Receiver:
-    """Counts bench messages; answers DONE when the announced number has arrived."""
+    """Counts bench messages; answers DONE [count, CPU seconds spent] once all have arrived."""
 
     def __init__(self, t: PeerTransport) -> None:
         self.t = t
         self.expected = -1
         self.count = 0
+        self.cpu_start = 0.0
         t.register(RAFT, self.on_message)
 
     def on_message(self, peer: str, mtype: int, body: Any) -> None:
         if mtype == BENCH:
             self.count += 1
             if self.count == self.expected:
-                self.t.send(peer, RAFT, DONE, self.count)
+                self.t.send(peer, RAFT, DONE, [self.count, time.process_time() - self.cpu_start])
         elif mtype == START:
-            self.expected, self.count = body, 0
+            self.expected, self.count, self.cpu_start = body, 0, time.process_time()
 
 
-async def stream(sender: PeerTransport, peer: str, frames: int, size: int, done: asyncio.Future[int]) -> float:
+Run = tuple[float, float, float]  # wall seconds, sender CPU seconds, receiver CPU seconds
+
+
+async def stream(sender: PeerTransport, peer: str, frames: int, size: int, done: asyncio.Future[Any]) -> Run:
     body = os.urandom(size)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     sender.send(peer, RAFT, START, frames)
     send = sender.send
     for i in range(frames):
         send(peer, RAFT, BENCH, body)
         if i & 63 == 63 and sender.queued(peer)[1] > WINDOW_BYTES:
             await sender.drain(peer, WINDOW_BYTES // 2)
-    received = await asyncio.wait_for(done, 300)
+    received, receiver_cpu = await asyncio.wait_for(done, 300)
     elapsed = time.perf_counter() - started
     assert received == frames, (received, frames)
-    return elapsed
+    return elapsed, time.process_time() - cpu_started, receiver_cpu
 
 
-async def connect_sender(receiver_port: int) -> tuple[PeerTransport, list[asyncio.Future[int]]]:
+async def connect_sender(receiver_port: int) -> tuple[PeerTransport, list[asyncio.Future[Any]]]:
     sender = transport("sender")
-    waiting: list[asyncio.Future[int]] = []
+    waiting: list[asyncio.Future[Any]] = []
 
     def on_message(peer: str, mtype: int, body: Any) -> None:
         if mtype == DONE and waiting and not waiting[0].done():
@@ -104,13 +113,13 @@ async def connect_sender(receiver_port: int) -> tuple[PeerTransport, list[asynci
     return sender, waiting
 
 
-async def run_case(sender: PeerTransport, waiting: list[asyncio.Future[int]], frames: int, size: int) -> float:
+async def run_case(sender: PeerTransport, waiting: list[asyncio.Future[Any]], frames: int, size: int) -> Run:
     waiting.clear()
     waiting.append(asyncio.get_running_loop().create_future())
     return await stream(sender, "receiver", frames, size, waiting[0])
 
 
-async def inproc(frames_for: dict[int, int], repeat: int) -> dict[int, float]:
+async def inproc(frames_for: dict[int, int], repeat: int) -> dict[int, Run]:
     receiver = transport("receiver")
     Receiver(receiver)
     await receiver.start()
@@ -123,7 +132,7 @@ async def inproc(frames_for: dict[int, int], repeat: int) -> dict[int, float]:
         await receiver.stop()
 
 
-async def procs(frames_for: dict[int, int], repeat: int, loop_name: str) -> dict[int, float]:
+async def procs(frames_for: dict[int, int], repeat: int, loop_name: str) -> dict[int, Run]:
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--receive", "--loop", loop_name],
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -175,8 +184,8 @@ def main() -> int:
         return 0
     frames_for = {100: args.frames, 64 * 1024: max(100, args.frames // 50)}
     print(f"peer transport throughput, {args.loop} loop, best of {args.repeat} (MB = 10^6 body bytes)\n")
-    print("| set-up | body | frames | frames/s | MB/s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| set-up | body | frames | frames/s | MB/s | sender CPU µs/frame | receiver CPU µs/frame |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     modes = ("inproc", "procs") if args.mode == "both" else (args.mode,)
     for mode in modes:
         if mode == "inproc":
@@ -186,9 +195,11 @@ def main() -> int:
             best = run(procs(frames_for, args.repeat, args.loop), args.loop)
             label = "two processes"
         for size in SIZES:
-            n, seconds = frames_for[size], best[size]
+            n, (seconds, sender_cpu, receiver_cpu) = frames_for[size], best[size]
             body = "100 B" if size == 100 else "64 KiB"
-            print(f"| {label} | {body} | {n} | {n / seconds:,.0f} | {n * size / seconds / 1e6:,.1f} |")
+            cpu = (f"{sender_cpu / n * 1e6:.1f} (both sides) | in the same process" if mode == "inproc"
+                   else f"{sender_cpu / n * 1e6:.1f} | {receiver_cpu / n * 1e6:.1f}")
+            print(f"| {label} | {body} | {n} | {n / seconds:,.0f} | {n * size / seconds / 1e6:,.1f} | {cpu} |")
     return 0
 
 

@@ -871,7 +871,9 @@ class PeerTransport:
                 bytes_out[family] += n
             peer.queued_bytes -= size
             if chunk:
-                transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+                # writelines: uvloop (and asyncio from 3.12) hand the frames to one writev/sendmsg
+                # call, with no join copying every body once more.
+                transport.writelines(chunk)
         core.note_sent(self._now_ms())
         if peer.drainers:
             self._wake_drainers(peer, True)
