@@ -59,6 +59,13 @@ CORES = [
     "vfsd.commands.strings",
     "vfsd.commands.keys",
     "vfsd.commands.json",
+    "vfsd.peers.frame",
+    "vfsd.peers.hello",
+    "vfsd.peers.auth",
+    "vfsd.peers.connection",
+    "vfsd.peers.backoff",
+    "vfsd.peers.counters",
+    "vfsd.peers.settings",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.

@@ -39,9 +39,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("peer_port", "node", int, 0,
             "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
+    Setting("cluster_id", "node", str, "vfsd",
+            "Name of the cluster; the peer port refuses peers of another cluster.", "cluster-id"),
     Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
     Setting("protected_mode", "security", bool, True,
             "With no password, accept only loopback clients (as Redis's protected mode).", "protected-mode", live=True),
+    Setting("peer_secret", "security", str, "",
+            "Shared secret peers prove with HMAC-SHA256 at connect; empty means none (loopback peers only "
+            "while protected_mode is on).", "peer-secret"),
     Setting("log_level", "node", str, "info", "debug, info, warning or error.", "loglevel", live=True),
     Setting("maxclients", "limits", int, 10000, "Most client connections at once.", "maxclients", live=True),
     Setting("max_bulk_bytes", "limits", int, 512 * MiB, "Largest bulk string a client may send.",
@@ -54,6 +59,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pubsub_output_limit_bytes", "limits", int, 32 * MiB,
             "A subscriber whose unsent replies exceed this is disconnected (slow consumer).",
             "client-output-buffer-limit-pubsub", live=True),
+    Setting("peer_max_frame_bytes", "limits", int, 16 * MiB,
+            "Largest frame a peer may send this node, header included.", "peer-max-frame-bytes"),
+    Setting("peer_send_queue_max_bytes", "limits", int, 64 * MiB,
+            "Most bytes queued for one peer; past it the oldest queued messages are dropped.",
+            "peer-send-queue-max-bytes"),
     Setting("notify_keyspace_events", "notifications", str, "",
             "Redis notify-keyspace-events for local keys (off by default, as in Redis).",
             "notify-keyspace-events", live=True),
@@ -103,8 +113,10 @@ class Config:
     port: int = 6379
     peer_port: int = 0
     data_dir: str = ""
+    cluster_id: str = "vfsd"
     requirepass: str = ""
     protected_mode: bool = True
+    peer_secret: str = ""
     log_level: str = "info"
     maxclients: int = 10000
     max_bulk_bytes: int = 512 * MiB
@@ -112,6 +124,8 @@ class Config:
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 1024 * MiB
     pubsub_output_limit_bytes: int = 32 * MiB
+    peer_max_frame_bytes: int = 16 * MiB
+    peer_send_queue_max_bytes: int = 64 * MiB
     notify_keyspace_events: str = ""
     notify_vfs_events: str = "KEA"
     expire_sweep_interval_ms: int = 100
