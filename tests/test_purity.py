@@ -265,6 +265,7 @@ RESP_TYPES_PUBLIC = [
     "OK",
     "PONG",
     "QUEUED",
+    "BigNumber",
     "ErrorReply",
     "NullArray",
     "Push",

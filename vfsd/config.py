@@ -66,10 +66,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Snapshot the desired plane and compact its log after this many entries.", "snapshot-every-entries", live=True),
     Setting("wal_segment_max_bytes", "desired", int, 64 * MiB, "Roll the write-ahead log to a new segment past this size.",
             "wal-segment-max-bytes"),
+    Setting("busy_reply_threshold_ms", "scripting", int, 5000,
+            "A script running longer than this makes other clients get -BUSY (0: never). Alias lua-time-limit.",
+            "busy-reply-threshold", live=True),
+    Setting("script_max_memory_bytes", "scripting", int, 256 * MiB,
+            "Most memory one Lua runtime may hold; a script past it fails with 'not enough memory'.",
+            "script-max-memory"),
+    Setting("script_max_instructions", "scripting", int, 500_000_000,
+            "Most Lua VM instructions a desired-plane script (or a FUNCTION LOAD) may run; the same on every node "
+            "because the entry carries it.", "script-max-instructions", live=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
 BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
+#: Other names CONFIG GET/SET know a setting by (Redis's older names).
+ALIASES = {"lua-time-limit": "busy-reply-threshold"}
+BY_REDIS_NAME.update({alias: BY_REDIS_NAME[name] for alias, name in ALIASES.items()})
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,9 @@ class Config:
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000
     wal_segment_max_bytes: int = 64 * MiB
+    busy_reply_threshold_ms: int = 5000
+    script_max_memory_bytes: int = 256 * MiB
+    script_max_instructions: int = 500_000_000
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
     #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
     collectors: Mapping[str, Any] = field(default_factory=dict)

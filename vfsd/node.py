@@ -20,7 +20,7 @@ from vfsd import codec
 from vfsd.active.plane import ActivePlane
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
-from vfsd.config import SETTINGS, Config
+from vfsd.config import ALIASES, SETTINGS, Config
 from vfsd.desired.plane import DesiredPlane
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
@@ -237,6 +237,8 @@ class Node:
             if isinstance(value, bool):
                 value = "yes" if value else "no"
             out[setting.redis_name] = str(value)
+        for alias, name in ALIASES.items():
+            out[alias] = out[name]
         return out
 
     def apply_settings(self, changes: dict[str, Any]) -> None:

@@ -318,13 +318,13 @@ def _flush(client: "Client", argv: list[bytes]) -> Any:
     return client.node.flush_all()
 
 
-@command("flushall", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+@command("flushall", arity=-1, flags="write noscript no_multi", acl="@keyspace @dangerous", group="server", scope="node",
          summary="Removes all keys from all databases (each plane through its own write path).", arguments="[ASYNC|SYNC]")
 def flushall(client: "Client", argv: list[bytes]) -> Any:
     return _flush(client, argv)
 
 
-@command("flushdb", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+@command("flushdb", arity=-1, flags="write noscript no_multi", acl="@keyspace @dangerous", group="server", scope="node",
          summary="Remove all keys from the current database.", arguments="[ASYNC|SYNC]")
 def flushdb(client: "Client", argv: list[bytes]) -> Any:
     return _flush(client, argv)

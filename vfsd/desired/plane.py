@@ -35,10 +35,11 @@ class DesiredPlane:
     deferred = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
-                 max_bulk_bytes: int, snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20) -> None:
+                 max_bulk_bytes: int, snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,
+                 script_max_memory_bytes: int = 256 << 20) -> None:
         self.origin = origin
         self.data_dir = os.path.join(data_dir, "desired")
-        self.machine = StateMachine(db, log_roots, sink, max_bulk_bytes)
+        self.machine = StateMachine(db, log_roots, sink, max_bulk_bytes, script_max_memory_bytes=script_max_memory_bytes)
         self.ctx = Ctx(db, "log", origin, lambda: 0, sink, lazy_delete=False, max_bulk_bytes=max_bulk_bytes)
         self.snapshot_every_entries = snapshot_every_entries
         self.segment_max_bytes = segment_max_bytes
@@ -66,7 +67,7 @@ class DesiredPlane:
         try:
             snap = self.snapshots.load()
             if snap is not None:
-                machine.restore(snap.index, codec.unpack(snap.data))
+                machine.restore_state(snap.index, codec.unpack(snap.data))
                 self.snapshot_index = snap.index
             start = max(machine.applied_index + 1, self.wal.first_index)
             if start > machine.applied_index + 1:
@@ -145,13 +146,13 @@ class DesiredPlane:
 
     async def _snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         index = self.machine.applied_index
-        rows = self.machine.snapshot_rows()
-        await loop.run_in_executor(self._executor, self._save_snapshot, index, rows)
+        state = self.machine.snapshot_state()
+        await loop.run_in_executor(self._executor, self._save_snapshot, index, state)
         self.snapshot_index = index
 
-    def _save_snapshot(self, index: int, rows: list[list[Any]]) -> None:
+    def _save_snapshot(self, index: int, state: dict[str, Any]) -> None:
         assert self.wal is not None and self.snapshots is not None
-        self.snapshots.save(Snapshot(index, TERM, codec.pack(rows)))
+        self.snapshots.save(Snapshot(index, TERM, codec.pack(state)))
         self.wal.compact(index, TERM)
 
     def info(self) -> dict[str, Any]:
