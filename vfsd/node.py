@@ -20,6 +20,7 @@ from vfsd import codec
 from vfsd.active.plane import ActivePlane
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
+from vfsd.commands.scripting import NodeScripting
 from vfsd.config import ALIASES, SETTINGS, Config
 from vfsd.desired.plane import DesiredPlane
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
@@ -73,9 +74,13 @@ class Node:
             "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
             "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
                                 max_bulk_bytes=cfg.max_bulk_bytes, snapshot_every_entries=cfg.snapshot_every_entries,
-                                segment_max_bytes=cfg.wal_segment_max_bytes),
+                                segment_max_bytes=cfg.wal_segment_max_bytes,
+                                script_max_memory_bytes=cfg.script_max_memory_bytes),
         }
         self.local_plane = self.planes["local"]
+        #: EVAL/FCALL: the node's Lua runtime and busy-script handling (vfsd.commands.scripting).
+        self.scripting = NodeScripting(self)
+        self.planes["log"].after_apply = self.scripting.busy.finish
         self.plane_for = {CONSENSUS: self.planes["log"], LEASE: self.planes["log"],
                           EVENTUAL: self.planes["eventual"], LOCAL: self.local_plane}
         #: The time commands of the current batch run at: read once per batch (``tick``), not per command.

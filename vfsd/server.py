@@ -102,6 +102,8 @@ class Client(asyncio.Protocol):
             transport.close()
             self.closing = True
             return
+        if self.id in node.clients:  # accepted while a script was busy, now on the event loop
+            return
         if len(node.clients) >= node.settings.maxclients:
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,6 +55,8 @@ class DesiredPlane:
         self.snapshot_index = 0
         self._snapshot_failed_at = 0
         self.fsyncs = 0
+        #: Called after each applied entry (the node ends a busy script's polling there).
+        self.after_apply: Callable[[], None] | None = None
 
     # -- start and stop ---------------------------------------------------------
 
@@ -121,6 +124,8 @@ class DesiredPlane:
             self.fsyncs += 1
             for entry, (_, future) in zip(entries, batch):
                 reply = self.machine.apply(entry.index, entry.data)
+                if self.after_apply is not None:
+                    self.after_apply()
                 if not future.done():
                     future.set_result(reply)
             self._log_failures()
