@@ -252,11 +252,11 @@ class Registry:
 def parse_dump(payload: bytes) -> list[bytes]:
     """The library codes in a FUNCTION DUMP payload; ErrorReply with Redis's texts."""
     if len(payload) < 10:
-        raise ErrorReply("ERR payload version or checksum are wrong")
+        raise ErrorReply("ERR DUMP payload version or checksum are wrong")
     body, footer = payload[:-10], payload[-10:]
     version = struct.unpack("<H", footer[:2])[0]
     if version > RDB_VERSION or crc64(payload[:-8]) != struct.unpack("<Q", footer[2:])[0]:
-        raise ErrorReply("ERR payload version or checksum are wrong")
+        raise ErrorReply("ERR DUMP payload version or checksum are wrong")
     codes = []
     i = 0
     while i < len(body):

@@ -410,7 +410,7 @@ def cmsgpack_functions(ops: LibOps) -> dict[str, Callable[..., Result]]:
 
     def pack(*args: Any) -> Result:
         if not args:
-            raise LibError("MessagePack pack needs input.")
+            raise LibError("bad argument #0 to 'pack' (MessagePack pack needs input.)")
         out = bytearray()
         for v in args:
             pack_value(v, 0, out)
@@ -609,7 +609,8 @@ MAXALIGN = 8
 
 
 class _Format:
-    def __init__(self, fmt: bytes) -> None:
+    def __init__(self, fmt: bytes, function: str) -> None:
+        self.function = function
         self.f = fmt.decode("latin-1")
         self.i = 0
         self.little = True
@@ -648,7 +649,7 @@ class _Format:
             elif opt in "sx":
                 yield opt, 1 if opt == "x" else 0
             else:
-                raise LibError(f"invalid format option '{opt}'")
+                raise LibError(f"bad argument #1 to '{self.function}' (invalid format option '{opt}')")
 
     def padding(self, offset: int, size: int) -> int:
         align = min(size, self.align)
@@ -663,7 +664,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
     def pack(fmt: Any = None, *values: Any) -> Result:
         if type(fmt) is not bytes:
             raise LibError("bad argument #1 to 'pack' (string expected)")
-        form = _Format(fmt)
+        form = _Format(fmt, "pack")
         out = bytearray()
         args = list(values)
         arg = 0
@@ -708,7 +709,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
             raise LibError("bad argument #1 to 'unpack' (string expected)")
         if type(data) is not bytes:
             raise LibError("bad argument #2 to 'unpack' (string expected)")
-        form = _Format(fmt)
+        form = _Format(fmt, "unpack")
         pos = int(init) - 1 if init is not None else 0
         if pos < 0 or pos > len(data):
             raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
@@ -745,7 +746,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
     def size(fmt: Any = None, *rest: Any) -> Result:
         if type(fmt) is not bytes:
             raise LibError("bad argument #1 to 'size' (string expected)")
-        form = _Format(fmt)
+        form = _Format(fmt, "size")
         total = 0
         for opt, n in form.items():
             if opt == "s" or (opt == "c" and n == 0):

@@ -127,7 +127,8 @@ class Sandbox:
             b"sha1hex": self._sha1hex,
             b"log": self._log_cb,
             b"setresp": self._setresp,
-            b"command_exists": self._command_exists_cb,
+            b"set_repl": self._set_repl,
+            b"acl_check_cmd": self._acl_check_cmd,
             b"register_function": self._register_function,
             b"set_null": self._set_null,
             b"redis_version": REDIS_VERSION.encode(),
@@ -219,6 +220,8 @@ class Sandbox:
         self.collect()
 
     def _finish(self, run: Run, result: Any) -> Any:
+        if type(result) is not tuple:  # xpcall returned ``true`` alone: the script returned nothing
+            result = (result,)
         ok, value = result[0], result[1] if len(result) > 1 else None
         if ok:
             return lua_to_reply(value, run.resp == 3, self.ops)
@@ -325,26 +328,58 @@ class Sandbox:
         seed &= 0xFFFFFFFF
         self._rand48 = (seed << 16) | 0x330E
 
-    @staticmethod
-    def _sha1hex(value: Any) -> bytes:
+    def _raise(self, message: bytes) -> Any:
+        raise _Raise(self.runtime.table_from({b"err": b"ERR " + message}))
+
+    def _sha1hex(self, *args: Any) -> bytes:
+        if len(args) != 1:
+            self._raise(b"wrong number of arguments")
+        value = args[0]
         if type(value) in (int, float):
             value = format_number(value)
         data = value if type(value) is bytes else b""
         return hashlib.sha1(data).hexdigest().encode()
 
-    def _log_cb(self, level: int, message: bytes) -> None:
+    def _log_cb(self, *args: Any) -> None:
+        if len(args) < 2:
+            self._raise(b"redis.log() requires two arguments or more.")
+        level = _to_number(args[0])
+        if level is None:
+            self._raise(b"First argument must be a number (log level).")
+        level = int(level)
+        if not 0 <= level <= 3:
+            self._raise(b"Invalid debug level.")
+        parts = [format_number(a) if type(a) in (int, float) else a for a in args[1:] if type(a) in (bytes, int, float)]
         try:
-            self._log(int(level), message)
+            self._log(level, b" ".join(parts))
         except Exception:  # logging must not fail a script
             pass
 
-    def _setresp(self, resp: Any) -> None:
+    def _setresp(self, *args: Any) -> None:
+        if len(args) != 1:
+            self._raise(b"redis.setresp() requires one argument.")
+        resp = _to_number(args[0])
+        if resp not in (2, 3):
+            self._raise(b"RESP version must be 2 or 3.")
         if self.run is not None:
-            self.run.resp = int(resp)
+            self.run.resp = int(resp)  # type: ignore[arg-type]
 
-    def _command_exists_cb(self, *args: Any) -> Any:
-        name = args[0] if args and type(args[0]) is bytes else b""
-        return True if self._command_exists(name) else None
+    def _set_repl(self, *args: Any) -> None:
+        """Accepted and ignored: the whole script is the unit of replication (a log entry), not its commands."""
+        if len(args) != 1:
+            self._raise(b"redis.set_repl() requires one argument.")
+        flags = _to_number(args[0])
+        if flags is None or int(flags) & ~3:
+            self._raise(b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
+
+    def _acl_check_cmd(self, *args: Any) -> bool:
+        """No ACLs yet: every known command is allowed."""
+        if not args:
+            self._raise(b"Please specify at least one argument for this redis lib call")
+        name = args[0] if type(args[0]) is bytes else b""
+        if not self._command_exists(name):
+            self._raise(b"Invalid command passed to redis.acl_check_cmd()")
+        return True
 
     def _register_function(self, *args: Any) -> Any:
         registrar = self._registrar
@@ -386,6 +421,18 @@ def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[...
         return call
 
     return table_from({name.encode(): wrap(fn) for name, fn in functions.items()})
+
+
+def _to_number(value: Any) -> float | int | None:
+    """lua_tonumber: numbers, and strings that read as numbers."""
+    if type(value) in (int, float):
+        return value
+    if type(value) is bytes:
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def _checkint(value: Any, position: int, name: str) -> int:

@@ -91,7 +91,11 @@ local function handler(err)
     -- An error raised by a Python callback (redis.call, cjson...): they are called as C
     -- functions, so the calling Lua frame is still there, as with Redis's C functions.
     local raised = py.unwrap(err)
-    if raised ~= nil then err = raised end
+    if raised ~= nil then
+      err = raised
+      -- A library error (luaL_error in Redis's C libraries) names the Lua line that called it.
+      if type(err) == "string" and i then err = i.short_src .. ":" .. i.currentline .. ": " .. err end
+    end
   end
   if type(err) ~= "table" then err = {err = "ERR " .. tostring(err)} end
   if i then
@@ -121,12 +125,12 @@ end
 local function safe_pcall(f, ...) return safe_pcall_result(pcall(f, ...)) end
 
 local function safe_rawset(t, k, v)
-  if protected[t] then error("Attempt to modify a readonly table", 2) end
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
   return rawset(t, k, v)
 end
 
 local function safe_setmetatable(t, mt)
-  if protected[t] then error("Attempt to modify a readonly table", 2) end
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
   return setmetatable(t, mt)
 end
 
@@ -215,50 +219,9 @@ local function status_reply(...)
   return {ok = (...)}
 end
 
-local function sha1hex(...)
-  if select("#", ...) ~= 1 then raise("wrong number of arguments") end
-  return py.sha1hex((...))
-end
-
-local function log(...)
-  local argc = select("#", ...)
-  if argc < 2 then raise("redis.log() requires two arguments or more.") end
-  local level = ...
-  if type(level) ~= "number" and tonumber(level) == nil then raise("First argument must be a number (log level).") end
-  level = tonumber(level)
-  if level < 0 or level > 3 then raise("Invalid debug level.") end
-  local parts = {}
-  for j = 2, argc do
-    local v = select(j, ...)
-    if type(v) == "string" or type(v) == "number" then parts[#parts + 1] = tostring(v) end
-  end
-  py.log(level, concat(parts, " "))
-end
-
-local function setresp(...)
-  if select("#", ...) ~= 1 then raise("redis.setresp() requires one argument.") end
-  local resp = tonumber((...))
-  if resp ~= 2 and resp ~= 3 then raise("RESP version must be 2 or 3.") end
-  py.setresp(resp)
-end
-
-local function set_repl(...)
-  if select("#", ...) ~= 1 then raise("redis.set_repl() requires one argument.") end
-  local flags = tonumber((...)) or 0
-  if flags ~= 0 and flags ~= 1 and flags ~= 2 and flags ~= 3 then
-    raise("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
-  end
-end
-
-local function acl_check_cmd(...)
-  if select("#", ...) == 0 then raise("Please specify at least one argument for this redis lib call") end
-  local known = py.command_exists(...)
-  if known == nil then raise("Invalid command passed to redis.acl_check_cmd()") end
-  return known
-end
 
 local function add_log_api(t)
-  t.log = log
+  t.log = py.log
   t.LOG_DEBUG, t.LOG_VERBOSE, t.LOG_NOTICE, t.LOG_WARNING = 0, 1, 2, 3
   t.REDIS_VERSION, t.REDIS_VERSION_NUM = py.redis_version, py.redis_version_num
   return t
@@ -266,7 +229,7 @@ end
 
 local redis_api = add_log_api({
   call = redis_call, pcall = redis_pcall, error_reply = error_reply, status_reply = status_reply,
-  sha1hex = sha1hex, setresp = setresp, set_repl = set_repl, acl_check_cmd = acl_check_cmd,
+  sha1hex = py.sha1hex, setresp = py.setresp, set_repl = py.set_repl, acl_check_cmd = py.acl_check_cmd,
   REPL_NONE = 0, REPL_AOF = 1, REPL_SLAVE = 2, REPL_REPLICA = 2, REPL_ALL = 3,
   replicate_commands = function() return true end,
   breakpoint = function() return false end,
