@@ -45,6 +45,8 @@ __all__ = ["Run", "Sandbox", "ScriptError"]
 
 #: Redis's count-hook period (script_lua.c: lua_sethook(..., LUA_MASKCOUNT, 100000)).
 HOOK_STEPS = 100_000
+#: What a callback keeps free below script-max-memory for lupa's own allocations.
+HEADROOM_BYTES = 1 << 20
 RAND48_A = 0x5DEECE66D
 RAND48_MASK = (1 << 48) - 1
 REDIS_LRAND48_MAX = (1 << 31) - 1
@@ -133,10 +135,10 @@ class Sandbox:
             b"set_null": self._set_null,
             b"redis_version": REDIS_VERSION.encode(),
             b"redis_version_num": _version_num(REDIS_VERSION),
-            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops)),
-            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops)),
-            b"bit": _library(table_from, libs.bit_functions()),
-            b"struct": _library(table_from, libs.struct_functions()),
+            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops), self.has_room),
+            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops), self.has_room),
+            b"bit": _library(table_from, libs.bit_functions(), self.has_room),
+            b"struct": _library(table_from, libs.struct_functions(), self.has_room),
         }
         loader = self.runtime.eval("loadstring")
         chunk = loader(SOURCE.encode(), b"=vfsd")
@@ -209,15 +211,16 @@ class Sandbox:
         try:
             return fn(*args)
         except lua.LuaMemoryError:
-            self._recover()
             return False, b"not enough memory"
         except lua.LuaError as exc:  # an error outside any pcall (the sandbox's own code): report, never crash
             return False, str(exc).encode()
         finally:
             self.run = previous
-
-    def _recover(self) -> None:
-        self.collect()
+            # A run that came near the limit leaves its garbage behind: collect it now, with the
+            # limit lifted, so that lupa's own (unprotected) allocations always have room.
+            limit = self.max_memory_bytes
+            if limit and self.runtime.get_memory_used() > limit // 2:
+                self.collect()
 
     def _finish(self, run: Run, result: Any) -> Any:
         if type(result) is not tuple:  # xpcall returned ``true`` alone: the script returned nothing
@@ -240,6 +243,16 @@ class Sandbox:
         return ErrorReply(text)
 
     # -- the callbacks (they must never raise: Lua sees only values) ---------------------
+
+    def has_room(self, nbytes: int) -> bool:
+        """Whether Python may hand Lua ``nbytes`` more without hitting the limit.
+
+        lupa creates tables and strings for a callback's results outside any Lua
+        protected call, so running out of memory there would abort the process;
+        the callbacks check first and fail the script with "not enough memory".
+        """
+        limit = self.max_memory_bytes
+        return not limit or self.runtime.get_memory_used() + 2 * nbytes + HEADROOM_BYTES < limit
 
     def _tick(self) -> bytes | None:
         run = self.run
@@ -297,6 +310,8 @@ class Sandbox:
             reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
         if isinstance(reply, ErrorReply):
             return reply_to_lua(reply, run.resp, new_table), True
+        if not self.has_room(_size(reply)):
+            return new_table({b"err": b"ERR not enough memory for the reply of '%b'" % argv[0][:64]}), True
         return reply_to_lua(reply, run.resp, new_table), False
 
     def _random(self, *args: Any) -> Any:
@@ -408,12 +423,27 @@ class Sandbox:
         self.api[b"stop_hook"]()
 
 
-def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]]) -> Any:
+def _size(value: Any) -> int:
+    """About how many bytes a reply takes once in Lua."""
+    kind = type(value)
+    if kind is bytes or kind is str:
+        return len(value) + 32
+    if kind is list or kind is tuple or kind is set:
+        return 64 + sum(_size(v) for v in value)
+    if kind is dict:
+        return 64 + sum(_size(k) + _size(v) for k, v in value.items())
+    return 32
+
+
+def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]],
+             has_room: Callable[[int], bool]) -> Any:
     """A library table of Python callables: ``(True, results...)`` is returned as the results,
     ``(False, message)`` raised as a Lua error with that message."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
+            if not has_room(sum(len(a) * 4 for a in args if type(a) is bytes)):
+                raise _Raise(b"not enough memory")
             result = fn(*args)
             if result[0]:
                 return result[1:] if len(result) != 2 else result[1]
