@@ -57,6 +57,14 @@ CORES = [
     "vfsd.commands.strings",
     "vfsd.commands.keys",
     "vfsd.commands.json",
+    "vfsd.scripting.convert",
+    "vfsd.scripting.libs",
+    "vfsd.scripting.sandbox",
+    "vfsd.scripting.sandbox_lua",
+    "vfsd.scripting.scripts",
+    "vfsd.scripting.functions",
+    "vfsd.scripting.calls",
+    "vfsd.scripting.engine",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.

@@ -81,7 +81,6 @@ BY_NAME = {s.name: s for s in SETTINGS}
 BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
 #: Other names CONFIG GET/SET know a setting by (Redis's older names).
 ALIASES = {"lua-time-limit": "busy-reply-threshold"}
-BY_REDIS_NAME.update({alias: BY_REDIS_NAME[name] for alias, name in ALIASES.items()})
 
 
 @dataclass(frozen=True)

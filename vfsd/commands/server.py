@@ -12,7 +12,7 @@ from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
 from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
-from vfsd.config import BY_REDIS_NAME, ConfigError, coerce
+from vfsd.config import ALIASES, BY_REDIS_NAME, ConfigError, coerce
 from vfsd.glob import compile_glob, literal_prefix
 from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
 from vfsd.store.keyspace import prefix_end
@@ -270,7 +270,7 @@ def config_set(client: "Client", argv: list[bytes]) -> Any:
     changes: dict[str, Any] = {}
     for i in range(2, len(argv), 2):
         name = argv[i].decode(errors="replace").lower()
-        setting = BY_REDIS_NAME.get(name)
+        setting = BY_REDIS_NAME.get(ALIASES.get(name, name))
         if setting is None or not setting.live:
             raise ErrorReply(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
         if setting.name in changes:

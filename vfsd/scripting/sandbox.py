@@ -149,6 +149,7 @@ class Sandbox:
         self._is_null_lua = self.api[b"is_null"]
         self._run_eval = self.api[b"run_eval"]
         self._run_function = self.api[b"run_function"]
+        self._reset_hook = self.api[b"reset_hook"]
         self.ops = LuaOps(is_table, self._rawget, items, self._is_null)
 
     # -- the Lua operations the conversion rules need ------------------------------------
@@ -216,6 +217,8 @@ class Sandbox:
             return False, str(exc).encode()
         finally:
             self.run = previous
+            if run is not None and run.verdict is not None:
+                self._reset_hook()  # back from the every-line hook a stopped run leaves behind
             # A run that came near the limit leaves its garbage behind: collect it now, with the
             # limit lifted, so that lupa's own (unprotected) allocations always have room.
             limit = self.max_memory_bytes
@@ -259,8 +262,9 @@ class Sandbox:
         if run is not None:
             run.steps += 1
             if run.max_steps and run.steps > run.max_steps:
-                return (b"ERR Script exceeded its budget of %d instructions (script-max-instructions: "
+                run.verdict = (b"ERR Script exceeded its budget of %d instructions (script-max-instructions: "
                         b"the limit of desired-plane scripts, the same on every node)" % (run.max_steps * HOOK_STEPS))
+                return run.verdict
             if run.verdict is not None:
                 return run.verdict
         on_tick = self.on_tick

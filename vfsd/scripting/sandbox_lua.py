@@ -83,7 +83,7 @@ end
 local function handler(err)
   local level = 2
   local i = getinfo(level, "nSl")
-  while i and (i.what == "C" or i.source == TRUSTED) do
+  while i and (i.what == "C" or i.what == "tail" or i.source == TRUSTED) do
     level = level + 1
     i = getinfo(level, "nSl")
   end
@@ -317,6 +317,7 @@ function api.run_function(f, keys, argv)
 end
 
 function api.stop_hook() sethook() end
+function api.reset_hook() sethook(hook, "", STEP) end
 
 api.rawget = rawget
 api.is_null = function(v) return rawequal(v, cjson.null) end
