@@ -22,7 +22,7 @@ from vfsd.commands.pubsub import Replies
 from vfsd.commands.table import command, container
 from vfsd.paths import GROUP, PathError
 from vfsd.resp.types import OK, ErrorReply, SimpleString
-from vfsd.scripting.busy import NOTBUSY, BusyScripts
+from vfsd.scripting.busy import NOTBUSY, BusyScripts, _monotonic_ms
 from vfsd.scripting.calls import Invocation, lookup
 from vfsd.scripting.engine import Engine, split_keys
 from vfsd.scripting.functions import parse_dump
@@ -50,6 +50,12 @@ class NodeScripting:
         self.busy = BusyScripts(node)
         self.sandbox.on_tick = self.busy.tick
         machine.scripting.on_tick = self.busy.tick
+        self._immediate_ctxs = {"local": node.planes["local"].ctx, "eventual": node.planes["eventual"].ctx}
+        self._desired_ctxs = {"log": node.planes["log"].ctx}
+
+    @staticmethod
+    def _node_command(client: "Client", spec: Any, argv: list[bytes]) -> Any:
+        return spec.handler(client, argv)
 
     @staticmethod
     def _log(level: int, message: bytes) -> None:
@@ -77,15 +83,14 @@ class NodeScripting:
                    read_only: bool, is_eval: bool) -> Invocation:
         node = self.node
         if group == "log":  # read-only on desired keys: read this node's applied state, declared keys only
-            ctxs = {"log": node.planes["log"].ctx}
-            declared: list[bytes] | None = keys
+            run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=self._desired_ctxs, router=node.router,
+                             now_ms=node.clock_ms, declared=keys, caller=client, argv=argv,
+                             node_command=self._node_command)
         else:
-            ctxs = {"local": node.planes["local"].ctx, "eventual": node.planes["eventual"].ctx}
-            declared = None
-        run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=ctxs, router=node.router,
-                         now_ms=node.clock_ms, declared=declared, caller=client, argv=argv,
-                         node_command=lambda spec, a: spec.handler(client, a))
-        run.started_ms = self.busy.now_ms()
+            run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=self._immediate_ctxs,
+                             router=node.router, now_ms=node.clock_ms, caller=client, argv=argv,
+                             node_command=self._node_command)
+        run.started_ms = _monotonic_ms()
         return run
 
     def eval(self, client: "Client", argv: list[bytes], script: Script, *, ro: bool) -> Any:

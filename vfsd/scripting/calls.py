@@ -40,11 +40,18 @@ NOSCRIPT = ErrorReply("ERR This Redis command is not allowed from script")
 READ_ONLY = ErrorReply("ERR Write commands are not allowed from read-only scripts.")
 
 
+_SPELLINGS: dict[bytes, CommandSpec] = {}  # b"GET", b"get" ... -> spec: one probe on the hot path
+
+
 def lookup(argv: list[bytes]) -> CommandSpec | None:
     """The spec (or subcommand spec) of argv, or None; internal commands are not callable."""
-    spec = TABLE.get(argv[0].decode(errors="replace").lower())
-    if spec is None or "internal" in spec.flags:
-        return None
+    spec = _SPELLINGS.get(argv[0])
+    if spec is None:
+        spec = TABLE.get(argv[0].decode(errors="replace").lower())
+        if spec is None or "internal" in spec.flags:
+            return None
+        if len(_SPELLINGS) < 4096:
+            _SPELLINGS[argv[0]] = spec
     if "container" in spec.flags and len(argv) >= 2:
         sub = spec.subcommands.get(argv[1].decode(errors="replace").lower())
         return sub if sub is not None else spec
@@ -73,14 +80,14 @@ class Invocation(Run):
 
     def __init__(self, name: str, *, read_only: bool, is_eval: bool, ctxs: Mapping[str, Any], router: Router,
                  now_ms: int, declared: Collection[bytes] | None = None,
-                 node_command: Callable[[CommandSpec, list[bytes]], Any] | None = None,
+                 node_command: Callable[[Any, CommandSpec, list[bytes]], Any] | None = None,
                  max_steps: int = 0, caller: Any = None, argv: list[bytes] | None = None) -> None:
         super().__init__(name, self.call, max_steps=max_steps)
         self.read_only = read_only
         self.wrote = False
         self.is_eval = is_eval
         #: Declared keys of a deterministic (desired-plane) run; None for an immediate run.
-        self.declared = None if declared is None else frozenset(declared)
+        self.declared = None if declared is None else set(declared)
         self.deterministic = declared is not None
         #: Replication group -> the Ctx commands run through ("log" alone for a deterministic run).
         self.ctxs = ctxs
@@ -112,11 +119,15 @@ class Invocation(Run):
                 return _deterministic_node_command(name, argv)
             if spec.is_write:
                 self.wrote = True
-            reply = self.node_command(spec, argv)
+            reply = self.node_command(self.caller, spec, argv)
             if hasattr(reply, "add_done_callback"):
                 raise ErrorReply(f"ERR '{spec.full_name}' cannot run inside a script")
             return reply
-        ctx = self.ctxs[self.route(spec, argv)]
+        if (not self.deterministic and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
+                and argv[1][:1] != b"/"):
+            ctx = self.ctxs["local"]  # the common case: one local key
+        else:
+            ctx = self.ctxs[self.route(spec, argv)]
         ctx.now_ms = self.now_ms
         if spec.is_write:
             self.wrote = True

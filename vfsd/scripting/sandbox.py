@@ -196,12 +196,14 @@ class Sandbox:
     # -- running -------------------------------------------------------------------------
 
     def execute_eval(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
-        table_from = self.runtime.table_from
-        return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv), run=run))
+        table_from = self.new_table
+        return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv),
+                                             run.max_steps > 0, run=run))
 
     def execute_function(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
-        table_from = self.runtime.table_from
-        return self._finish(run, self._guard(self._run_function, fn, table_from(keys), table_from(argv), run=run))
+        table_from = self.new_table
+        return self._finish(run, self._guard(self._run_function, fn, table_from(keys), table_from(argv),
+                                             run.max_steps > 0, run=run))
 
     def _guard(self, fn: Any, *args: Any, run: Run | None = None) -> Any:
         """Call into Lua with ``run`` current; a memory error is turned into a result, and the
@@ -270,9 +272,12 @@ class Sandbox:
         on_tick = self.on_tick
         if on_tick is not None:
             try:
-                return on_tick(run)
+                verdict = on_tick(run)
             except Exception as exc:  # the shell's busy handling failed: stop this script, not the node
-                return b"ERR script stopped: " + str(exc).encode()
+                verdict = b"ERR script stopped: " + str(exc).encode()
+            if verdict is not None and run is not None:
+                run.verdict = verdict  # remembered: the run's end resets the every-line hook it leaves
+            return verdict
         return None
 
     def _call_raise(self, *args: Any) -> Any:

@@ -289,10 +289,10 @@ function api.compile_eval(body)
   return f
 end
 
-function api.run_eval(f, keys, argv)
+function api.run_eval(f, keys, argv, exact)
   rawset(eval_globals, "KEYS", keys)
   rawset(eval_globals, "ARGV", argv)
-  sethook(hook, "", STEP)
+  if exact then sethook(hook, "", STEP) end  -- restart the count: budgets must be exact
   return xpcall(f, handler)
 end
 
@@ -311,8 +311,8 @@ function api.load_library(f)
   return ok, err
 end
 
-function api.run_function(f, keys, argv)
-  sethook(hook, "", STEP)
+function api.run_function(f, keys, argv, exact)
+  if exact then sethook(hook, "", STEP) end
   return xpcall(function() return (f(keys, argv)) end, handler)
 end
 
@@ -322,5 +322,6 @@ function api.reset_hook() sethook(hook, "", STEP) end
 api.rawget = rawget
 api.is_null = function(v) return rawequal(v, cjson.null) end
 
+sethook(hook, "", STEP)  -- always on: every run, even one that never resets it, reaches Python
 return api
 """
