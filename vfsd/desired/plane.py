@@ -77,6 +77,8 @@ class DesiredPlane:
                 raise RuntimeError(f"desired log starts at {start} but the snapshot ends at {machine.applied_index}")
             for entry in self.wal.entries(start, self.wal.last_index + 1):
                 machine.apply(entry.index, entry.data)
+                if self.after_apply is not None:
+                    self.after_apply()
             self._log_failures()
         finally:
             machine.ctx.notify = sink

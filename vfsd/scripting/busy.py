@@ -10,7 +10,7 @@ While a script runs, the loop is not running, so it cannot answer anyone. Redis
 solves this from inside its Lua count hook (``processEventsWhileBlocked``) and so
 does vfsd: the sandbox's hook calls ``BusyScripts.tick`` every 100,000 Lua
 instructions. Once the script has run for ``busy-reply-threshold`` ms, each tick
-polls (``select`` with a zero timeout) the listening sockets and the sockets of
+polls (``poll`` with a zero timeout) the listening sockets and the sockets of
 idle clients, reads what they sent through their own parsers, and answers every
 command with -BUSY, except those Redis allows then: SCRIPT KILL, FUNCTION KILL,
 FUNCTION STATS, SHUTDOWN NOSAVE, AUTH, HELLO, QUIT, RESET, MULTI, DISCARD,
@@ -126,6 +126,7 @@ class BusyScripts:
         self._listeners: list[socket.socket] = []
         self._watched: dict[int, tuple[socket.socket, Client]] = {}
         self._accepted: list[tuple[Client, _RawTransport]] = []
+        self._poll: select.poll | None = None  # poll, not select: descriptors past 1024 are common
 
     @staticmethod
     def now_ms() -> int:
@@ -158,10 +159,12 @@ class BusyScripts:
                     "SCRIPT KILL" if run.is_eval else "FUNCTION KILL", run.name)
         server = getattr(self.node, "_server", None)
         self._listeners = []
+        self._poll = select.poll()
         for listener in (server.sockets if server is not None else ()):
             dup = socket.socket(fileno=os.dup(listener.fileno()))
             dup.setblocking(False)
             self._listeners.append(dup)
+            self._poll.register(dup.fileno(), select.POLLIN)
         self._watched = {}
         for client in list(self.node.clients.values()):
             self._watch(client, run)
@@ -180,14 +183,15 @@ class BusyScripts:
             sock = socket.socket(fileno=os.dup(raw.fileno()))
             sock.setblocking(False)
         self._watched[sock.fileno()] = (sock, client)
+        if self._poll is not None:
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def _serve(self, run: "Invocation") -> None:
-        fds = [s.fileno() for s in self._listeners] + list(self._watched)
-        if not fds:
+        if self._poll is None:
             return
         try:
-            readable, _, _ = select.select(fds, [], [], 0)
-        except (OSError, ValueError):
+            readable = [fd for fd, _ in self._poll.poll(0)]
+        except OSError:
             return
         listeners = {s.fileno(): s for s in self._listeners}
         for fd in readable:
@@ -230,8 +234,15 @@ class BusyScripts:
             return
         self._accepted.append((client, transport))
         self._watched[sock.fileno()] = (sock, client)
+        if self._poll is not None:
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def _forget(self, fd: int) -> None:
+        if self._poll is not None:
+            try:
+                self._poll.unregister(fd)
+            except KeyError:
+                pass
         entry = self._watched.pop(fd, None)
         if entry is not None and not isinstance(entry[1].transport, _RawTransport):
             entry[0].close()  # our duplicate only: the client's own socket stays open
@@ -312,11 +323,12 @@ class BusyScripts:
             return
         run.busy = False
         log.warning("Slow script finished after %d milliseconds", _monotonic_ms() - run.started_ms)
+        for fd in list(self._watched):
+            self._forget(fd)
         for sock in self._listeners:
             sock.close()
         self._listeners = []
-        for fd in list(self._watched):
-            self._forget(fd)
+        self._poll = None
         accepted, self._accepted = self._accepted, []
         loop = asyncio.get_running_loop()
         for client, transport in accepted:
