@@ -47,6 +47,8 @@ __all__ = ["Run", "Sandbox", "ScriptError"]
 HOOK_STEPS = 100_000
 #: What a callback keeps free below script-max-memory for lupa's own allocations.
 HEADROOM_BYTES = 1 << 20
+#: Up to this many KEYS + ARGV travel as Lua call arguments; more as tables (the Lua stack is finite).
+SHORT_ARGS = 64
 RAND48_A = 0x5DEECE66D
 RAND48_MASK = (1 << 48) - 1
 REDIS_LRAND48_MAX = (1 << 31) - 1
@@ -111,13 +113,26 @@ class Sandbox:
         self._null: Any = None
         self._registrar: Callable[..., Any] | None = None
         table_from = self.runtime.table_from
-        self.new_table = table_from
+        # Small tables are made by Lua functions: calling into Lua costs less than lupa's table_from.
+        pair = self.runtime.eval("function(k, v) return {[k] = v} end")
+        array = self.runtime.eval("function(...) return {...} end")
+
+        def new_table(value: Any) -> Any:
+            if type(value) is dict:
+                if len(value) == 1:
+                    for k, v in value.items():
+                        return pair(k, v)
+            elif len(value) <= SHORT_ARGS:
+                return array(*value)
+            return table_from(value)
+
+        self.new_table = new_table
         is_table = self.is_table
 
         def items(t: Any) -> Any:
             return t.items()
 
-        self.lib_ops = libs.LibOps(table_from, is_table, items, None, self._is_null)
+        self.lib_ops = libs.LibOps(new_table, is_table, items, None, self._is_null)
         callbacks = {
             b"hook_steps": hook_steps,
             b"tick": self._tick,
@@ -149,6 +164,8 @@ class Sandbox:
         self._is_null_lua = self.api[b"is_null"]
         self._run_eval = self.api[b"run_eval"]
         self._run_function = self.api[b"run_function"]
+        self._run_eval_short = self.api[b"run_eval_short"]
+        self._run_function_short = self.api[b"run_function_short"]
         self._reset_hook = self.api[b"reset_hook"]
         self.ops = LuaOps(is_table, self._rawget, items, self._is_null)
 
@@ -196,11 +213,17 @@ class Sandbox:
     # -- running -------------------------------------------------------------------------
 
     def execute_eval(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
+        if len(keys) + len(argv) <= SHORT_ARGS:
+            return self._finish(run, self._guard(self._run_eval_short, fn, run.max_steps > 0, len(keys), *keys, *argv,
+                                                 run=run))
         table_from = self.new_table
         return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv),
                                              run.max_steps > 0, run=run))
 
     def execute_function(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
+        if len(keys) + len(argv) <= SHORT_ARGS:
+            return self._finish(run, self._guard(self._run_function_short, fn, run.max_steps > 0, len(keys), *keys,
+                                                 *argv, run=run))
         table_from = self.new_table
         return self._finish(run, self._guard(self._run_function, fn, table_from(keys), table_from(argv),
                                              run.max_steps > 0, run=run))
@@ -297,7 +320,7 @@ class Sandbox:
 
     def _call(self, args: tuple[Any, ...]) -> tuple[Any, bool]:
         run = self.run
-        new_table = self.runtime.table_from
+        new_table = self.new_table
         if not args:
             return new_table({b"err": b"ERR Please specify at least one argument for this redis lib call"}), True
         argv = []
