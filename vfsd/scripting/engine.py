@@ -38,7 +38,7 @@ from vfsd.resp.types import OK, ErrorReply
 from vfsd.scripting.calls import Invocation
 from vfsd.scripting.functions import FunctionInfo, Library, Registrar, Registry, parse_dump, parse_metadata
 from vfsd.scripting.sandbox import HOOK_STEPS, Run, Sandbox, ScriptError
-from vfsd.scripting.scripts import Script, ScriptCache, parse_shebang, sha1hex
+from vfsd.scripting.scripts import Script, ScriptCache, parse_shebang
 
 __all__ = ["DesiredScripting", "Engine", "split_keys"]
 
@@ -231,5 +231,3 @@ class DesiredScripting:
                 library = Library(name, code)
             self.registry.install(library, replace=True)
 
-
-__all__ += ["sha1hex"]

@@ -11,7 +11,7 @@ local type, error, tostring, tonumber, select, pairs, ipairs, next, unpack =
       type, error, tostring, tonumber, select, pairs, ipairs, next, unpack
 local rawget, rawset, rawequal, setmetatable, getmetatable = rawget, rawset, rawequal, setmetatable, getmetatable
 local pcall, xpcall, loadstring, setfenv, getfenv, assert = pcall, xpcall, loadstring, setfenv, getfenv, assert
-local collectgarbage, gcinfo, newproxy, floor = collectgarbage, gcinfo, newproxy, math.floor
+local collectgarbage, gcinfo, newproxy = collectgarbage, gcinfo, newproxy
 local sethook, getinfo = debug.sethook, debug.getinfo
 local co_create, co_wrap = coroutine.create, coroutine.wrap
 local s_sub, s_find, s_byte, s_gsub = string.sub, string.find, string.byte, string.gsub
@@ -58,8 +58,6 @@ local function error_table(s)
   msg = s_gsub(s_gsub(msg, "^[\r\n]+", ""), "[\r\n]+$", "")
   return {err = code .. " " .. msg}
 end
-
-local function raise(s) error(error_table(s), 0) end
 
 -- The count hook: every STEP instructions Python decides (busy, kill, budget).
 local hook
