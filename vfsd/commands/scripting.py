@@ -52,6 +52,18 @@ class NodeScripting:
         machine.scripting.on_tick = self.busy.tick
         self._immediate_ctxs = {"local": node.planes["local"].ctx, "eventual": node.planes["eventual"].ctx}
         self._desired_ctxs = {"log": node.planes["log"].ctx}
+        self._spare = Invocation("", read_only=False, is_eval=True, ctxs=self._immediate_ctxs, router=node.router,
+                                 now_ms=0, node_command=self._node_command)
+        self._spare_in_use = False
+
+    def done(self, run: Invocation) -> None:
+        """A run ended: stop any busy polling, release the reusable invocation."""
+        if run.busy:
+            self.busy.finish()
+        if run is self._spare:
+            run.caller = None
+            run.argv = []
+            self._spare_in_use = False
 
     @staticmethod
     def _node_command(client: "Client", spec: Any, argv: list[bytes]) -> Any:
@@ -63,6 +75,11 @@ class NodeScripting:
 
     def group_of(self, keys: list[bytes]) -> str:
         """The one replication group a script's KEYS are on ("local" with no keys)."""
+        for key in keys:
+            if key[:1] == b"/":
+                break
+        else:
+            return "local"  # no path among them: all local keys
         node = self.node
         router, known = node.router, node.keyspace.data
         first: tuple[bytes, str] | None = None
@@ -86,6 +103,10 @@ class NodeScripting:
             run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=self._desired_ctxs, router=node.router,
                              now_ms=node.clock_ms, declared=keys, caller=client, argv=argv,
                              node_command=self._node_command)
+        elif not self._spare_in_use:  # the common case: reuse the one immediate-mode invocation
+            self._spare_in_use = True
+            return self._spare.reuse(name, read_only=read_only, is_eval=is_eval, now_ms=node.clock_ms,
+                                     caller=client, argv=argv, started_ms=_monotonic_ms())
         else:
             run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=self._immediate_ctxs,
                              router=node.router, now_ms=node.clock_ms, caller=client, argv=argv,
@@ -107,8 +128,7 @@ class NodeScripting:
         try:
             return self.engine.run_script(script, keys, args, run)
         finally:
-            if run.busy:
-                self.busy.finish()
+            self.done(run)
 
     def fcall(self, client: "Client", argv: list[bytes], *, ro: bool) -> Any:
         name = argv[1].decode(errors="replace")
@@ -126,8 +146,7 @@ class NodeScripting:
         try:
             return self.engine.run_function(fn, keys, args, run)
         finally:
-            if run.busy:
-                self.busy.finish()
+            self.done(run)
 
     def submit_function(self, op: list[bytes]) -> Any:
         node = self.node

@@ -100,6 +100,23 @@ class Invocation(Run):
         self.started_ms = 0
         self.busy = False
 
+    def reuse(self, name: str, *, read_only: bool, is_eval: bool, now_ms: int, caller: Any,
+              argv: list[bytes], started_ms: int) -> "Invocation":
+        """Reset an immediate-mode invocation for the next run (one object per node, no allocation)."""
+        self.name = name
+        self.resp = 2
+        self.steps = 0
+        self.verdict = None
+        self.read_only = read_only
+        self.wrote = False
+        self.is_eval = is_eval
+        self.now_ms = now_ms
+        self.caller = caller
+        self.argv = argv
+        self.started_ms = started_ms
+        self.busy = False
+        return self
+
     def call(self, argv: list[bytes]) -> Any:
         spec = lookup(argv)
         if spec is None or "container" in spec.flags:
