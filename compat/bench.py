@@ -18,6 +18,9 @@ script, which then stops them; nothing is left behind on error either).
    CPU microseconds per request: on a small machine redis-benchmark itself is
    often the bottleneck, and then ops/s says little while CPU per request
    still shows what each request costs the server.
+   Scripts: ``EVALSHA`` of a small read script (GET) and a small write
+   script (SET), SCRIPT LOADed on both servers, on local keys, at ``-P 1``
+   and ``-P 16`` (target 0.5 of redis-server at -P 1; ``--only-scripts``).
 2. Memory. Fresh servers are started; 1,000,000 small files
    ``/hw/node-NNNN/cpu/N`` with 100-byte values are loaded into each through a
    raw socket writer (pipelined MSETs of 100 files); VmRSS from
@@ -56,6 +59,11 @@ TESTS = ("set", "get", "incr", "mset")
 PIPELINES = (1, 16)
 KEYSPACES = ("local", "paths")
 TARGET_RATIO = {1: 0.6, 16: 0.25}
+#: EVALSHA of a small read script and a small write script, loaded with SCRIPT LOAD on both servers.
+SCRIPTS = {"evalsha-read": "return redis.call('GET', KEYS[1])",
+           "evalsha-write": "return redis.call('SET', KEYS[1], ARGV[1])"}
+SCRIPT_PIPELINES = (1, 16)
+TARGET_SCRIPT_RATIO = {1: 0.5, 16: 0.25}
 TARGET_MEMORY_RATIO = 2.5
 FILE_VALUE_BYTES = 100
 FILES_PER_MSET = 100
@@ -218,10 +226,13 @@ class Run:
 
 
 def run_benchmark(bench: str, server: Server, test: str, pipeline: int, keyspace: str, requests: int,
-                  clients: int) -> Run:
+                  clients: int, custom: list[str] | None = None) -> Run:
     argv = [bench, "-h", "127.0.0.1", "-p", str(server.port), "-c", str(clients), "-n", str(requests),
             "-P", str(pipeline), "-r", str(KEYSPACE_SIZE), "--csv"]
-    argv += ["-t", test] if keyspace == "local" else path_command(test)
+    if custom is not None:
+        argv += custom
+    else:
+        argv += ["-t", test] if keyspace == "local" else path_command(test)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     ticks_before = server.cpu_ticks()
     started = time.monotonic()
@@ -253,6 +264,30 @@ def throughput(bench: str, srv: dict[str, Server], requests: int, clients: int, 
                           f"  p50 {r.p50_ms:6.3f} ms  server cpu {r.cpu_us_per_request:7.2f} us/req"
                           f"  (redis-benchmark cpu {r.client_cpu_pct:3.0f}%)", flush=True)
                 pairs.append((runs["vfsd"], runs["redis"]))
+
+
+def script_load(server: Server, body: str) -> str:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(resp(b"SCRIPT", b"LOAD", body.encode()))
+        reply = sock.recv(128)
+    if not reply.startswith(b"$40\r\n"):
+        raise RuntimeError(f"{server.name}: SCRIPT LOAD failed: {reply!r}")
+    return reply[5:45].decode()
+
+
+def scripts(bench: str, srv: dict[str, Server], requests: int, clients: int, pairs: list[tuple[Run, Run]]) -> None:
+    """EVALSHA of the SCRIPTS on local keys, against both servers, as ``throughput`` does for plain commands."""
+    for pipeline in SCRIPT_PIPELINES:
+        for test, body in SCRIPTS.items():
+            runs = {}
+            for name in ("redis", "vfsd"):
+                sha = script_load(srv[name], body)
+                custom = ["EVALSHA", sha, "1", "key:__rand_int__", VALUE]
+                runs[name] = r = run_benchmark(bench, srv[name], test, pipeline, "local", requests, clients, custom)
+                print(f"  {r.server:12} {test.upper():13} -P {pipeline:<2}  {r.ops_per_s:>11,.0f} ops/s"
+                      f"  p50 {r.p50_ms:6.3f} ms  server cpu {r.cpu_us_per_request:7.2f} us/req"
+                      f"  (redis-benchmark cpu {r.client_cpu_pct:3.0f}%)", flush=True)
+            pairs.append((runs["vfsd"], runs["redis"]))
 
 
 # -- memory -----------------------------------------------------------------------------
@@ -351,7 +386,7 @@ def summary(pairs: list[tuple[Run, Run]], mem: dict[str, Memory] | None, request
     ]
     for vfsd, redis in pairs:
         ratio = vfsd.ops_per_s / redis.ops_per_s if redis.ops_per_s else float("nan")
-        target = TARGET_RATIO[vfsd.pipeline]
+        target = (TARGET_SCRIPT_RATIO if vfsd.test in SCRIPTS else TARGET_RATIO)[vfsd.pipeline]
         # below one clock tick of server CPU over a whole run there is nothing to divide by
         cpu_ratio = f"{vfsd.cpu_us_per_request / redis.cpu_us_per_request:.1f}x" if redis.cpu_us_per_request else "n/a"
         lines.append(
@@ -386,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, help="files loaded for the memory measurement [1000000; quick: 100000]")
     parser.add_argument("--skip-throughput", action="store_true", help="only measure memory")
     parser.add_argument("--skip-memory", action="store_true", help="only measure throughput")
+    parser.add_argument("--skip-scripts", action="store_true", help="leave out the EVALSHA runs")
+    parser.add_argument("--only-scripts", action="store_true", help="only the EVALSHA runs")
     args = parser.parse_args(argv)
     requests = args.requests or (20_000 if args.quick else 200_000)
     files = args.files or (100_000 if args.quick else 1_000_000)
@@ -410,8 +447,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_throughput:
                 print(f"throughput: redis-benchmark -c {args.clients} -n {requests} -r {KEYSPACE_SIZE} --csv", flush=True)
                 with servers(workdir / "throughput", redis_server) as srv:
-                    throughput(bench, srv, requests, args.clients, pairs)
-            if not args.skip_memory:
+                    if not args.only_scripts:
+                        throughput(bench, srv, requests, args.clients, pairs)
+                    if not args.skip_scripts:
+                        scripts(bench, srv, requests, args.clients, pairs)
+            if not args.skip_memory and not args.only_scripts:
                 print(f"memory: {files:,} files /hw/node-NNNN/cpu/N, {FILE_VALUE_BYTES}-byte values, fresh servers",
                       flush=True)
                 with servers(workdir / "memory", redis_server) as srv:

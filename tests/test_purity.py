@@ -66,6 +66,14 @@ CORES = [
     "vfsd.peers.backoff",
     "vfsd.peers.counters",
     "vfsd.peers.settings",
+    "vfsd.scripting.convert",
+    "vfsd.scripting.libs",
+    "vfsd.scripting.sandbox",
+    "vfsd.scripting.sandbox_lua",
+    "vfsd.scripting.scripts",
+    "vfsd.scripting.functions",
+    "vfsd.scripting.calls",
+    "vfsd.scripting.engine",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.
@@ -274,6 +282,7 @@ RESP_TYPES_PUBLIC = [
     "OK",
     "PONG",
     "QUEUED",
+    "BigNumber",
     "ErrorReply",
     "NullArray",
     "Push",

@@ -80,10 +80,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("save", "persistence", str, "3600 1 300 100 60 10000",
             "When to dump the local and active planes: pairs of <seconds> <changes> (Redis's save); empty: never.",
             "save", live=True),
+    Setting("busy_reply_threshold_ms", "scripting", int, 5000,
+            "A script running longer than this makes other clients get -BUSY (0: never). Alias lua-time-limit.",
+            "busy-reply-threshold", live=True),
+    Setting("script_max_memory_bytes", "scripting", int, 256 * MiB,
+            "Most memory one Lua runtime may hold; a script past it fails with 'not enough memory'.",
+            "script-max-memory"),
+    Setting("script_max_instructions", "scripting", int, 500_000_000,
+            "Most Lua VM instructions a desired-plane script (or a FUNCTION LOAD) may run; the same on every node "
+            "because the entry carries it.", "script-max-instructions", live=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
 BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
+#: Other names CONFIG GET/SET know a setting by (Redis's older names).
+ALIASES = {"lua-time-limit": "busy-reply-threshold"}
 
 INT64_MAX = (1 << 63) - 1
 #: Inclusive ranges of the integer settings: Redis's own where Redis has the setting, otherwise
@@ -133,6 +144,9 @@ class Config:
     snapshot_every_entries: int = 10000
     wal_segment_max_bytes: int = 64 * MiB
     save: str = "3600 1 300 100 60 10000"
+    busy_reply_threshold_ms: int = 5000
+    script_max_memory_bytes: int = 256 * MiB
+    script_max_instructions: int = 500_000_000
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
     #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
     collectors: Mapping[str, Any] = field(default_factory=dict)

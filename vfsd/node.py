@@ -20,7 +20,8 @@ from vfsd import codec
 from vfsd.active.plane import ActivePlane
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
-from vfsd.config import SETTINGS, Config, parse_save_points
+from vfsd.commands.scripting import NodeScripting
+from vfsd.config import ALIASES, SETTINGS, Config, parse_save_points
 from vfsd.datadir import DataDir, DataDirError
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
@@ -75,9 +76,13 @@ class Node:
             "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
             "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
                                 snapshot_every_entries=cfg.snapshot_every_entries,
-                                segment_max_bytes=cfg.wal_segment_max_bytes),
+                                segment_max_bytes=cfg.wal_segment_max_bytes,
+                                script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router),
         }
         self.local_plane = self.planes["local"]
+        #: EVAL/FCALL: the node's Lua runtime and busy-script handling (vfsd.commands.scripting).
+        self.scripting = NodeScripting(self)
+        self.planes["log"].after_apply = self.scripting.busy.finish
         #: Dumps of the local and active planes (the desired plane keeps its own log).
         self.saver = Saver(self.keyspace, self.local_plane, self.planes["eventual"], sorted(log_roots), cfg.data_dir,
                            cfg.node_id, self.now_ms)
@@ -312,6 +317,8 @@ class Node:
             if isinstance(value, bool):
                 value = "yes" if value else "no"
             out[setting.redis_name] = str(value)
+        for alias, name in ALIASES.items():
+            out[alias] = out[name]
         return out
 
     def apply_settings(self, changes: dict[str, Any]) -> None:

@@ -107,6 +107,8 @@ class Client(asyncio.Protocol):
             self.closing = True
             node.stats.rejected_connections += 1
             return
+        if self.id in node.clients:  # accepted while a script was busy, now on the event loop
+            return
         if len(node.clients) >= node.settings.maxclients:
             node.stats.rejected_connections += 1
             transport.write(b"-ERR max number of clients reached\r\n")

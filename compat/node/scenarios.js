@@ -222,6 +222,35 @@ async function scenarios(protocol) {
     assert.equal(await r.ping(), "PONG"); // the connection is still usable
   });
 
+  // The common Node lock recipe: SET NX PX to acquire, a Lua compare-and-delete to release,
+  // through ioredis's defineCommand (EVALSHA first, EVAL when the script is not cached).
+  r.defineCommand("releaseLock", {
+    numberOfKeys: 1,
+    lua: 'if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end',
+  });
+  r.defineCommand("extendLock", {
+    numberOfKeys: 1,
+    lua: 'if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end',
+  });
+  const locks = { local: `lock:${p}`, active: `/run/locks/${p}`, lease: `/lk/node/${p}` };
+  for (const [plane, key] of Object.entries(locks)) {
+    await check(`${p} lock recipe with a Lua release script on the ${plane} plane (${key})`, async () => {
+      assert.equal(await r.set(key, "token-a", "NX", "PX", 10000), "OK");
+      assert.equal(await r.set(key, "token-b", "NX", "PX", 10000), null); // held
+      assert.equal(await r.extendLock(key, "token-b", 20000), 0); // not the owner
+      assert.equal(await r.extendLock(key, "token-a", 20000), 1);
+      const pttl = await r.pttl(key);
+      assert.ok(pttl > 10000 && pttl <= 20000, `PTTL ${pttl}`);
+      assert.equal(await r.releaseLock(key, "token-b"), 0);
+      assert.equal(await r.get(key), "token-a");
+      assert.equal(await r.releaseLock(key, "token-a"), 1);
+      assert.equal(await r.get(key), null);
+      await r.script("FLUSH"); // ioredis falls back to EVAL on NOSCRIPT
+      assert.equal(await r.set(key, "token-c", "NX", "PX", 10000), "OK");
+      assert.equal(await r.releaseLock(key, "token-c"), 1);
+    });
+  }
+
   await check(`${p} VFS.LS and VFS.STAT`, async () => {
     const dir = `/ctx/node/${p}/vfs`;
     assert.equal(await r.mset(`${dir}/a`, "1", `${dir}/sub/b`, "2"), "OK");

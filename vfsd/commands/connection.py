@@ -32,14 +32,14 @@ def echo(client: "Client", argv: list[bytes]) -> bytes:
     return argv[1]
 
 
-@command("quit", arity=-1, flags="no_auth fast", acl="@connection", group="connection", scope="node",
+@command("quit", arity=-1, flags="no_auth noscript fast", acl="@connection", group="connection", scope="node",
          summary="Closes the connection.")
 def quit_(client: "Client", argv: list[bytes]) -> Any:
     client.close_after_write()
     return OK
 
 
-@command("reset", arity=1, flags="no_auth fast", acl="@connection", group="connection", scope="node",
+@command("reset", arity=1, flags="no_auth noscript fast", acl="@connection", group="connection", scope="node",
          summary="Resets the connection.", since="6.2.0")
 def reset(client: "Client", argv: list[bytes]) -> Any:
     client.multi = None
@@ -73,7 +73,7 @@ def check_password(client: "Client", username: bytes, password: bytes) -> None:
         raise WRONGPASS
 
 
-@command("auth", arity=-2, flags="no_auth fast", acl="@connection", group="connection", scope="node",
+@command("auth", arity=-2, flags="no_auth noscript fast", acl="@connection", group="connection", scope="node",
          summary="Authenticates the connection.", arguments="[username] password")
 def auth(client: "Client", argv: list[bytes]) -> Any:
     if len(argv) > 3:
@@ -89,7 +89,7 @@ def auth(client: "Client", argv: list[bytes]) -> Any:
     return OK
 
 
-@command("hello", arity=-1, flags="no_auth fast", acl="@connection", group="connection", scope="node",
+@command("hello", arity=-1, flags="no_auth noscript fast", acl="@connection", group="connection", scope="node",
          summary="Handshakes with the server.", since="6.0.0", arguments="[protover [AUTH username password] [SETNAME clientname]]")
 def hello(client: "Client", argv: list[bytes]) -> Any:
     proto = client.proto
@@ -160,25 +160,25 @@ CLIENT_HELP = [
 ]
 
 
-@command("help", arity=2, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("help", arity=2, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Returns helpful text about the different subcommands.")
 def client_help(client: "Client", argv: list[bytes]) -> Any:
     return [SimpleString(line) for line in CLIENT_HELP]
 
 
-@command("id", arity=2, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("id", arity=2, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Returns the unique client ID of the connection.")
 def client_id(client: "Client", argv: list[bytes]) -> int:
     return client.id
 
 
-@command("getname", arity=2, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("getname", arity=2, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Returns the name of the connection.")
 def client_getname(client: "Client", argv: list[bytes]) -> bytes | None:
     return client.name or None
 
 
-@command("setname", arity=3, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("setname", arity=3, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Sets the connection name.", arguments="connection-name")
 def client_setname(client: "Client", argv: list[bytes]) -> Any:
     validate_name(argv[2])
@@ -186,7 +186,7 @@ def client_setname(client: "Client", argv: list[bytes]) -> Any:
     return OK
 
 
-@command("setinfo", arity=4, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("setinfo", arity=4, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Sets information specific to the client or connection.", since="7.2.0",
          arguments="LIB-NAME libname|LIB-VER libver")
 def client_setinfo(client: "Client", argv: list[bytes]) -> Any:
@@ -202,13 +202,13 @@ def client_setinfo(client: "Client", argv: list[bytes]) -> Any:
     return OK
 
 
-@command("info", arity=2, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("info", arity=2, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Returns information about the connection.", since="6.2.0")
 def client_info(client: "Client", argv: list[bytes]) -> bytes:
     return (client.info_line() + "\n").encode()
 
 
-@command("list", arity=-2, flags="admin", acl="@connection", group="connection", scope="node", parent="client",
+@command("list", arity=-2, flags="admin noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Lists open connections.", arguments="[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id ...]")
 def client_list(client: "Client", argv: list[bytes]) -> bytes:
     clients = list(client.node.clients.values())
@@ -236,7 +236,7 @@ def client_list(client: "Client", argv: list[bytes]) -> bytes:
     return "".join(c.info_line() + "\n" for c in sorted(clients, key=lambda c: c.id)).encode()
 
 
-@command("kill", arity=-3, flags="admin", acl="@connection", group="connection", scope="node", parent="client",
+@command("kill", arity=-3, flags="admin noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Terminates open connections.", arguments="ip:port | <filter> <value> ...")
 def client_kill(client: "Client", argv: list[bytes]) -> Any:
     clients = client.node.clients
@@ -283,7 +283,7 @@ def client_kill(client: "Client", argv: list[bytes]) -> Any:
     return killed
 
 
-@command("no-evict", arity=3, flags="fast", acl="@connection", group="connection", scope="node", parent="client",
+@command("no-evict", arity=3, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Sets the client eviction mode of the connection.", since="7.0.0", arguments="ON|OFF")
 def client_no_evict(client: "Client", argv: list[bytes]) -> Any:
     if argv[2].lower() not in (b"on", b"off"):

@@ -13,7 +13,7 @@ from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
 from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
-from vfsd.config import BY_REDIS_NAME, ConfigError, coerce
+from vfsd.config import ALIASES, BY_REDIS_NAME, ConfigError, coerce
 from vfsd.glob import compile_glob, literal_prefix
 from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
 from vfsd.store.keyspace import prefix_end
@@ -283,7 +283,7 @@ def config_set(client: "Client", argv: list[bytes]) -> Any:
     changes: dict[str, Any] = {}
     for i in range(2, len(argv), 2):
         name = argv[i].decode(errors="replace").lower()
-        setting = BY_REDIS_NAME.get(name)
+        setting = BY_REDIS_NAME.get(ALIASES.get(name, name))
         if setting is None or not setting.live:
             raise ErrorReply(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
         if setting.name in changes:
@@ -331,13 +331,13 @@ def _flush(client: "Client", argv: list[bytes]) -> Any:
     return client.node.flush_all()
 
 
-@command("flushall", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+@command("flushall", arity=-1, flags="write noscript no_multi", acl="@keyspace @dangerous", group="server", scope="node",
          summary="Removes all keys from all databases (each plane through its own write path).", arguments="[ASYNC|SYNC]")
 def flushall(client: "Client", argv: list[bytes]) -> Any:
     return _flush(client, argv)
 
 
-@command("flushdb", arity=-1, flags="write no_multi", acl="@keyspace @dangerous", group="server", scope="node",
+@command("flushdb", arity=-1, flags="write noscript no_multi", acl="@keyspace @dangerous", group="server", scope="node",
          summary="Remove all keys from the current database.", arguments="[ASYNC|SYNC]")
 def flushdb(client: "Client", argv: list[bytes]) -> Any:
     return _flush(client, argv)

@@ -16,6 +16,9 @@ An entry's payload is a msgpack map:
         the entry, so that applying depends on the entry and the state alone and
         replicas with different settings cannot diverge
 
+Script entries (``vfs.eval``, ``vfs.fcall``, ``vfs.function``) are ops like any
+other; ``vfsd.scripting.engine`` documents them and runs them deterministically.
+
 The revision of every change an entry makes is the entry's log index, as in
 etcd. Applying is deterministic: same entries in the same order, same state,
 same replies — which is what lets Raft replicate this module unchanged.
@@ -30,7 +33,10 @@ from vfsd import codec
 from vfsd.commands import json, keys, strings, vfs  # noqa: F401  (the handlers entries apply)
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.commands.table import TABLE
+from vfsd.paths import Router
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
+from vfsd.scripting.engine import DesiredScripting
+from vfsd.scripting.sandbox import Sandbox
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
 
 
@@ -50,7 +56,8 @@ def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transacti
 class StateMachine:
     """Applies entries in index order; ``applied_index`` is the last one applied."""
 
-    def __init__(self, db: Keyspace, log_roots: list[bytes], sink: ChangeSink) -> None:
+    def __init__(self, db: Keyspace, log_roots: list[bytes], sink: ChangeSink, *, router: Router | None = None,
+                 script_max_memory_bytes: int = 256 << 20) -> None:
         self.db = db
         self.log_roots = log_roots
         self.applied_index = 0
@@ -59,6 +66,11 @@ class StateMachine:
         #: them (this core has no logger: logging would pull in threading).
         self.failures: list[tuple[int, bytes, BaseException]] = []
         self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False)
+        #: Scripts and function libraries on the desired plane (the libraries are state: snapshotted).
+        self.scripting = DesiredScripting(router or Router(),
+                                          lambda: Sandbox(max_memory_bytes=script_max_memory_bytes))
+        self._special = {b"vfs.eval": self.scripting.apply_eval, b"vfs.fcall": self.scripting.apply_fcall,
+                         b"vfs.function": self.scripting.apply_function}
 
     def _rev(self) -> int:
         return self._index
@@ -79,6 +91,15 @@ class StateMachine:
         return replies if body.get("x") else replies[0]
 
     def _run(self, ctx: Ctx, argv: list[bytes]) -> object:
+        special = self._special.get(argv[0])
+        if special is not None:
+            try:
+                return special(ctx, argv, self._index)
+            except ErrorReply as err:
+                return err
+            except Exception as exc:  # same on every replica: answer it rather than diverge
+                self.failures.append((self._index, argv[0], exc))
+                return ErrorReply(f"ERR internal error applying '{argv[0].decode(errors='replace')}': {exc}")
         spec = TABLE.get(argv[0].decode().lower())
         if spec is None or spec.scope != "key":
             return ErrorReply(f"ERR command '{argv[0].decode(errors='replace')}' cannot be applied on the desired plane")
@@ -110,6 +131,19 @@ class StateMachine:
             e = data[key]
             rows.append([key, e[VALUE], e[KIND], e[REV], e[ORIGIN], e[CTIME], e[MTIME], expires.get(key)])
         return rows
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """Everything a snapshot keeps: the desired keys and the function libraries."""
+        return {"rows": self.snapshot_rows(), "functions": self.scripting.snapshot()}
+
+    def restore_state(self, index: int, state: Any) -> None:
+        """Install a snapshot (a plain list of rows is the format from before functions existed)."""
+        if isinstance(state, dict):
+            self.restore(index, state["rows"])
+            self.scripting.restore(state.get("functions", []))
+        else:
+            self.restore(index, state)
+            self.scripting.restore([])
 
     def restore(self, index: int, rows: list[list[Any]]) -> None:
         for key in list(self.keys()):

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.desired.log import LogCorruption, LogEntry, WriteAheadLog
 from vfsd.desired.machine import StateMachine, encode_entry
 from vfsd.desired.snapshot import Snapshot, SnapshotCorruption, SnapshotStore
+from vfsd.paths import Router
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import Keyspace
 
@@ -50,10 +52,11 @@ class DesiredPlane:
     deferred = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
-                 snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20) -> None:
+                 snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,
+                 script_max_memory_bytes: int = 256 << 20, router: Router | None = None) -> None:
         self.origin = origin
         self.data_dir = os.path.join(data_dir, "desired")
-        self.machine = StateMachine(db, log_roots, sink)
+        self.machine = StateMachine(db, log_roots, sink, router=router, script_max_memory_bytes=script_max_memory_bytes)
         self.ctx = Ctx(db, "log", origin, lambda: 0, sink, lazy_delete=False)  # for reads: writes go through the log
         self.snapshot_every_entries = snapshot_every_entries
         self.segment_max_bytes = segment_max_bytes
@@ -68,6 +71,8 @@ class DesiredPlane:
         self.snapshot_index = 0
         self._snapshot_failed_at = 0
         self.fsyncs = 0
+        #: Called after each applied entry (the node ends a busy script's polling there).
+        self.after_apply: Callable[[], None] | None = None
 
     # -- start and stop ---------------------------------------------------------
 
@@ -90,13 +95,15 @@ class DesiredPlane:
                 log.warning("every desired-plane snapshot is damaged; replaying the whole log instead")
                 snap = None
             if snap is not None:
-                machine.restore(snap.index, codec.unpack(snap.data))
+                machine.restore_state(snap.index, codec.unpack(snap.data))
                 self.snapshot_index = snap.index
             start = max(machine.applied_index + 1, self.wal.first_index)
             if start > machine.applied_index + 1:
                 raise RuntimeError(f"desired log starts at {start} but the snapshot ends at {machine.applied_index}")
             for entry in self.wal.entries(start, self.wal.last_index + 1):
                 machine.apply(entry.index, entry.data)
+                if self.after_apply is not None:
+                    self.after_apply()
             self._log_failures()
         finally:
             machine.ctx.notify = sink
@@ -150,6 +157,8 @@ class DesiredPlane:
             self.fsyncs += 1
             for entry, (_, future) in zip(entries, batch):
                 reply = self.machine.apply(entry.index, entry.data)
+                if self.after_apply is not None:
+                    self.after_apply()
                 if not future.done():
                     future.set_result(reply)
             self._log_failures()
@@ -175,16 +184,16 @@ class DesiredPlane:
 
     async def _snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         index = self.machine.applied_index
-        rows = self.machine.snapshot_rows()
-        await loop.run_in_executor(self._executor, self._save_snapshot, index, rows)
+        state = self.machine.snapshot_state()
+        await loop.run_in_executor(self._executor, self._save_snapshot, index, state)
         self.snapshot_index = index
 
-    def _save_snapshot(self, index: int, rows: list[list[Any]]) -> None:
+    def _save_snapshot(self, index: int, state: dict[str, Any]) -> None:
         """On the writer thread: save the snapshot, then compact the log to the OLDER kept snapshot,
         so that if the newest one is found damaged at start-up the older one plus the log still
         rebuild everything (see snapshot.py)."""
         assert self.wal is not None and self.snapshots is not None
-        self.snapshots.save(Snapshot(index, TERM, codec.pack_elsewhere(rows)))
+        self.snapshots.save(Snapshot(index, TERM, codec.pack_elsewhere(state)))
         kept = self.snapshots.kept_indexes()
         if len(kept) > 1:
             older = kept[1]

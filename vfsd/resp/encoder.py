@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from vfsd.resp.types import ErrorReply, NullArray, Push, SimpleString, Verbatim
+from vfsd.resp.types import BigNumber, ErrorReply, NullArray, Push, SimpleString, Verbatim
 
 __all__ = ["encode", "encode_into"]
 
@@ -137,9 +137,14 @@ def _encode_other(out: list[bytes], value: object, proto: int) -> None:
     elif isinstance(value, Verbatim):
         data = value.encode()
         if resp3:
-            out.append(b"=%d\r\ntxt:%b\r\n" % (len(data) + 4, data))
+            out.append(b"=%d\r\n%b:%b\r\n" % (len(data) + 4, value.format_code.encode(), data))
         else:
             _bulk(out, data)
+    elif isinstance(value, BigNumber):
+        if resp3:
+            out.append(b"(%b\r\n" % value.encode())
+        else:
+            _bulk(out, value.encode())
     elif isinstance(value, int):
         out.append(b":%d\r\n" % value)
     elif isinstance(value, float):

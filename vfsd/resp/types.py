@@ -16,6 +16,7 @@ __all__ = [
     "OK",
     "PONG",
     "QUEUED",
+    "BigNumber",
     "ErrorReply",
     "NullArray",
     "Push",
@@ -74,6 +75,26 @@ NULL_ARRAY: Final = NullArray()
 
 class Verbatim(str):
     """Human-readable text (INFO, CLIENT LIST): RESP3 `=` with `txt:`, RESP2 a bulk."""
+
+    __slots__ = ()
+    format_code = "txt"
+
+    @staticmethod
+    def with_format(text: str, format_code: str) -> "Verbatim":
+        """Verbatim text of another three-letter format (``mkd``), as a script may return."""
+        if format_code == "txt":
+            return Verbatim(text)
+        value = _FormattedVerbatim(text)
+        value.format_code = format_code
+        return value
+
+
+class _FormattedVerbatim(Verbatim):
+    format_code: str
+
+
+class BigNumber(str):
+    """A big number (`(1234...`): RESP3 `(`, RESP2 a bulk string of its digits."""
 
     __slots__ = ()
 
