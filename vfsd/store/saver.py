@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY_MS = 5000
 #: Keys walked (and packed) per event-loop step of a save: about a millisecond of work.
-CHUNK_KEYS = 1000
+CHUNK_KEYS = 500
+#: Keys moved into key order per step before the walk (an insert into a million-key SortedList
+#: costs up to ~25 µs, so this bounds a step at a few ms).
+MERGE_KEYS = 200
 #: Packed bytes handed to the writer thread at a time.
 WRITE_BYTES = 1 << 20
 
@@ -165,7 +168,7 @@ class Saver:
         started = time.perf_counter()
         db = self.keyspace
         longest = 0.0
-        while db.merge_some(CHUNK_KEYS) > CHUNK_KEYS:  # spread the key-order sort the walk would start with
+        while db.merge_some(MERGE_KEYS):  # spread the key-order sort the walk would start with
             await asyncio.sleep(0)
         roots = self.desired_roots
         scan = PointInTimeScan(db, wanted=lambda key: not _is_desired(key, roots))
