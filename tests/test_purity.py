@@ -57,6 +57,17 @@ CORES = [
     "vfsd.commands.strings",
     "vfsd.commands.keys",
     "vfsd.commands.json",
+    "vfsd.commands.collections",
+    "vfsd.commands.blocking",
+    "vfsd.commands.hashes",
+    "vfsd.commands.lists",
+    "vfsd.commands.sets",
+    "vfsd.commands.zsets",
+    "vfsd.commands.bits",
+    "vfsd.commands.sort",
+    "vfsd.store.values",
+    "vfsd.store.zset",
+    "vfsd.store.blocked",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.
@@ -267,6 +278,7 @@ RESP_TYPES_PUBLIC = [
     "QUEUED",
     "ErrorReply",
     "NullArray",
+    "Pairs",
     "Push",
     "SimpleString",
     "Verbatim",

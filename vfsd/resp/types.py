@@ -18,6 +18,7 @@ __all__ = [
     "QUEUED",
     "ErrorReply",
     "NullArray",
+    "Pairs",
     "Push",
     "SimpleString",
     "Verbatim",
@@ -80,5 +81,12 @@ class Verbatim(str):
 
 class Push(list[object]):
     """An out-of-band message (pub/sub, invalidation): RESP3 `>`, RESP2 a plain array."""
+
+    __slots__ = ()
+
+
+class Pairs(list[object]):
+    """Two-element rows (``ZRANGE ... WITHSCORES``, ``HRANDFIELD ... WITHVALUES``): RESP3 sends
+    an array of ``[a, b]`` arrays, RESP2 one flat array, as Redis 7.2 does."""
 
     __slots__ = ()
