@@ -4,12 +4,15 @@ Handlers read and write only through a Ctx, so the same handler runs
 unchanged on every plane: at once on the local and active planes, and when its
 log entry commits on the desired plane. Everything nondeterministic comes in
 through the Ctx: ``now_ms`` (the node's clock, or the time the leader stamped
-into the log entry) and ``next_rev`` (a counter, a hybrid logical clock, or the
-entry's log index).
+into the log entry), ``next_rev`` (a counter, a hybrid logical clock, or the
+entry's log index) and ``random`` (SPOP, SRANDMEMBER...: the node's generator,
+or on the desired plane one seeded from the entry's index, so every replica
+pops the same members).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,7 +38,8 @@ class Ctx:
     entry commits (as Redis replicas do).
     """
 
-    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes")
+    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes", "random",
+                 "deterministic")
 
     def __init__(
         self,
@@ -48,6 +52,8 @@ class Ctx:
         lazy_delete: bool = True,
         now_ms: int = 0,
         max_bulk_bytes: int = 512 * 1024 * 1024,
+        rng: random.Random | None = None,
+        deterministic: bool = False,
     ) -> None:
         self.db = db
         self.plane = plane
@@ -60,6 +66,12 @@ class Ctx:
         self.lazy_delete = lazy_delete
         self.now_ms = now_ms
         self.max_bulk_bytes = max_bulk_bytes
+        #: The injected generator random choices use (a fixed seed unless the plane injects one).
+        self.random = rng if rng is not None else random.Random(0)
+        #: True where every replica must compute the same result (the desired plane's apply):
+        #: random choices then draw from members in sorted order, not from a set's
+        #: per-process iteration order.
+        self.deterministic = deterministic
 
     def lookup(self, key: bytes) -> Entry | None:
         """The live entry at ``key``: None if absent or past its deadline."""

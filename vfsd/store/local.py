@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import LOCAL
@@ -15,8 +16,9 @@ class LocalPlane:
     name = LOCAL
     deferred = False
 
-    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
-        self.ctx = Ctx(db, LOCAL, origin, itertools.count(1).__next__, sink, max_bulk_bytes=max_bulk_bytes)
+    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int, *,
+                 rng: random.Random | None = None) -> None:
+        self.ctx = Ctx(db, LOCAL, origin, itertools.count(1).__next__, sink, max_bulk_bytes=max_bulk_bytes, rng=rng)
 
     def remove_all(self, keys: list[bytes]) -> None:
         ctx = self.ctx
