@@ -115,6 +115,7 @@ class Client(asyncio.Protocol):
         self.node.clients.pop(self.id, None)
         self.unsubscribe_all()
         self.unwatch_all()
+        self.node.blocking.drop(self)
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()

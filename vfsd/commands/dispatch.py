@@ -4,6 +4,13 @@ Order (as Redis's processCommand): look the command up, check arity, check
 authentication, check the RESP2 subscribed context, queue inside MULTI, route
 the keys to their plane, then run the handler — at once, or as a log entry on
 the desired plane (the reply is then a Future the client shell waits on).
+A write proposed to the log first passes its spec's ``check`` (argument
+errors known in advance never become log entries).
+
+Blocking pops: a handler's ``Block`` becomes a Future from the node's Blocker
+(vfsd.blocking), or the command's null reply inside EXEC; and after every
+command that fed a key someone waits on, the Blocker serves it, as Redis does
+after each command.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from vfsd.commands.blocking import Block
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.table import TABLE, CommandSpec
 from vfsd.paths import GROUP, PathError
@@ -41,7 +49,8 @@ def build_lookup() -> None:
             continue
         for spelling in (name.encode(), name.upper().encode()):
             LOOKUP[spelling] = spec
-            if spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None:
+            if (spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
+                    and not spec.is_blocking):
                 FAST[spelling] = spec
 
 
@@ -79,6 +88,8 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
     router = client.node.router
     known = client.node.keyspace.data  # existing keys were validated when written
     keys = spec.keys(argv)
+    if not keys:  # a malformed numkeys (LMPOP 0 ...): the handler answers the error, on no plane's data
+        return "local"
     try:
         first = GROUP[router.plane_of(keys[0], known)]
         for key in keys[1:]:
@@ -111,10 +122,15 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                 else:
                     plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
                 if spec.is_write and plane.deferred:
+                    if spec.check is not None:
+                        spec.check(argv, node.settings)
                     return plane.submit([argv], node.clock_ms)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
-                return spec.handler(ctx, argv)
+                reply = spec.handler(ctx, argv)
+                if node.blocking_ready:
+                    node.blocking.serve()
+                return reply
             except PathError as exc:
                 return ErrorReply(str(exc))
             except ErrorReply as err:
@@ -152,12 +168,24 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
         if spec.scope == "node":
             return spec.handler(client, argv)
         node = client.node
-        plane = node.planes[plane_group(client, spec, argv)]
+        group = plane_group(client, spec, argv)
+        plane = node.planes[group]
         if spec.is_write and plane.deferred:
+            if spec.check is not None:
+                spec.check(argv, node.settings)
+            if spec.is_blocking and not node.blocking.hold:
+                return node.blocking.submit(client, spec, argv, plane)
             return plane.submit([argv], node.clock_ms)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
-        return spec.handler(ctx, argv)
+        reply = spec.handler(ctx, argv)
+        if type(reply) is Block:
+            if node.blocking.hold:  # inside EXEC a client may not block (CLIENT_DENY_BLOCKING)
+                return reply.null_reply
+            return node.blocking.park(client, spec, argv, reply, group)
+        if node.blocking_ready:
+            node.blocking.serve()
+        return reply
     except ErrorReply as err:
         if client.multi is not None:
             client.multi_error = True

@@ -5,6 +5,12 @@ active planes that means back to back on the event loop. On the desired plane
 the whole queue is one log entry, applied atomically on every node; WATCHed
 keys travel in the entry with the revisions seen at WATCH time and are checked
 again when it applies, so a concurrent write that commits first aborts it.
+
+A blocking pop inside a transaction does not block (Redis's CLIENT_DENY_BLOCKING):
+it answers its null reply. Clients blocked on keys the transaction feeds are
+woken after EXEC, not between its commands: EXEC holds the Blocker while it
+runs (on the desired plane the whole transaction is one entry, so that holds
+by construction).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from vfsd.commands.blocking import Block
 from vfsd.commands.table import command
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 
@@ -65,7 +72,15 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
     if dirty:
         return NULL_ARRAY
     if group != "log":
-        return [dispatch(client, args) for _, args in queued]
+        blocking = client.node.blocking
+        blocking.hold += 1
+        try:
+            replies = [dispatch(client, args) for _, args in queued]
+        finally:
+            blocking.hold -= 1
+        if blocking.ready:
+            blocking.serve()
+        return replies
     # Node-scope commands (PING, ECHO...) answer now; key commands form one log entry.
     # Key commands form one log entry; the others (PING, KEYS, VFS.STAT...) run once it has
     # applied, in their place, so they see the transaction's writes, and not at all if it aborted.
@@ -80,7 +95,8 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
             done.set_result(result)
             return
         replies = iter(result)
-        done.set_result([next(replies) if spec.scope == "key" else dispatch(client, args) for spec, args in queued])
+        done.set_result([_no_block(next(replies)) if spec.scope == "key" else dispatch(client, args)
+                         for spec, args in queued])
 
     future.add_done_callback(merge)
     return done
@@ -101,3 +117,8 @@ def watch(client: "Client", argv: list[bytes]) -> Any:
 def unwatch(client: "Client", argv: list[bytes]) -> Any:
     client.unwatch_all()
     return OK
+
+
+def _no_block(reply: Any) -> Any:
+    """A blocking pop that found nothing inside a transaction answers its null reply."""
+    return reply.null_reply if type(reply) is Block else reply
