@@ -149,7 +149,7 @@ class DesiredPlane:
         await loop.run_in_executor(self._executor, self._save_snapshot, index, rows)
         self.snapshot_index = index
 
-    def _save_snapshot(self, index: int, rows: list[list[Any]]) -> None:
+    def _save_snapshot(self, index: int, rows: Any) -> None:
         assert self.wal is not None and self.snapshots is not None
         self.snapshots.save(Snapshot(index, TERM, codec.pack(rows)))
         self.wal.compact(index, TERM)
