@@ -304,11 +304,11 @@ class Gen:
         return self.rng.choice([b"-", b"+", b"[a", b"(a", b"[b", b"(c", b"[", b"[1", b"(z"])
 
     def timeout(self) -> bytes:
-        return self.pick([b"0.01", b"0.02", b"0.01"], [b"-1", b"x", b"nan"], 0.15)
+        return self.pick([b"0.005", b"0.002", b"0.003"], [b"-1", b"x", b"nan"], 0.15)
 
     def numkeys(self, keys: list[bytes]) -> list[bytes]:
         if self.rng.random() < 0.07:
-            return [self.rng.choice([b"0", b"-1", b"x", b"%d" % (len(keys) + 3)]), *keys]
+            return [self.rng.choice([b"0", b"-1", b"x", b"%d" % (len(keys) + 50)]), *keys]
         return [b"%d" % len(keys), *keys]
 
 
@@ -574,6 +574,27 @@ def _bulk(g: Gen) -> list[bytes]:
     return [b"ZADD", key, *[x for i in range(n) for x in (b"%d" % (i % 7), b"m%d" % i)]]
 
 
+class Tx:
+    """MULTI, these commands, EXEC: a push inside wakes nobody until EXEC, a blocking pop answers nil."""
+
+    def __init__(self, commands: list[list[bytes]]) -> None:
+        self.commands = commands
+
+
+def _transaction(g: Gen, family: list[Callable[[Gen], list[bytes]]]) -> Tx:
+    commands: list[list[bytes]] = []
+    while len(commands) < g.rng.randint(2, 5):
+        argv = g.rng.choice(family)(g)
+        if _compare_name(argv) not in COMPARE and not any(isinstance(a, Dump) for a in argv) \
+                and argv[0] not in (b"HSCAN", b"SSCAN", b"ZSCAN") and not _lex(argv):
+            commands.append(argv)
+    return Tx(commands)
+
+
+def _lex(argv: list[Any]) -> bool:
+    return argv[0] in LEX_COMMANDS or b"BYLEX" in [a.upper() for a in argv if isinstance(a, bytes)]
+
+
 def _compare_name(argv: list[bytes]) -> bytes:
     name = argv[0].upper()
     if name == b"OBJECT" and len(argv) > 1:
@@ -604,6 +625,8 @@ class Sequence:
             r = rng.random()
             if r < 0.04:
                 commands.append(_bulk(gen))
+            elif r < 0.08:
+                commands.append(_transaction(gen, family))  # type: ignore[arg-type]
             else:
                 commands.append(rng.choice(family if r < 0.75 else COMMANDS)(gen))
         return plane, proto, commands
@@ -618,6 +641,7 @@ class Harness:
         self.vfsd = Conn(vfsd_port)
         self.dumps: dict[str, bytes | None] = {"redis": None, "vfsd": None}
         self.proto = 2
+        self.prefix = b"dt"
         self.commands_sent = 0
         self.skipped = 0
         for conn in (self.redis, self.vfsd):
@@ -639,7 +663,8 @@ class Harness:
             self.proto = proto
 
     def _events(self, name: str) -> list[bytes]:
-        """Keyspace events since the last call (a PING on the subscriber is the barrier)."""
+        """Keyspace events of the current sequence's keys since the last call (a PING on the
+        subscriber is the barrier; keys of earlier sequences may expire meanwhile)."""
         conn = self.subs[name]
         conn.send([b"PING"])
         out: list[bytes] = []
@@ -649,9 +674,9 @@ class Harness:
             if items and items[0][1] == b"pong":
                 return out
             channel, message = items[2][1], items[3][1]
-            if channel.startswith(b"__keyevent@0__:") and b"dt" not in message:
-                continue
-            out.append(channel + b" " + message)
+            key = message if channel.startswith(b"__keyevent@0__:") else channel.partition(b":")[2]
+            if key.startswith(self.prefix):
+                out.append(channel + b" " + message)
 
     def _resolve(self, argv: list[Any], name: str) -> list[bytes]:
         out = []
@@ -670,6 +695,7 @@ class Harness:
 
     def run(self, seq: Sequence) -> int:
         plane, proto, commands = seq.build()
+        self.prefix = PLANES[plane].replace(b"{seed}", b"%d" % seq.seed)
         self.set_proto(proto)
         self._events("redis")
         self._events("vfsd")
@@ -696,7 +722,21 @@ class Harness:
         highest = self.redis.call(b"ZRANGE", key, b"-1", b"-1", b"WITHSCORES").tree[1]
         return _canon(lowest[-1]) != _canon(highest[-1])
 
-    def _step(self, seq: Sequence, step: int, argv: list[Any]) -> None:
+    def _transaction(self, seq: Sequence, step: int, tx: Tx) -> None:
+        for argv in [[b"MULTI"], *tx.commands, [b"EXEC"]]:
+            self.redis.send(argv)
+            self.vfsd.send(argv)
+            r, v = self.redis.read(), self.vfsd.read()
+            self.commands_sent += 1
+            if r.raw != v.raw:
+                raise Mismatch(f"seed {seq.seed} step {step} (in MULTI): {b' '.join(argv)[:300]!r}\n"
+                               f"  redis: {r.raw[:600]!r}\n  vfsd:  {v.raw[:600]!r}\n"
+                               f"reproduce: python -m compat.differential --seed {seq.seed}")
+
+    def _step(self, seq: Sequence, step: int, argv: Any) -> None:
+        if isinstance(argv, Tx):
+            self._transaction(seq, step, argv)
+            return
         r_argv, v_argv = self._resolve(argv, "redis"), self._resolve(argv, "vfsd")
         name = _compare_name(r_argv)
         if self._undefined(r_argv):
@@ -763,9 +803,14 @@ class Harness:
 def describe(seed: int) -> str:
     plane, proto, commands = Sequence(seed).build()
     lines = [f"seed {seed}: {plane} plane, RESP{proto}"]
+    def show(argv: list[Any]) -> str:
+        return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else f"<DUMP:{a.how}>" for a in argv)
+
     for argv in commands:
-        lines.append("  " + " ".join(a.decode(errors="replace") if isinstance(a, bytes) else f"<DUMP:{a.how}>"
-                                     for a in argv))
+        if isinstance(argv, Tx):
+            lines.append("  MULTI; " + "; ".join(show(c) for c in argv.commands) + "; EXEC")
+        else:
+            lines.append("  " + show(argv))
     return "\n".join(lines)
 
 
@@ -783,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="vfsd-diff-") as tmp:
-        redis = RedisServerProcess(Path(tmp) / "redis", extra=["--databases", "1"]).start()
+        redis = RedisServerProcess(Path(tmp) / "redis", extra=["--databases", "1", "--hz", "500"]).start()
         (Path(tmp) / "vfsd").mkdir()
         vfsd = VfsdProcess(Path(tmp) / "vfsd" / "data").start()
         try:

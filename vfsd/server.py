@@ -241,7 +241,7 @@ class Client(asyncio.Protocol):
                 return err
             if self.multi_group is None:
                 self.multi_group = group
-            elif group != self.multi_group:
+            elif group is not None and group != self.multi_group:
                 self.multi_error = True
                 return ErrorReply(
                     f"ERR transaction spans planes: '{spec.keys(argv)[0].decode(errors='replace')}' is on the {group} "

@@ -392,8 +392,8 @@ def _bitfield(ctx: Ctx, argv: list[bytes], read_only: bool) -> list[int | None]:
             changes += 1
     if changes:
         _write(ctx, key, bytes(data), "setbit")
-    elif entry is None:  # Redis creates the (zero-filled) key even when nothing changed, silently
-        ctx.write(key, bytes(data), RAW)
+    elif grew:  # Redis creates or grows the (zero-filled) string even when no field changed, silently
+        ctx.write(key, bytes(data), RAW, old=entry, keep_ttl=entry is not None)
     return replies
 
 

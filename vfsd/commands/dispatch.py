@@ -83,13 +83,14 @@ def resolve(argv: list[bytes]) -> CommandSpec:
     return spec
 
 
-def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
-    """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups."""
+def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str | None:
+    """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups;
+    None when a malformed command names no key (LMPOP 0 ...): its handler answers the error on any plane."""
     router = client.node.router
     known = client.node.keyspace.data  # existing keys were validated when written
     keys = spec.keys(argv)
-    if not keys:  # a malformed numkeys (LMPOP 0 ...): the handler answers the error, on no plane's data
-        return "local"
+    if not keys:
+        return None
     try:
         first = GROUP[router.plane_of(keys[0], known)]
         for key in keys[1:]:
@@ -168,7 +169,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
         if spec.scope == "node":
             return spec.handler(client, argv)
         node = client.node
-        group = plane_group(client, spec, argv)
+        group = plane_group(client, spec, argv) or "local"
         plane = node.planes[group]
         if spec.is_write and plane.deferred:
             if spec.check is not None:

@@ -159,6 +159,9 @@ def _sort(ctx: Ctx, argv: list[bytes], read_only: bool) -> Any:
         elements = list(entry[VALUE])
     else:
         elements = [member for _, member in entry[VALUE].order]
+        # Redis sorts a sorted set through its skiplist, converting it for good (sort.c zsetConvert);
+        # OBJECT ENCODING shows it.
+        entry[VALUE].skiplist = True
     n = len(elements)
     start, end = _bounds(o.start, o.count, n)
     if dont_sort:

@@ -463,9 +463,9 @@ def zrevrangebylex(ctx: Ctx, argv: list[bytes]) -> Any:
 def _zset_from_rows(rows: list[tuple[float, bytes]]) -> ZSet:
     """A sorted set a *STORE command built: encoded as Redis's zsetConvertToListpackIfNeeded leaves it."""
     zs = ZSet()
+    zs.skiplist = True  # Redis builds the result as a skiplist, then converts it if it is small
     for score, member in rows:
         zs.add(member, score)
-    zs.skiplist = True
     zset_fit_encoding(zs)
     return zs
 

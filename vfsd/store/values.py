@@ -355,6 +355,11 @@ def zset_fit_encoding(zs: ZSet) -> None:
     if zs.skiplist and len(zs) <= ZSET_MAX_LISTPACK_ENTRIES and all(
             len(m) <= ZSET_MAX_LISTPACK_VALUE for m in zs.scores):
         zs.skiplist = False
+        for member, score in list(zs.scores.items()):
+            if score == 0 and math.copysign(1.0, score) < 0:  # -0 becomes 0 in a listpack (zzlInsertAt)
+                zs.order.remove((score, member))
+                zs.order.add((0.0, member))
+                zs.scores[member] = 0.0
 
 
 # -- copies, wire form, JSON view ----------------------------------------------------

@@ -62,6 +62,8 @@ class ZSet:
 
     def add(self, member: bytes, score: float) -> float | None:
         """Set ``member``'s score; returns the previous score (None if it was new)."""
+        if score == 0 and not self.skiplist:
+            score = 0.0  # a listpack stores an integral score as an integer: -0 becomes 0 (zzlInsertAt)
         scores = self.scores
         old = scores.get(member)
         if old is not None:
