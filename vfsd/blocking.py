@@ -100,7 +100,19 @@ class Blocker:
         if block.timeout_ms:
             waiter.timer = loop.call_later(block.timeout_ms / 1000, self._timed_out, waiter)
         self._file(waiter, block.keys)
+        # The client shell stops reading a connection whose reply is pending, but a blocked client
+        # may wait for ever: keep reading its socket so that a disconnect is seen (and the waiter
+        # dropped before it could take an element), as Redis does. Commands it sends meanwhile
+        # queue in the shell's backlog, which keeps its own paused flag, until the reply is sent.
+        # (After this batch: the shell pauses reading once dispatch hands it the Future.)
+        loop.call_soon(self._keep_reading, waiter)
         return future
+
+    @staticmethod
+    def _keep_reading(waiter: Waiter) -> None:
+        transport = waiter.client.transport
+        if not waiter.future.done() and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def submit(self, client: "Client", spec: "CommandSpec", argv: list[bytes], plane: Any) -> asyncio.Future[Any]:
         """A blocking command on the desired plane: the pop is a log entry; park it if it comes back empty."""
