@@ -384,7 +384,7 @@ OBJECT_HELP = [
     "    Return the number of references of the value associated with the specified",
     "    <key>.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ]
 
 #: OBJ_SHARED_REFCOUNT: what Redis reports for its shared integers 0..9999.
