@@ -79,26 +79,26 @@ def parse_double(arg: bytes, error: ErrorReply = NOT_VALID_FLOAT) -> float:
     if not arg or arg[0] in _SPACE or arg[-1] in _SPACE or b"_" in arg:
         raise error
     try:
+        value = float(arg)  # the common case; float() also takes what strtod would not, sorted out below
+    except ValueError:
+        value = None  # type: ignore[assignment]
+    if value is not None and value - value == 0:  # finite (not inf, not NaN)
+        if value == 0 and any(48 < c <= 57 for c in arg.lower().partition(b"e")[0]):
+            raise error  # strtod's ERANGE on underflow to zero
+        return value
+    try:
         text = arg.decode("ascii")
     except UnicodeDecodeError:
         raise error from None
     bare = text.lower().lstrip("+-")
     if bare in ("inf", "infinity"):
         return -math.inf if text[0] == "-" else math.inf
-    try:
-        if bare.startswith("0x"):
-            value = float.fromhex(text)
-        elif "n" in bare or "i" in bare:  # nan, or a misspelt infinity float() would accept
-            raise ValueError
-        else:
-            value = float(text)
-    except (ValueError, OverflowError):
-        raise error from None
-    if math.isinf(value) or math.isnan(value):
-        raise error  # strtod's ERANGE on overflow
-    if value == 0 and any(c in "123456789" for c in bare.partition("e")[0]):
-        raise error  # ERANGE on underflow to zero
-    return value
+    if bare.startswith("0x"):
+        try:
+            return float.fromhex(text)
+        except (ValueError, OverflowError):
+            raise error from None
+    raise error  # NaN, or an overflow float() turned into inf (strtod: ERANGE)
 
 
 def parse_long_double(arg: bytes, error: ErrorReply) -> Decimal:

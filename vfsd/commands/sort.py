@@ -158,7 +158,7 @@ def _sort(ctx: Ctx, argv: list[bytes], read_only: bool) -> Any:
     elif kind == SET:
         elements = list(entry[VALUE])
     else:
-        elements = [member for _, member in entry[VALUE].order]
+        elements = [member for member, _ in entry[VALUE].items()]
         # Redis sorts a sorted set through its skiplist, converting it for good (sort.c zsetConvert);
         # OBJECT ENCODING shows it.
         entry[VALUE].skiplist = True

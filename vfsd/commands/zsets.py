@@ -161,7 +161,27 @@ def _zadd(ctx: Ctx, argv: list[bytes], incr: bool) -> Any:
          summary="Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.",
          complexity="O(log(N)) for each item added", arguments="key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]")
 def zadd(ctx: Ctx, argv: list[bytes]) -> Any:
+    if len(argv) == 4 and argv[2][:1] not in _OPTION_HEADS:  # ZADD key score member: the common case
+        score, member, key = parse_double(argv[2]), argv[3], argv[1]
+        old = typed(ctx, key, ZSET)
+        if old is None:
+            zs = ZSet()
+            zs.skiplist = len(member) > ZSET_MAX_LISTPACK_VALUE
+        else:
+            zs = old[VALUE]
+        previous = zs.scores.get(member)
+        if previous is not None and previous == score:
+            return 0
+        zs.add(member, score)
+        if previous is None:
+            zset_note_member(zs, member)
+        ctx.notify("z", "zadd", key, store(ctx, key, zs, ZSET, old))
+        return 1 if previous is None else 0
     return _zadd(ctx, argv, False)
+
+
+#: First letters of ZADD's options (NX XX CH INCR GT LT); a score never starts with one, except inf.
+_OPTION_HEADS = frozenset(bytes([c]) for c in b"nNxXcCiIgGlL")
 
 
 @command("zincrby", arity=4, flags="write denyoom fast", keys=(1, 1, 1), acl="@sortedset", group="sorted-set",
@@ -385,7 +405,7 @@ def run_range(zs: ZSet, q: RangeQuery) -> list[tuple[float, bytes]]:
             return []
         end = min(end, n - 1)
         if q.reverse:
-            return list(zs.order.islice(n - 1 - end, n - start, reverse=True))
+            return zs.slice(n - 1 - end, n - start, reverse=True)
         return zs.slice(start, end + 1)
     if q.offset > 0 and q.offset >= n:
         return []
@@ -404,7 +424,7 @@ def run_range(zs: ZSet, q: RangeQuery) -> list[tuple[float, bytes]]:
         count = min(count, q.limit)
     if q.reverse:
         hi = stop - q.offset
-        return list(zs.order.islice(hi - count, hi, reverse=True))
+        return zs.slice(hi - count, hi, reverse=True)
     lo = start + q.offset
     return zs.slice(lo, lo + count)
 
@@ -759,12 +779,12 @@ def zrandmember(ctx: Ctx, argv: list[bytes]) -> Any:
             ranks = list(range(n))
         else:
             ranks = rng.sample(range(n), count)
-        rows = [zs.order[r] for r in ranks]
+        rows = [zs.at(r) for r in ranks]
         return _pairs(rows, with_scores)
     zs = _zset(ctx, argv[1])
     if zs is None:
         return None
-    return zs.order[ctx.random.randrange(len(zs))][1]
+    return zs.at(ctx.random.randrange(len(zs)))[1]
 
 
 # -- set algebra ------------------------------------------------------------------------------------

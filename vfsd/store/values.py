@@ -357,9 +357,7 @@ def zset_fit_encoding(zs: ZSet) -> None:
         zs.skiplist = False
         for member, score in list(zs.scores.items()):
             if score == 0 and math.copysign(1.0, score) < 0:  # -0 becomes 0 in a listpack (zzlInsertAt)
-                zs.order.remove((score, member))
-                zs.order.add((0.0, member))
-                zs.scores[member] = 0.0
+                zs.scores[member] = 0.0  # (the order key is the same for both zeros)
 
 
 # -- copies, wire form, JSON view ----------------------------------------------------

@@ -1,14 +1,20 @@
-"""The sorted set: a member -> score dict plus a SortedList of ``(score, member)``.
+"""The sorted set: a member -> score dict plus a SortedList of order keys.
 
 Redis orders a sorted set by score, ties broken by the member's bytes
-(memcmp, shorter first on a common prefix: t_zset.c zslInsert); a tuple
-``(score, member)`` of a float and bytes compares exactly that way, so the
-SortedList needs no key function. The dict gives O(1) ZSCORE; the list gives
-O(log n) ZADD, ZRANK and range boundaries.
+(memcmp, shorter first on a common prefix: t_zset.c zslInsert). Each member's
+place is kept as one ``bytes`` order key, ``score_key(score) + member``, where
+``score_key`` is the 8-byte big-endian IEEE 754 form with the sign bit flipped
+(and every bit flipped for negative numbers), which sorts byte-wise exactly as
+the doubles sort. Comparing bytes is one memcmp, about twice as fast as
+comparing ``(score, member)`` tuples, and the key takes less memory than a
+tuple plus a float object for members under 40 bytes. -0 and 0 get the same
+key (Redis compares them as equal scores); the dict keeps the score as given.
+The dict gives O(1) ZSCORE; the list gives O(log n) ZADD, ZRANK and range
+boundaries.
 
-Range boundaries are found by bisecting with a one-element tuple: ``(s,)``
-sorts before every ``(s, member)``, so ``bisect_left((s,))`` is the first
-element whose score is at least ``s``.
+Range boundaries are found by bisecting with a bare score key: it sorts
+before every key that extends it, so ``bisect_left(score_key(s))`` is the
+first element whose score is at least ``s``.
 
 Lexicographic ranges (ZRANGEBYLEX and friends) are only meaningful when every
 score is equal; then they bisect. When scores differ Redis walks its listpack
@@ -21,10 +27,22 @@ Scores are Python floats (IEEE doubles, as Redis's); NaN never enters.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterator
 from typing import Any
 
 from sortedcontainers import SortedList
+
+_DOUBLE = struct.Struct(">d")
+_U64 = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+
+
+def score_key(score: float) -> bytes:
+    """8 bytes that sort as ``score`` does among doubles (no NaN); -0 and 0 alike."""
+    (bits,) = _U64.unpack(_DOUBLE.pack(score + 0.0))  # + 0.0 turns -0.0 into 0.0
+    return _U64.pack(bits ^ _ALL if bits & _SIGN else bits | _SIGN)
 
 #: A lex bound: (kind, value, exclusive) with kind -1 for '-', +1 for '+', 0 for a value.
 LexBound = tuple[int, bytes, bool]
@@ -53,6 +71,10 @@ class ZSet:
     def __repr__(self) -> str:
         return f"ZSet({list(self.items())!r})"
 
+    def _rows(self, keys: Any) -> list[tuple[float, bytes]]:
+        scores = self.scores
+        return [(scores[k[8:]], k[8:]) for k in keys]
+
     def copy(self) -> "ZSet":
         out = ZSet()
         out.scores = dict(self.scores)
@@ -69,39 +91,48 @@ class ZSet:
         if old is not None:
             if old == score:  # Redis compares with ==: 0 and -0 are the same score
                 return old
-            self.order.remove((old, member))
+            self.order.remove(score_key(old) + member)
         scores[member] = score
-        self.order.add((score, member))
+        self.order.add(score_key(score) + member)
         return old
 
     def remove(self, member: bytes) -> bool:
         score = self.scores.pop(member, None)
         if score is None:
             return False
-        self.order.remove((score, member))
+        self.order.remove(score_key(score) + member)
         return True
 
     def items(self) -> Iterator[tuple[bytes, float]]:
         """(member, score) in ascending order."""
-        for score, member in self.order:
-            yield member, score
+        scores = self.scores
+        for key in self.order:
+            member = key[8:]
+            yield member, scores[member]
 
     def flat(self) -> list[Any]:
         out: list[Any] = []
-        for score, member in self.order:
+        scores = self.scores
+        for key in self.order:
+            member = key[8:]
             out.append(member)
-            out.append(score)
+            out.append(scores[member])
         return out
 
     def rank(self, member: bytes) -> int | None:
         score = self.scores.get(member)
         if score is None:
             return None
-        return self.order.index((score, member))
+        return self.order.index(score_key(score) + member)
 
-    def slice(self, start: int, stop: int) -> list[tuple[float, bytes]]:
-        """Elements with ranks in ``[start, stop)``, ascending."""
-        return list(self.order.islice(start, stop))
+    def at(self, rank: int) -> tuple[float, bytes]:
+        """(score, member) at ``rank``."""
+        member = self.order[rank][8:]
+        return self.scores[member], member
+
+    def slice(self, start: int, stop: int, reverse: bool = False) -> list[tuple[float, bytes]]:
+        """(score, member) with ranks in ``[start, stop)``, ascending (or descending)."""
+        return self._rows(self.order.islice(start, stop, reverse=reverse))
 
     # -- score ranges ------------------------------------------------------------
 
@@ -111,7 +142,7 @@ class ZSet:
             if low == math.inf:
                 return len(self.order)
             low = math.nextafter(low, math.inf)
-        return self.order.bisect_left((low,))
+        return self.order.bisect_left(score_key(low))
 
     def score_stop(self, high: float, exclusive: bool) -> int:
         """One past the rank of the last element whose score is <= high (< high when exclusive)."""
@@ -119,7 +150,7 @@ class ZSet:
             if high == math.inf:
                 return len(self.order)
             high = math.nextafter(high, math.inf)
-        return self.order.bisect_left((high,))
+        return self.order.bisect_left(score_key(high))
 
     def score_span(self, low: float, low_ex: bool, high: float, high_ex: bool) -> tuple[int, int]:
         """[start, stop) ranks of a score range (empty when the range is)."""
@@ -136,27 +167,31 @@ class ZSet:
             return 0, 0
         order = self.order
         first, last = order[0], order[-1]
-        if not lex_gte(last[1], low) or not lex_lte(first[1], high):
+        if not lex_gte(last[8:], low) or not lex_lte(first[8:], high):
             return 0, 0
-        if first[0] == last[0]:  # one score: members are sorted, bisect
-            score = first[0]
-            start = 0 if low[0] < 0 else (
-                order.bisect_right((score, low[1])) if low[2] else order.bisect_left((score, low[1])))
+        if first[:8] == last[:8]:  # one score: members are sorted, bisect
+            prefix = first[:8]
+            if low[0] < 0:
+                start = 0
+            else:
+                probe = prefix + low[1]
+                start = order.bisect_right(probe) if low[2] else order.bisect_left(probe)
             if high[0] > 0:
                 stop = len(order)
             else:
-                stop = order.bisect_left((score, high[1])) if high[2] else order.bisect_right((score, high[1]))
+                probe = prefix + high[1]
+                stop = order.bisect_left(probe) if high[2] else order.bisect_right(probe)
             return start, max(start, stop)
         start = None
-        for rank, (_, member) in enumerate(order):
-            if lex_gte(member, low):
+        for rank, key in enumerate(order):
+            if lex_gte(key[8:], low):
                 start = rank
                 break
-        if start is None or not lex_lte(order[start][1], high):
+        if start is None or not lex_lte(order[start][8:], high):
             return 0, 0
         stop = start + 1
         n = len(order)
-        while stop < n and lex_lte(order[stop][1], high):
+        while stop < n and lex_lte(order[stop][8:], high):
             stop += 1
         return start, stop
 
@@ -166,19 +201,19 @@ class ZSet:
             return 0, 0
         order = self.order
         first, last = order[0], order[-1]
-        if not lex_gte(last[1], low) or not lex_lte(first[1], high):
+        if not lex_gte(last[8:], low) or not lex_lte(first[8:], high):
             return 0, 0
-        if first[0] == last[0]:
+        if first[:8] == last[:8]:
             return self.lex_span(low, high)
         stop = None
         for rank in range(len(order) - 1, -1, -1):
-            if lex_lte(order[rank][1], high):
+            if lex_lte(order[rank][8:], high):
                 stop = rank + 1
                 break
-        if stop is None or not lex_gte(order[stop - 1][1], low):
+        if stop is None or not lex_gte(order[stop - 1][8:], low):
             return 0, 0
         start = stop - 1
-        while start > 0 and lex_gte(order[start - 1][1], low):
+        while start > 0 and lex_gte(order[start - 1][8:], low):
             start -= 1
         return start, stop
 
@@ -187,15 +222,13 @@ class ZSet:
         order = self.order
         count = min(count, len(order))
         if highest:
-            taken = list(order.islice(len(order) - count, len(order), reverse=True))
+            keys = list(order.islice(len(order) - count, len(order), reverse=True))
             del order[len(order) - count:]
         else:
-            taken = list(order.islice(0, count))
+            keys = list(order.islice(0, count))
             del order[:count]
         scores = self.scores
-        for _, member in taken:
-            del scores[member]
-        return [(member, score) for score, member in taken]
+        return [(key[8:], scores.pop(key[8:])) for key in keys]
 
     def remove_ranks(self, start: int, stop: int) -> int:
         """Remove ranks [start, stop); returns how many were removed."""
@@ -203,8 +236,8 @@ class ZSet:
             return 0
         order = self.order
         scores = self.scores
-        for _, member in order.islice(start, stop):
-            del scores[member]
+        for key in order.islice(start, stop):
+            del scores[key[8:]]
         del order[start:stop]
         return stop - start
 
