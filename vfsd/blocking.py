@@ -215,7 +215,7 @@ class Blocker:
                 return
             plane = node.planes[waiter.group]
             ctx = plane.ctx
-            ctx.now_ms = node.clock_ms
+            ctx.now_ms = node.now_ms()  # serve may run from a callback, after the batch's clock reading
             try:
                 reply = waiter.spec.handler(ctx, waiter.argv)
             except Exception as exc:  # an ErrorReply (WRONGTYPE on a BLMOVE destination) or a bug
