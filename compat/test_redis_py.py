@@ -605,3 +605,29 @@ async def test_async_families(ar: redis.asyncio.Redis, vfsd: VfsdProcess) -> Non
         async with ar.pipeline(transaction=True) as pipe:
             pipe.lpush(key + "-al", "x").llen(key + "-al").blpop([key + "-never"], 0)
             assert await pipe.execute() == [1, 1, None]  # a blocking pop inside MULTI answers nil at once
+
+
+def test_vfs_channel_carries_collections_and_events_name_the_type(r: redis.Redis) -> None:
+    p = r.pubsub()
+    try:
+        p.subscribe("__vfs__:/ctx/inv", "__keyevent@0__:hset", "__keyevent@0__:zadd", "__keyevent@0__:del")
+        wait_subscribed(p, 4)
+        assert r.hset("/ctx/inv", mapping={"model": "H200", "count": "8"}) == 2
+        events = {}
+        for _ in range(2):
+            message = next_message(p)
+            events[message["channel"]] = message["data"]
+        assert events["__keyevent@0__:hset"] == "/ctx/inv"
+        assert json.loads(events["__vfs__:/ctx/inv"])["value"] == {"model": "H200", "count": "8"}
+        assert r.hdel("/ctx/inv", "model", "count") == 2  # emptied: deleted, "hdel" then "del"
+        kinds = [next_message(p)["channel"] for _ in range(3)]
+        assert kinds.count("__keyevent@0__:del") == 1 and kinds.count("__vfs__:/ctx/inv") == 2
+        assert r.zadd("/ctx/inv", {"a": 1.5}) == 1
+        got = {}
+        for _ in range(2):
+            message = next_message(p)
+            got[message["channel"]] = message["data"]
+        assert got["__keyevent@0__:zadd"] == "/ctx/inv"
+        assert json.loads(got["__vfs__:/ctx/inv"])["value"] == [["a", 1.5]]
+    finally:
+        p.close()
