@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.conftest import VfsdProcess, wait_for
@@ -83,3 +84,33 @@ def test_each_type_round_trips_through_a_snapshot(node_factory: Callable[..., Vf
     r = node.client()
     assert state(r, "/ctx/s") == before
     assert r.hget("/ctx/s/hash", "counter") == b"30"
+
+
+def test_argument_errors_known_in_advance_never_become_log_entries(server: VfsdProcess, r: redis.Redis) -> None:
+    applied = r.info("vfsd")["desired_applied_index"]
+    bad = [
+        ("ZADD", "/ctx/e/z", "NX", "XX", "1", "a"),
+        ("ZADD", "/ctx/e/z", "one", "a"),
+        ("HINCRBYFLOAT", "/ctx/e/h", "f", "nan"),
+        ("LPOP", "/ctx/e/l", "-1"),
+        ("BLPOP", "/ctx/e/l", "-1"),
+        ("LMPOP", "0", "/ctx/e/l", "LEFT"),
+        ("SETBIT", "/ctx/e/b", "99999999999", "1"),
+        ("BITFIELD", "/ctx/e/b", "SET", "u64", "0", "1"),
+        ("RESTORE", "/ctx/e/r", "0", "garbage", "REPLACE"),
+        ("SORT", "/ctx/e/l", "LIMIT", "x", "1"),
+        ("MOVE", "/ctx/e/l", "0"),
+        ("ZRANGESTORE", "/ctx/e/d", "/ctx/e/z", "0", "1", "WITHSCORES"),
+    ]
+    for args in bad:
+        with pytest.raises(redis.ResponseError):
+            r.execute_command(*args)
+    r.config_set("proto-max-bulk-len", str(1024 * 1024))
+    try:
+        with pytest.raises(redis.ResponseError, match="bit offset is not an integer or out of range"):
+            r.setbit("/ctx/e/b", 8 * 1024 * 1024, 1)  # past the proposing node's limit
+    finally:
+        r.config_set("proto-max-bulk-len", str(512 * 1024 * 1024))
+    assert r.info("vfsd")["desired_applied_index"] == applied
+    assert r.zadd("/ctx/e/z", {"a": 1}) == 1  # a good one is an entry
+    assert r.info("vfsd")["desired_applied_index"] == applied + 1

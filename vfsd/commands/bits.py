@@ -16,7 +16,7 @@ from vfsd.codec import RAW
 from vfsd.commands.collections import replace, typed
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import SYNTAX, WRONGTYPE, parse_int
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import KIND, VALUE
 from vfsd.store.values import string2ll
@@ -213,10 +213,19 @@ def bitpos(ctx: Ctx, argv: list[bytes]) -> int:
     return ((end_bit >> 3) + 1) * 8  # looking for a clear bit past the end: the string is zero-padded
 
 
+def _bitop_op(argv: list[bytes]) -> str:
+    op = argv[1].lower()
+    if op not in (b"and", b"or", b"xor", b"not"):
+        raise SYNTAX
+    if op == b"not" and len(argv) != 4:
+        raise ErrorReply("ERR BITOP NOT must be called with a single source key.")
+    return op.decode()
+
+
 @command("bitop", arity=-4, flags="write denyoom", keys=(2, -1, 1), acl="@bitmap", group="bitmap", since="2.6.0",
          summary="Performs bitwise operations on multiple strings, and stores the result.", complexity="O(N)",
          arguments="AND|OR|XOR|NOT destkey key [key ...]",
-         check=lambda argv, settings: None if _bitop_op(argv) else None)
+         check=parses(_bitop_op))
 def bitop(ctx: Ctx, argv: list[bytes]) -> int:
     op = _bitop_op(argv)
     sources: list[bytes] = []
@@ -249,15 +258,6 @@ def bitop(ctx: Ctx, argv: list[bytes]) -> int:
                 result ^= number
     ctx.notify("$", "set", destination, replace(ctx, destination, result.to_bytes(width, "big"), RAW))
     return width
-
-
-def _bitop_op(argv: list[bytes]) -> str:
-    op = argv[1].lower()
-    if op not in (b"and", b"or", b"xor", b"not"):
-        raise SYNTAX
-    if op == b"not" and len(argv) != 4:
-        raise ErrorReply("ERR BITOP NOT must be called with a single source key.")
-    return op.decode()
 
 
 # -- BITFIELD ----------------------------------------------------------------------------
@@ -354,6 +354,10 @@ def _fit(value: int, signed: bool, bits: int, overflow: str) -> int | None:
     return wrapped
 
 
+def _check_bitfield(argv: list[bytes], settings: Any) -> None:
+    _parse_bitfield(argv, settings.max_bulk_bytes)
+
+
 def _bitfield(ctx: Ctx, argv: list[bytes], read_only: bool) -> list[int | None]:
     ops, highest = _parse_bitfield(argv, ctx.max_bulk_bytes)
     key = argv[1]
@@ -398,7 +402,7 @@ def _bitfield(ctx: Ctx, argv: list[bytes], read_only: bool) -> list[int | None]:
 
 
 @command("bitfield", arity=-2, flags="write denyoom", keys=(1, 1, 1), acl="@bitmap", group="bitmap", since="3.2.0",
-         check=lambda argv, settings: None if _parse_bitfield(argv, settings.max_bulk_bytes) else None,
+         check=_check_bitfield,
          summary="Performs arbitrary bitfield integer operations on strings.", complexity="O(1) for each subcommand",
          arguments="key [GET encoding offset|[OVERFLOW WRAP|SAT|FAIL] SET encoding offset value|INCRBY encoding "
          "offset increment ...]")

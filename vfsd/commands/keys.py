@@ -21,7 +21,7 @@ from vfsd.codec import RAW
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import INT64_MAX, SYNTAX, WRONGTYPE, invalid_expire, parse_int
 from vfsd.commands.strings import _MAX_MS
-from vfsd.commands.table import command, container
+from vfsd.commands.table import command, container, parses
 from vfsd.resp.types import OK, ErrorReply, SimpleString
 from vfsd.store.keyspace import KIND, MTIME, VALUE, Entry
 from vfsd.store.values import TYPE_NAMES, WIRE_VERSION, WireError, copy_value, from_wire, object_encoding, to_wire
@@ -301,7 +301,7 @@ def _copy_args(argv: list[bytes]) -> bool:
 
 
 @command("copy", arity=-3, flags="write denyoom", keys=(1, 2, 1), acl="@keyspace", group="generic", since="6.2.0",
-         check=lambda argv, settings: None if _copy_args(argv) else None,
+         check=parses(_copy_args),
          summary="Copies the value of a key to a new key.", complexity="O(N)",
          arguments="source destination [DB destination-db] [REPLACE]")
 def copy(ctx: Ctx, argv: list[bytes]) -> int:
@@ -330,7 +330,7 @@ def _move_args(argv: list[bytes]) -> None:
 
 
 @command("move", arity=3, flags="write fast", keys=(1, 1, 1), acl="@keyspace", group="generic",
-         check=lambda argv, settings: _move_args(argv),
+         check=parses(_move_args),
          summary="Moves a key to another database (vfsd has one).", arguments="key db")
 def move(ctx: Ctx, argv: list[bytes]) -> int:
     _move_args(argv)

@@ -21,7 +21,7 @@ from vfsd.commands.blocking import Block, parse_timeout
 from vfsd.commands.collections import LONG_MAX, NO_SUCH_KEY, parse_positive, parse_range_long, store, typed
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import SYNTAX, WRONGTYPE, parse_int, wrong_arity
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 from vfsd.store.keyspace import KIND, VALUE, Entry
 from vfsd.store.values import LIST, close_list, list_items, open_list, packed_len
@@ -235,6 +235,7 @@ def linsert(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 @command("lrem", arity=4, flags="write", keys=(1, 1, 1), acl="@list", group="list",
+         check=parses(lambda argv: parse_int(argv[2])),
          summary="Removes elements from a list. Deletes the list if the last element was removed.",
          complexity="O(N+M)", arguments="key count element")
 def lrem(ctx: Ctx, argv: list[bytes]) -> int:
@@ -266,6 +267,7 @@ def lrem(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 @command("ltrim", arity=4, flags="write", keys=(1, 1, 1), acl="@list", group="list",
+         check=parses(lambda argv: (parse_int(argv[2]), parse_int(argv[3]))),
          summary="Removes elements from both ends a list. Deletes the list if all elements were trimmed.",
          complexity="O(N)", arguments="key start stop")
 def ltrim(ctx: Ctx, argv: list[bytes]) -> Any:
@@ -312,7 +314,7 @@ def lpos(ctx: Ctx, argv: list[bytes]) -> Any:
     entry = typed(ctx, argv[1], LIST)
     if entry is None:
         return [] if count != -1 else None
-    items = list_items(entry[VALUE])
+    items = list(list_items(entry[VALUE]))  # a list: indexing a deque inside the walk would be O(n) a step
     n = len(items)
     backwards = rank < 0
     rank = abs(rank)
@@ -440,7 +442,7 @@ def mpop_keys(numkeys_at: int) -> Any:
 
 
 @command("lmpop", arity=-4, flags="write", acl="@list", group="list", since="7.0.0", key_positions=mpop_keys(1),
-         check=lambda argv, settings: None if _mpop_args(argv, 1) else None,
+         check=parses(lambda argv: _mpop_args(argv, 1)),
          summary="Returns multiple elements from a list after removing them. Deletes the list if the last element "
          "was popped.", complexity="O(N+M)", arguments="numkeys key [key ...] LEFT|RIGHT [COUNT count]")
 def lmpop(ctx: Ctx, argv: list[bytes]) -> Any:

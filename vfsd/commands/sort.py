@@ -23,7 +23,7 @@ from vfsd.codec import RAW
 from vfsd.commands.collections import replace
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import SYNTAX, WRONGTYPE, parse_int
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import KIND, VALUE
 from vfsd.store.values import HASH, LIST, SET, ZSET, list_items, list_value
@@ -249,7 +249,7 @@ def _sort_keys(argv: list[bytes]) -> list[int]:
 
 
 @command("sort", arity=-2, flags="write denyoom", acl="@set @sortedset @list @dangerous", group="generic",
-         key_positions=_sort_keys, check=lambda argv, settings: None if _parse(argv, False) else None,
+         key_positions=_sort_keys, check=parses(lambda argv: _parse(argv, False)),
          summary="Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
          complexity="O(N+M*log(M))", arguments="key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] "
          "[ASC|DESC] [ALPHA] [STORE destination]")

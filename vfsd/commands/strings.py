@@ -28,7 +28,7 @@ from vfsd.commands.errors import (
     parse_int,
     wrong_arity,
 )
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.store.keyspace import KIND, VALUE, Entry
 
@@ -304,14 +304,18 @@ def decr(ctx: Ctx, argv: list[bytes]) -> int:
     return _incr(ctx, argv[1], -1)
 
 
-@command("incrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+def _check_delta(argv: list[bytes], settings: object) -> None:
+    parse_int(argv[2])
+
+
+@command("incrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string", check=_check_delta,
          summary="Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
          arguments="key increment")
 def incrby(ctx: Ctx, argv: list[bytes]) -> int:
     return _incr(ctx, argv[1], parse_int(argv[2]))
 
 
-@command("decrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+@command("decrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string", check=_check_delta,
          summary="Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
          arguments="key decrement")
 def decrby(ctx: Ctx, argv: list[bytes]) -> int:
@@ -322,6 +326,7 @@ def decrby(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 @command("incrbyfloat", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         check=parses(lambda argv: parse_float(argv[2])),
          summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
          arguments="key increment")
 def incrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
@@ -363,7 +368,13 @@ def getrange(ctx: Ctx, argv: list[bytes]) -> bytes:
     return value[start : end + 1]
 
 
+def _check_setrange(argv: list[bytes], settings: object) -> None:
+    if parse_int(argv[2]) < 0:
+        raise OFFSET_RANGE
+
+
 @command("setrange", arity=4, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         check=_check_setrange,
          summary="Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
          arguments="key offset value")
 def setrange(ctx: Ctx, argv: list[bytes]) -> int:

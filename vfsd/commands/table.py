@@ -82,6 +82,15 @@ class CommandSpec:
 TABLE: dict[str, CommandSpec] = {}
 
 
+def parses(parse: Callable[[list[bytes]], Any]) -> Callable[[list[bytes], Any], None]:
+    """A ``check`` that runs the command's own argument parser and drops what it returns."""
+
+    def check(argv: list[bytes], settings: Any) -> None:
+        parse(argv)
+
+    return check
+
+
 def command(
     name: str,
     *,

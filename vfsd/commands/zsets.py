@@ -32,7 +32,7 @@ from vfsd.commands.collections import (
 )
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import SYNTAX, WRONGTYPE, parse_int, wrong_arity
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import NULL_ARRAY, ErrorReply, Pairs
 from vfsd.store.keyspace import KIND, VALUE, Entry
 from vfsd.store.values import (
@@ -157,7 +157,7 @@ def _zadd(ctx: Ctx, argv: list[bytes], incr: bool) -> Any:
 
 
 @command("zadd", arity=-4, flags="write denyoom fast", keys=(1, 1, 1), acl="@sortedset", group="sorted-set",
-         since="1.2.0", check=lambda argv, settings: None if _zadd_args(argv, False) else None,
+         since="1.2.0", check=parses(lambda argv: _zadd_args(argv, False)),
          summary="Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.",
          complexity="O(log(N)) for each item added", arguments="key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]")
 def zadd(ctx: Ctx, argv: list[bytes]) -> Any:
@@ -185,7 +185,7 @@ _OPTION_HEADS = frozenset(bytes([c]) for c in b"nNxXcCiIgGlL")
 
 
 @command("zincrby", arity=4, flags="write denyoom fast", keys=(1, 1, 1), acl="@sortedset", group="sorted-set",
-         since="1.2.0", check=lambda argv, settings: None if _zadd_args(argv, True) else None,
+         since="1.2.0", check=parses(lambda argv: _zadd_args(argv, True)),
          summary="Increments the score of a member in a sorted set.", complexity="O(log(N))",
          arguments="key increment member")
 def zincrby(ctx: Ctx, argv: list[bytes]) -> Any:
@@ -501,7 +501,7 @@ def _store_rows(ctx: Ctx, destination: bytes, zs: ZSet, event: str) -> int:
 
 
 @command("zrangestore", arity=-5, flags="write denyoom", keys=(1, 2, 1), acl="@sortedset", group="sorted-set",
-         since="6.2.0", check=lambda argv, settings: None if parse_range(argv, 2, True, None, None) else None,
+         since="6.2.0", check=parses(lambda argv: parse_range(argv, 2, True, None, None)),
          summary="Stores a range of members from sorted set in a key.", complexity="O(log(N)+M)",
          arguments="dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]")
 def zrangestore(ctx: Ctx, argv: list[bytes]) -> int:
@@ -693,7 +693,7 @@ def _zmpop_keys(numkeys_at: int) -> Any:
 
 
 @command("zmpop", arity=-4, flags="write", acl="@sortedset", group="sorted-set", since="7.0.0",
-         key_positions=_zmpop_keys(1), check=lambda argv, settings: None if _zmpop_args(argv, 1) else None,
+         key_positions=_zmpop_keys(1), check=parses(lambda argv: _zmpop_args(argv, 1)),
          summary="Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. "
          "Deletes the sorted set if the last member was popped.", complexity="O(K) + O(M*log(N))",
          arguments="numkeys key [key ...] MIN|MAX [COUNT count]")
