@@ -408,3 +408,48 @@ def test_types_and_wrongtype() -> None:
     assert call(ctx, "LPUSH", b"h", b"x") == wrongtype
     assert call(ctx, "HGET", b"z", b"x") == wrongtype
     assert call(ctx, "SET", b"z", b"now a string") is not None and call(ctx, "TYPE", b"z") == "string"
+
+
+class _WalkingKeyspace(Keyspace):
+    """A keyspace with a point-in-time walk hooked in, as a dump running alongside writes has."""
+
+    __slots__ = ("saving",)
+
+
+class _Walk:
+    """The walk's side of the protocol: told before a key changes, it keeps the entry it must still emit."""
+
+    def __init__(self, db: Keyspace) -> None:
+        self.db = db
+        self.remembered: dict[bytes, tuple[Any, Any]] = {}
+
+    def before_change(self, key: bytes) -> None:
+        if key not in self.remembered:
+            self.remembered[key] = (self.db.data.get(key), None)
+
+
+def test_a_collection_changed_during_a_point_in_time_walk_is_copied_once() -> None:
+    db = _WalkingKeyspace()
+    db.saving = None
+    ctx = Ctx(db, "local", "n1", itertools.count(1).__next__)
+    for fill in (("HSET", b"h", b"f", b"1"), ("RPUSH", b"l", *[b"x"] * 200), ("SADD", b"s", b"a"),
+                 ("ZADD", b"z", b"1", b"a")):
+        call(ctx, *fill)
+    before = {b"h": dict(call(ctx, "HGETALL", b"h"))}
+    walk = _Walk(db)
+    db.saving = walk
+    live = {k: db.data[k][0] for k in (b"h", b"l", b"s", b"z")}
+    call(ctx, "HSET", b"h", b"g", b"2")
+    call(ctx, "RPUSH", b"l", b"y")
+    call(ctx, "SADD", b"s", b"b")
+    call(ctx, "ZADD", b"z", b"2", b"b")
+    for key, value in live.items():
+        held = walk.remembered[key][0][0]
+        assert held is value  # the walk still holds the value as it was...
+        assert db.data[key][0] is not value  # ...and the key now holds a copy
+    assert walk.remembered[b"h"][0][0] == before[b"h"]
+    assert len(walk.remembered[b"l"][0][0]) == 200 and walk.remembered[b"s"][0][0] == {b"a"}
+    copies = {k: db.data[k][0] for k in live}
+    call(ctx, "HSET", b"h", b"k", b"3")
+    call(ctx, "SADD", b"s", b"c")
+    assert db.data[b"h"][0] is copies[b"h"] and db.data[b"s"][0] is copies[b"s"]  # once per key and walk

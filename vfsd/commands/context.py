@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from vfsd.codec import RAW
-from vfsd.store.keyspace import CTIME, Entry, Keyspace
+from vfsd.store.keyspace import CTIME, KIND, VALUE, Entry, Keyspace
+from vfsd.store.values import copy_value
 
 
 class ChangeSink(Protocol):
@@ -124,6 +125,26 @@ class Ctx:
         if expires:
             expires.pop(key, None)
         return entry
+
+    def mutable(self, key: bytes, entry: Entry) -> Any:
+        """The value of ``entry`` (live at ``key``) for a command to change in place.
+
+        Collections are changed in place (vfsd.store.values). A point-in-time walk of the
+        keyspace (a dump being written while writes go on) keeps the entries it still has to
+        emit by reference, as entries are immutable tuples; a collection changed in place
+        would change under it. So when such a walk is running (``db.saving``) it is told
+        first (``before_change``), and if it now holds this very entry the command gets a
+        copy to change, leaving the walk the old value (copy-on-write, once per key and walk).
+        """
+        value = entry[VALUE]
+        saving = getattr(self.db, "saving", None)
+        if saving is None or type(value) is bytes:
+            return value
+        saving.before_change(key)
+        held = getattr(saving, "remembered", {}).get(key)
+        if held is not None and held[0] is entry:
+            return copy_value(entry[KIND], value)
+        return value
 
     def remove(self, key: bytes) -> Entry | None:
         return self.db.delete(key)

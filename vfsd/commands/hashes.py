@@ -46,7 +46,7 @@ def _hash(ctx: Ctx, key: bytes) -> dict[bytes, bytes] | None:
 def _set_pairs(ctx: Ctx, argv: list[bytes]) -> int:
     key = argv[1]
     old = typed(ctx, key, HASH)
-    value: dict[bytes, bytes] = {} if old is None else old[VALUE]
+    value: dict[bytes, bytes] = {} if old is None else ctx.mutable(key, old)
     args = argv[2:]
     value = hash_after_args(value, args, len(args) // 2)
     before = len(value)
@@ -81,7 +81,7 @@ def hmset(ctx: Ctx, argv: list[bytes]) -> object:
 def hsetnx(ctx: Ctx, argv: list[bytes]) -> int:
     key, field = argv[1], argv[2]
     old = typed(ctx, key, HASH)
-    value: dict[bytes, bytes] = {} if old is None else old[VALUE]
+    value: dict[bytes, bytes] = {} if old is None else ctx.mutable(key, old)
     if field in value:
         return 0
     value = hash_after_args(value, argv[2:4], 1)
@@ -117,7 +117,7 @@ def hdel(ctx: Ctx, argv: list[bytes]) -> int:
     old = typed(ctx, key, HASH)
     if old is None:
         return 0
-    value: dict[bytes, bytes] = old[VALUE]
+    value: dict[bytes, bytes] = ctx.mutable(key, old)
     deleted = 0
     for field in argv[2:]:
         if value.pop(field, None) is not None:
@@ -202,7 +202,7 @@ def hincrby(ctx: Ctx, argv: list[bytes]) -> int:
     key, field = argv[1], argv[2]
     delta = parse_int(argv[3])
     old = typed(ctx, key, HASH)
-    value: dict[bytes, bytes] = {} if old is None else old[VALUE]
+    value: dict[bytes, bytes] = {} if old is None else ctx.mutable(key, old)
     current = value.get(field)
     number = 0 if current is None else parse_int(current, NOT_INTEGER_VALUE)
     result = number + delta
@@ -223,7 +223,7 @@ def hincrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
     key, field = argv[1], argv[2]
     delta = _float_increment(argv[3])
     old = typed(ctx, key, HASH)
-    value: dict[bytes, bytes] = {} if old is None else old[VALUE]
+    value: dict[bytes, bytes] = {} if old is None else ctx.mutable(key, old)
     current = value.get(field)
     number = Decimal(0)
     if current is not None:

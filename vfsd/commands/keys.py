@@ -261,7 +261,7 @@ def _rename(ctx: Ctx, argv: list[bytes], nx: bool) -> Any:
         ctx.remove(destination)
     deadline = ctx.db.expire_at(source)
     ctx.remove(source)
-    moved = ctx.write(destination, entry[VALUE], entry[KIND], old=entry)  # keeps its ctime, a fresh revision
+    moved = ctx.write(destination, ctx.mutable(source, entry), entry[KIND], old=entry)  # keeps its ctime
     if deadline is not None:
         ctx.db.set_expire(destination, deadline)
     ctx.notify("g", "rename_from", source)

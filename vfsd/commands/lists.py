@@ -34,8 +34,9 @@ def _length(value: Any) -> int:
     return packed_len(value) if type(value) is bytes else len(value)
 
 
-def _opened(entry: Entry) -> tuple[deque[bytes], bool]:
-    value = entry[VALUE]
+def _opened(ctx: Ctx, key: bytes, entry: Entry) -> tuple[deque[bytes], bool]:
+    """The list to change (a deque) and whether it was packed."""
+    value = ctx.mutable(key, entry)
     return open_list(value), type(value) is bytes
 
 
@@ -48,7 +49,7 @@ def _push(ctx: Ctx, argv: list[bytes], left: bool, only_existing: bool) -> int:
         items: deque[bytes] = deque()
         packed = True
     else:
-        items, packed = _opened(old)
+        items, packed = _opened(ctx, key, old)
     if left:
         items.extendleft(argv[2:])
     else:
@@ -111,7 +112,7 @@ def _pop(ctx: Ctx, argv: list[bytes], left: bool) -> Any:
         return NULL_ARRAY if has_count else None
     if has_count and count == 0:
         return []
-    items, packed = _opened(old)
+    items, packed = _opened(ctx, key, old)
     taken = _take(items, left, count if has_count else 1)
     _removed(ctx, key, old, items, packed, "lpop" if left else "rpop")
     return taken if has_count else taken[0]
@@ -200,7 +201,7 @@ def lset(ctx: Ctx, argv: list[bytes]) -> Any:
     if old is None:
         raise NO_SUCH_KEY
     index = parse_int(argv[2])
-    items, packed = _opened(old)
+    items, packed = _opened(ctx, key, old)
     if not -len(items) <= index < len(items):
         raise INDEX_OUT_OF_RANGE
     items[index] = argv[3]
@@ -224,7 +225,7 @@ def linsert(ctx: Ctx, argv: list[bytes]) -> int:
     old = typed(ctx, key, LIST)
     if old is None:
         return 0
-    items, packed = _opened(old)
+    items, packed = _opened(ctx, key, old)
     try:
         at = items.index(argv[3])
     except ValueError:
@@ -244,7 +245,7 @@ def lrem(ctx: Ctx, argv: list[bytes]) -> int:
     old = typed(ctx, key, LIST)
     if old is None:
         return 0
-    items, packed = _opened(old)
+    items, packed = _opened(ctx, key, old)
     values = list(items)
     limit = abs(count)
     removed = 0
@@ -276,7 +277,7 @@ def ltrim(ctx: Ctx, argv: list[bytes]) -> Any:
     old = typed(ctx, key, LIST)
     if old is None:
         return OK
-    items, packed = _opened(old)
+    items, packed = _opened(ctx, key, old)
     lo, hi = _span(start, end, len(items))
     for _ in range(len(items) - hi):
         items.pop()
@@ -353,7 +354,7 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
     dst = ctx.lookup(destination) if destination != source else src
     if dst is not None and dst[KIND] != LIST:
         raise WRONGTYPE
-    items, packed = _opened(src)
+    items, packed = _opened(ctx, source, src)
     element = items.popleft() if from_left else items.pop()
     if destination == source:
         (items.appendleft if to_left else items.append)(element)
@@ -365,7 +366,7 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
         target: deque[bytes] = deque()
         target_packed = True
     else:
-        target, target_packed = _opened(dst)
+        target, target_packed = _opened(ctx, destination, dst)
     (target.appendleft if to_left else target.append)(element)
     ctx.notify("l", "lpush" if to_left else "rpush", destination,
                store(ctx, destination, close_list(target, target_packed), LIST, dst))
@@ -417,7 +418,7 @@ def _mpop(ctx: Ctx, keys: list[bytes], left: bool, count: int) -> list[Any] | No
         old = typed(ctx, key, LIST)
         if old is None:
             continue
-        items, packed = _opened(old)
+        items, packed = _opened(ctx, key, old)
         taken = _take(items, left, count)
         _removed(ctx, key, old, items, packed, "lpop" if left else "rpop")
         return [key, taken]
@@ -461,7 +462,7 @@ def _bpop(ctx: Ctx, argv: list[bytes], left: bool) -> Any:
         old = typed(ctx, key, LIST)
         if old is None:
             continue
-        items, packed = _opened(old)
+        items, packed = _opened(ctx, key, old)
         element = items.popleft() if left else items.pop()
         _removed(ctx, key, old, items, packed, "lpop" if left else "rpop")
         return [key, element]

@@ -82,14 +82,14 @@ def sadd(ctx: Ctx, argv: list[bytes]) -> int:
     key = argv[1]
     old = typed(ctx, key, SET)
     hint = len(argv) - 2
-    value = new_set(argv[2], hint) if old is None else set_before_adds(old[VALUE], hint)
+    value = new_set(argv[2], hint) if old is None else set_before_adds(ctx.mutable(key, old), hint)
     added = 0
     for member in argv[2:]:
         value, fresh = set_add(value, member)
         added += fresh
     if added:
         ctx.notify("s", "sadd", key, store(ctx, key, value, SET, old))
-    elif old is not None and value is not old[VALUE]:
+    elif old is not None and type(value) is not type(old[VALUE]):
         # Only the encoding changed (a bulk add of existing members passed a limit): no change a
         # client can see, so the same revision, no event, no WATCH.
         ctx.db.data[key] = (value, *old[1:])
@@ -113,7 +113,7 @@ def srem(ctx: Ctx, argv: list[bytes]) -> int:
     old = typed(ctx, key, SET)
     if old is None:
         return 0
-    value: set[bytes] = old[VALUE]
+    value: set[bytes] = ctx.mutable(key, old)
     removed = 0
     for member in argv[2:]:
         if member in value:
@@ -174,7 +174,7 @@ def spop(ctx: Ctx, argv: list[bytes]) -> Any:
         old = typed(ctx, key, SET)
         if old is None or count == 0:
             return set()
-        value: set[bytes] = old[VALUE]
+        value: set[bytes] = ctx.mutable(key, old)
         if count >= len(value):
             popped = set(value)
             ctx.remove(key)
@@ -188,7 +188,7 @@ def spop(ctx: Ctx, argv: list[bytes]) -> Any:
     old = typed(ctx, key, SET)
     if old is None:
         return None
-    value = old[VALUE]
+    value = ctx.mutable(key, old)
     member = _pick(ctx, value)
     value.discard(member)
     _removed(ctx, key, old, value, "spop")
@@ -226,12 +226,12 @@ def smove(ctx: Ctx, argv: list[bytes]) -> int:
         raise WRONGTYPE
     if source == destination:
         return int(member in src[VALUE])
-    value: set[bytes] = src[VALUE]
+    value: set[bytes] = ctx.mutable(source, src)
     if member not in value:
         return 0
     value.discard(member)
     _removed(ctx, source, src, value, "srem")
-    target = new_set(member, 1) if dst is None else dst[VALUE]
+    target = new_set(member, 1) if dst is None else ctx.mutable(destination, dst)
     target, added = set_add(target, member)
     if added:
         ctx.notify("s", "sadd", destination, store(ctx, destination, target, SET, dst))

@@ -115,7 +115,7 @@ def _zadd(ctx: Ctx, argv: list[bytes], incr: bool) -> Any:
         # zsetTypeCreate: sized by the pair count and the first member's length.
         zs.skiplist = len(pairs) > ZSET_MAX_LISTPACK_ENTRIES or len(pairs[0][1]) > ZSET_MAX_LISTPACK_VALUE
     else:
-        zs = old[VALUE]
+        zs = ctx.mutable(key, old)
         if not zs.skiplist and len(pairs) > ZSET_MAX_LISTPACK_ENTRIES:
             zs.skiplist = True
     nx, xx, gt, lt = b"nx" in flags, b"xx" in flags, b"gt" in flags, b"lt" in flags
@@ -168,7 +168,7 @@ def zadd(ctx: Ctx, argv: list[bytes]) -> Any:
             zs = ZSet()
             zs.skiplist = len(member) > ZSET_MAX_LISTPACK_VALUE
         else:
-            zs = old[VALUE]
+            zs = ctx.mutable(key, old)
         previous = zs.scores.get(member)
         if previous is not None and previous == score:
             return 0
@@ -228,7 +228,7 @@ def zrem(ctx: Ctx, argv: list[bytes]) -> int:
     old = typed(ctx, key, ZSET)
     if old is None:
         return 0
-    zs: ZSet = old[VALUE]
+    zs: ZSet = ctx.mutable(key, old)
     removed = 0
     for member in argv[2:]:
         if zs.remove(member):
@@ -546,7 +546,7 @@ def _remrange(ctx: Ctx, argv: list[bytes], by: str) -> int:
     old = typed(ctx, key, ZSET)
     if old is None:
         return 0
-    zs: ZSet = old[VALUE]
+    zs: ZSet = ctx.mutable(key, old)
     n = len(zs)
     if by == "rank":
         if first < 0:
@@ -610,7 +610,7 @@ def zremrangebylex(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 def _pop_from(ctx: Ctx, key: bytes, old: Entry, count: int, highest: bool) -> list[tuple[bytes, float]]:
-    zs: ZSet = old[VALUE]
+    zs: ZSet = ctx.mutable(key, old)
     popped = zs.pop(count, highest)
     _store_zset(ctx, key, old, zs, "zpopmax" if highest else "zpopmin")
     return popped
