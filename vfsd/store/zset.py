@@ -16,6 +16,13 @@ Range boundaries are found by bisecting with a bare score key: it sorts
 before every key that extends it, so ``bisect_left(score_key(s))`` is the
 first element whose score is at least ``s``.
 
+The order is kept lazily, as the keyspace keeps its key order: ZADD, ZINCRBY
+and ZREM change the dict and note the member's previous score in ``_pending``;
+the first command that needs order (``order``) applies the pending changes to
+the SortedList (one remove and one add each), or rebuilds it with one sort when
+more than an eighth of the members changed. A stream of ZADDs then costs dict
+updates, not ordered inserts, and a ZADD followed by a ZRANGE costs what it did.
+
 Lexicographic ranges (ZRANGEBYLEX and friends) are only meaningful when every
 score is equal; then they bisect. When scores differ Redis walks its listpack
 in order, and so do we (``lex_span``), which reproduces Redis's answers for the
@@ -49,13 +56,35 @@ LexBound = tuple[int, bytes, bool]
 
 
 class ZSet:
-    __slots__ = ("scores", "order", "skiplist")
+    __slots__ = ("scores", "_order", "_pending", "skiplist")
 
     def __init__(self) -> None:
         self.scores: dict[bytes, float] = {}
-        self.order: SortedList = SortedList()
+        self._order: SortedList = SortedList()
+        #: member -> the score it is filed under in ``_order`` (None: not filed), for members changed
+        #: since the order was last brought up to date.
+        self._pending: dict[bytes, float | None] = {}
         #: Redis's encoding: True once it would have converted the listpack to a skiplist.
         self.skiplist = False
+
+    @property
+    def order(self) -> SortedList:
+        """The order keys, ascending (pending changes applied first)."""
+        pending = self._pending
+        if pending:
+            scores = self.scores
+            if len(pending) * 8 > len(self._order) + 64:
+                self._order = SortedList(score_key(s) + m for m, s in scores.items())
+            else:
+                order = self._order
+                for member, filed in pending.items():
+                    if filed is not None:
+                        order.remove(score_key(filed) + member)
+                    score = scores.get(member)
+                    if score is not None:
+                        order.add(score_key(score) + member)
+            pending.clear()
+        return self._order
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -78,7 +107,7 @@ class ZSet:
     def copy(self) -> "ZSet":
         out = ZSet()
         out.scores = dict(self.scores)
-        out.order = SortedList(self.order)
+        out._order = SortedList(self.order)
         out.skiplist = self.skiplist
         return out
 
@@ -88,19 +117,19 @@ class ZSet:
             score = 0.0  # a listpack stores an integral score as an integer: -0 becomes 0 (zzlInsertAt)
         scores = self.scores
         old = scores.get(member)
-        if old is not None:
-            if old == score:  # Redis compares with ==: 0 and -0 are the same score
-                return old
-            self.order.remove(score_key(old) + member)
+        if old is not None and old == score:  # Redis compares with ==: 0 and -0 are the same score
+            return old
+        if member not in self._pending:
+            self._pending[member] = old
         scores[member] = score
-        self.order.add(score_key(score) + member)
         return old
 
     def remove(self, member: bytes) -> bool:
         score = self.scores.pop(member, None)
         if score is None:
             return False
-        self.order.remove(score_key(score) + member)
+        if member not in self._pending:
+            self._pending[member] = score
         return True
 
     def items(self) -> Iterator[tuple[bytes, float]]:
