@@ -169,7 +169,8 @@ def _sort(ctx: Ctx, argv: list[bytes], read_only: bool) -> Any:
             elements.reverse()
         chosen = elements[start : end + 1] if end >= start else []
     else:
-        chosen = _sorted(ctx, elements, by, alpha, o.desc, o.store is not None)[start : end + 1] if end >= start else []
+        ordered = _sorted(ctx, elements, by, alpha, o.desc, o.store is not None)  # scores every element: a bad
+        chosen = ordered[start : end + 1] if end >= start else []  # one is an error whatever LIMIT picks
     rows: list[bytes | None] = []
     for element in chosen:
         if not o.gets:
