@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark vfsd against redis-server, measured in the same run (DESIGN.md §5: ratios, never timed tests).
 
-    python compat/bench.py [--quick] [--requests N] [--clients C] [--files N]
+    python compat/bench.py [--quick] [--requests N] [--clients C] [--files N] [--types-only]
 
 Theory of operation. Both servers are started here, on free loopback ports,
 each in its own process group (so a Ctrl-C in the terminal reaches this
@@ -18,16 +18,24 @@ script, which then stops them; nothing is left behind on error either).
    CPU microseconds per request: on a small machine redis-benchmark itself is
    often the bottleneck, and then ops/s says little while CPU per request
    still shows what each request costs the server.
+   The data-type tests (``-t lpush,rpop,sadd,spop,hset,zadd,lrange_100``) run
+   at ``-P 1`` on both keyspaces; on paths they are the same commands on
+   ``/run/bench/mylist``, ``/run/bench/myset``... (LRANGE_100 reads the list its
+   own LPUSH run filled, as redis-benchmark's does).
    Scripts: ``EVALSHA`` of a small read script (GET) and a small write
    script (SET), SCRIPT LOADed on both servers, on local keys, at ``-P 1``
    and ``-P 16`` (target 0.5 of redis-server at -P 1; ``--only-scripts``).
-2. Memory. Fresh servers are started; 1,000,000 small files
-   ``/hw/node-NNNN/cpu/N`` with 100-byte values are loaded into each through a
-   raw socket writer (pipelined MSETs of 100 files); VmRSS from
-   ``/proc/<pid>/status`` before and after gives bytes per file.
+2. Memory. Fresh servers are started for each load, read through a raw socket
+   writer (pipelined commands of 100 items): 1,000,000 small files
+   ``/hw/node-NNNN/cpu/N`` with 100-byte values (MSET); one hash of 1,000,000
+   fields ``field:NNNNNNN`` -> ``value:NNNNNNN`` (HSET); 100,000 lists
+   ``/run/q/NNNNNN`` of 10 elements ``job-NNNNNNN`` (RPUSH). VmRSS from
+   ``/proc/<pid>/status`` before and after gives bytes per file or element.
 
 A markdown summary compares each ratio with its target (vfsd/redis ops/s >= 0.6
-at -P 1 and >= 0.25 at -P 16; memory <= 2.5x redis-server). The exit code is 0
+at -P 1 and >= 0.25 at -P 16 for the string tests, >= 0.5 at -P 1 for the data-type
+tests; memory <= 2.5x redis-server per file, <= 3x per hash field or list element).
+The exit code is 0
 whatever the ratios are: this is a measurement, not a test. It is 1 when a run
 breaks (a server dies, redis-benchmark fails; what was measured is still
 printed), 2 when a required program is missing and 130 when interrupted.
@@ -57,6 +65,9 @@ KEYSPACE_SIZE = 100_000  # redis-benchmark -r
 VALUE = "xxx"  # redis-benchmark's default 3-byte payload (-d 3), used in the custom commands too
 TESTS = ("set", "get", "incr", "mset")
 PIPELINES = (1, 16)
+#: redis-benchmark's data-type tests, in its order (RPOP and SPOP drain what LPUSH and SADD built).
+TYPE_TESTS = ("lpush", "rpop", "sadd", "spop", "hset", "zadd", "lrange_100")
+TYPE_PIPELINES = (1,)
 KEYSPACES = ("local", "paths")
 TARGET_RATIO = {1: 0.6, 16: 0.25}
 #: EVALSHA of a small read script and a small write script, loaded with SCRIPT LOAD on both servers.
@@ -64,7 +75,11 @@ SCRIPTS = {"evalsha-read": "return redis.call('GET', KEYS[1])",
            "evalsha-write": "return redis.call('SET', KEYS[1], ARGV[1])"}
 SCRIPT_PIPELINES = (1, 16)
 TARGET_SCRIPT_RATIO = {1: 0.5, 16: 0.25}
-TARGET_MEMORY_RATIO = 2.5
+TARGET_TYPE_RATIO = 0.5
+TARGET_MEMORY_RATIO = {"files": 2.5, "hash": 3.0, "lists": 3.0}
+HASH_FIELDS = 1_000_000
+LISTS = 100_000
+LIST_ELEMENTS = 10
 FILE_VALUE_BYTES = 100
 FILES_PER_MSET = 100
 MSETS_PER_ROUND_TRIP = 100
@@ -198,6 +213,18 @@ def servers(workdir: Path, redis_server: str) -> Iterator[dict[str, Server]]:
 def path_command(test: str) -> list[str]:
     """redis-benchmark's custom-command form of ``test`` on /run paths."""
     key = "/run/bench/__rand_int__"
+    typed = {
+        "lpush": ["LPUSH", "/run/bench/mylist", VALUE],
+        "lpush-fill": ["LPUSH", "/run/bench/mylist", VALUE],
+        "rpop": ["RPOP", "/run/bench/mylist"],
+        "sadd": ["SADD", "/run/bench/myset", "element:__rand_int__"],
+        "spop": ["SPOP", "/run/bench/myset"],
+        "hset": ["HSET", "/run/bench/myhash", "element:__rand_int__", VALUE],
+        "zadd": ["ZADD", "/run/bench/myzset", "__rand_int__", "element:__rand_int__"],
+        "lrange_100": ["LRANGE", "/run/bench/mylist", "0", "99"],
+    }
+    if test in typed:
+        return typed[test]
     if test == "set":
         return ["SET", key, VALUE]
     if test == "get":
@@ -243,6 +270,8 @@ def run_benchmark(bench: str, server: Server, test: str, pipeline: int, keyspace
     if done.returncode != 0:
         raise RuntimeError(f"redis-benchmark failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     rows = [row for row in csv.reader(io.StringIO(done.stdout)) if row and row[0] != "test"]
+    if test == "lrange_100" and keyspace == "local" and len(rows) == 2:
+        rows = rows[1:]  # redis-benchmark first runs "LPUSH (needed to benchmark LRANGE)"
     if len(rows) != 1:
         raise RuntimeError(f"expected one CSV row from redis-benchmark, got: {done.stdout!r}")
     client_cpu = (children_after.ru_utime - children_before.ru_utime) + (children_after.ru_stime - children_before.ru_stime)
@@ -251,11 +280,15 @@ def run_benchmark(bench: str, server: Server, test: str, pipeline: int, keyspace
                cpu_us_per_request=ticks / CLK_TCK / requests * 1e6, client_cpu_pct=100 * client_cpu / wall)
 
 
-def throughput(bench: str, srv: dict[str, Server], requests: int, clients: int, pairs: list[tuple[Run, Run]]) -> None:
+def throughput(bench: str, srv: dict[str, Server], requests: int, clients: int, pairs: list[tuple[Run, Run]],
+               tests: tuple[str, ...] = TESTS, pipelines: tuple[int, ...] = PIPELINES) -> None:
     """Append a (vfsd, redis) pair of runs to ``pairs`` per (keyspace, pipeline, test), as each completes."""
     for keyspace in KEYSPACES:
-        for pipeline in PIPELINES:
-            for test in TESTS:
+        for pipeline in pipelines:
+            for test in tests:
+                if test == "lrange_100" and keyspace == "paths":
+                    for name in ("redis", "vfsd"):  # fill the list LRANGE reads, as redis-benchmark does
+                        run_benchmark(bench, srv[name], "lpush-fill", pipeline, keyspace, requests, clients)
                 runs = {}
                 for name in ("redis", "vfsd"):  # the same commands, back to back, against each server
                     runs[name] = run_benchmark(bench, srv[name], test, pipeline, keyspace, requests, clients)
@@ -342,6 +375,44 @@ def load_files(server: Server, files: int) -> float:
     return time.monotonic() - started
 
 
+def send_batches(server: Server, commands: list[bytes], expected_reply: bytes | None) -> float:
+    """Write ``commands`` MSETS_PER_ROUND_TRIP at a time and check every reply; returns seconds taken."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+        for i in range(0, len(commands), MSETS_PER_ROUND_TRIP):
+            chunk = commands[i : i + MSETS_PER_ROUND_TRIP]
+            sock.sendall(b"".join(chunk))
+            got = b""
+            while got.count(b"\r\n") < len(chunk):
+                data = sock.recv(65536)
+                if not data:
+                    raise RuntimeError(f"{server.name} closed the connection while loading")
+                got += data
+            if got[:1] == b"-" or b"\r\n-" in got:
+                raise RuntimeError(f"{server.name} refused a command: {got[:200]!r}")
+            if expected_reply is not None and got != expected_reply * len(chunk):
+                raise RuntimeError(f"{server.name}: unexpected replies while loading: {got[:200]!r}")
+    return time.monotonic() - started
+
+
+def load_hash(server: Server, fields: int) -> float:
+    """One hash of ``fields`` fields, HSETs of FILES_PER_MSET fields each."""
+    commands = []
+    for start in range(0, fields, FILES_PER_MSET):
+        args = [b"HSET", b"/run/bench/bighash"]
+        for i in range(start, min(start + FILES_PER_MSET, fields)):
+            args += [b"field:%07d" % i, b"value:%07d" % i]
+        commands.append(resp(*args))
+    return send_batches(server, commands, None)
+
+
+def load_lists(server: Server, lists: int, elements: int) -> float:
+    """``lists`` lists of ``elements`` short elements each, one RPUSH per list."""
+    commands = [resp(b"RPUSH", b"/run/q/%06d" % n, *[b"job-%07d" % (n * elements + j) for j in range(elements)])
+                for n in range(lists)]
+    return send_batches(server, commands, None)
+
+
 @dataclass
 class Memory:
     server: str
@@ -349,22 +420,29 @@ class Memory:
     rss_before: int
     rss_after: int
     load_s: float
+    what: str = "files"
 
     @property
     def bytes_per_file(self) -> float:
         return (self.rss_after - self.rss_before) / self.files
 
 
-def memory(srv: dict[str, Server], files: int) -> dict[str, Memory]:
+def memory(srv: dict[str, Server], files: int, what: str = "files") -> dict[str, Memory]:
     out: dict[str, Memory] = {}
     for name in ("redis", "vfsd"):
         server = srv[name]
         before = server.rss_bytes()
-        took = load_files(server, files)
+        if what == "files":
+            took, count = load_files(server, files), files
+        elif what == "hash":
+            took, count = load_hash(server, files), files
+        else:
+            took, count = load_lists(server, files, LIST_ELEMENTS), files * LIST_ELEMENTS
         time.sleep(0.5)  # let the allocator settle before reading RSS (a measurement, not a wait for a condition)
-        out[name] = m = Memory(server.name, files, before, server.rss_bytes(), took)
-        print(f"  {m.server:12} {files:,} files loaded in {took:5.1f} s  RSS {before / 2**20:7.1f} -> "
-              f"{m.rss_after / 2**20:7.1f} MiB  = {m.bytes_per_file:6.1f} bytes/file", flush=True)
+        out[name] = m = Memory(server.name, count, before, server.rss_bytes(), took, what)
+        unit = {"files": "file", "hash": "field", "lists": "element"}[what]
+        print(f"  {m.server:12} {count:,} {unit}s loaded in {took:5.1f} s  RSS {before / 2**20:7.1f} -> "
+              f"{m.rss_after / 2**20:7.1f} MiB  = {m.bytes_per_file:6.1f} bytes/{unit}", flush=True)
     return out
 
 
@@ -375,7 +453,7 @@ def mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def summary(pairs: list[tuple[Run, Run]], mem: dict[str, Memory] | None, requests: int, clients: int) -> str:
+def summary(pairs: list[tuple[Run, Run]], mems: list[dict[str, Memory]], requests: int, clients: int) -> str:
     lines = [
         f"### vfsd vs redis-server ({requests:,} requests, {clients} clients, -r {KEYSPACE_SIZE:,}, "
         f"{os.cpu_count()} CPUs)",
@@ -386,7 +464,12 @@ def summary(pairs: list[tuple[Run, Run]], mem: dict[str, Memory] | None, request
     ]
     for vfsd, redis in pairs:
         ratio = vfsd.ops_per_s / redis.ops_per_s if redis.ops_per_s else float("nan")
-        target = (TARGET_SCRIPT_RATIO if vfsd.test in SCRIPTS else TARGET_RATIO)[vfsd.pipeline]
+        if vfsd.test in SCRIPTS:
+            target = TARGET_SCRIPT_RATIO[vfsd.pipeline]
+        elif vfsd.test in TYPE_TESTS:
+            target = TARGET_TYPE_RATIO
+        else:
+            target = TARGET_RATIO[vfsd.pipeline]
         # below one clock tick of server CPU over a whole run there is nothing to divide by
         cpu_ratio = f"{vfsd.cpu_us_per_request / redis.cpu_us_per_request:.1f}x" if redis.cpu_us_per_request else "n/a"
         lines.append(
@@ -394,16 +477,20 @@ def summary(pairs: list[tuple[Run, Run]], mem: dict[str, Memory] | None, request
             f"| {ratio:.2f} | >= {target} | {mark(ratio >= target)} | {vfsd.cpu_us_per_request:.2f} "
             f"| {redis.cpu_us_per_request:.2f} | {cpu_ratio} |"
         )
-    if mem is not None:
-        v, r = mem["vfsd"], mem["redis"]
-        ratio = v.bytes_per_file / r.bytes_per_file if r.bytes_per_file > 0 else float("inf")
+    if mems:
         lines += [
             "",
-            "| memory | files | vfsd bytes/file | redis bytes/file | ratio | target | met |",
+            "| memory | items | vfsd bytes/item | redis bytes/item | ratio | target | met |",
             "|---|---:|---:|---:|---:|---:|:-:|",
-            f"| RSS per file (100-byte values) | {v.files:,} | {v.bytes_per_file:.0f} | {r.bytes_per_file:.0f} "
-            f"| {ratio:.2f}x | <= {TARGET_MEMORY_RATIO}x | {mark(ratio <= TARGET_MEMORY_RATIO)} |",
         ]
+        labels = {"files": "RSS per file (100-byte values)", "hash": "RSS per field of one hash",
+                  "lists": "RSS per element of 10-element lists"}
+        for mem in mems:
+            v, r = mem["vfsd"], mem["redis"]
+            ratio = v.bytes_per_file / r.bytes_per_file if r.bytes_per_file > 0 else float("inf")
+            target = TARGET_MEMORY_RATIO[v.what]
+            lines.append(f"| {labels[v.what]} | {v.files:,} | {v.bytes_per_file:.0f} | {r.bytes_per_file:.0f} "
+                         f"| {ratio:.2f}x | <= {target}x | {mark(ratio <= target)} |")
     lines += [
         "",
         "ratio = vfsd ops/s / redis ops/s (higher is better); cpu = server CPU time per request from /proc/<pid>/stat "
@@ -423,9 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-memory", action="store_true", help="only measure throughput")
     parser.add_argument("--skip-scripts", action="store_true", help="leave out the EVALSHA runs")
     parser.add_argument("--only-scripts", action="store_true", help="only the EVALSHA runs")
+    parser.add_argument("--types-only", action="store_true",
+                        help="only the data-type tests and the hash and list memory (not SET/GET/INCR/MSET, files)")
     args = parser.parse_args(argv)
     requests = args.requests or (20_000 if args.quick else 200_000)
     files = args.files or (100_000 if args.quick else 1_000_000)
+    hash_fields = HASH_FIELDS // 10 if args.quick else HASH_FIELDS
+    lists = LISTS // 10 if args.quick else LISTS
 
     missing = [p for p in ("redis-server", "redis-benchmark") if shutil.which(p) is None]
     if missing:
@@ -440,31 +531,40 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     pairs: list[tuple[Run, Run]] = []
-    mem: dict[str, Memory] | None = None
+    mems: list[dict[str, Memory]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="vfsd-bench-") as tmp:
             workdir = Path(tmp)
             if not args.skip_throughput:
                 print(f"throughput: redis-benchmark -c {args.clients} -n {requests} -r {KEYSPACE_SIZE} --csv", flush=True)
                 with servers(workdir / "throughput", redis_server) as srv:
-                    if not args.only_scripts:
+                    if not args.types_only and not args.only_scripts:
                         throughput(bench, srv, requests, args.clients, pairs)
-                    if not args.skip_scripts:
+                    if not args.only_scripts:
+                        throughput(bench, srv, requests, args.clients, pairs, TYPE_TESTS, TYPE_PIPELINES)
+                    if not args.skip_scripts and not args.types_only:
                         scripts(bench, srv, requests, args.clients, pairs)
             if not args.skip_memory and not args.only_scripts:
-                print(f"memory: {files:,} files /hw/node-NNNN/cpu/N, {FILE_VALUE_BYTES}-byte values, fresh servers",
-                      flush=True)
-                with servers(workdir / "memory", redis_server) as srv:
-                    mem = memory(srv, files)
+                if not args.types_only:
+                    print(f"memory: {files:,} files /hw/node-NNNN/cpu/N, {FILE_VALUE_BYTES}-byte values, fresh servers",
+                          flush=True)
+                    with servers(workdir / "memory", redis_server) as srv:
+                        mems.append(memory(srv, files))
+                print(f"memory: one hash of {hash_fields:,} fields, fresh servers", flush=True)
+                with servers(workdir / "memory-hash", redis_server) as srv:
+                    mems.append(memory(srv, hash_fields, "hash"))
+                print(f"memory: {lists:,} lists of {LIST_ELEMENTS} elements, fresh servers", flush=True)
+                with servers(workdir / "memory-lists", redis_server) as srv:
+                    mems.append(memory(srv, lists, "lists"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; servers stopped", file=sys.stderr)
         return 130
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:  # a broken run, not a missed target
         print(f"\nbench: failed: {exc}\n(servers stopped; partial results follow)", file=sys.stderr)
-        print(summary(pairs, mem, requests, args.clients))
+        print(summary(pairs, mems, requests, args.clients))
         return 1
     print()
-    print(summary(pairs, mem, requests, args.clients))
+    print(summary(pairs, mems, requests, args.clients))
     return 0
 
 

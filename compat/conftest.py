@@ -48,7 +48,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A real redis-server to compare printed output against (skips the test where it is not installed)."""
     if RedisServerProcess.binary() is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    proc = RedisServerProcess(tmp_path_factory.mktemp("compat-redis")).start()
+    # One database, as vfsd has (MOVE and SWAPDB answer alike).
+    proc = RedisServerProcess(tmp_path_factory.mktemp("compat-redis"), extra=["--databases", "1"]).start()
     try:
         yield proc
     finally:

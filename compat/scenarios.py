@@ -118,6 +118,153 @@ STRINGS: list[tuple[str, Any]] = [
     ("TTL {k}", -2),
 ]
 
+#: Scenario (g): the collection types, bits and keyspace commands, one table per family. Every reply here
+#: is the same in RESP2 and RESP3 (maps, sets and doubles are checked through the clients' own APIs).
+HASHES: list[tuple[str, Any]] = [
+    ("HSET {k}-h model H200 memory 141", 2),
+    ("HSET {k}-h model H100", 0),
+    ("HGET {k}-h model", "H100"),
+    ("HMGET {k}-h model none memory", ["H100", None, "141"]),
+    ("HSETNX {k}-h model X", 0),
+    ("HSETNX {k}-h vendor nvidia", 1),
+    ("HEXISTS {k}-h vendor", 1),
+    ("HLEN {k}-h", 3),
+    ("HSTRLEN {k}-h vendor", 6),
+    ("HKEYS {k}-h", ["model", "memory", "vendor"]),
+    ("HVALS {k}-h", ["H100", "141", "nvidia"]),
+    ("HINCRBY {k}-h memory 2", 143),
+    ("HINCRBYFLOAT {k}-h ratio 1.5", "1.5"),
+    ("HINCRBYFLOAT {k}-h ratio 0.25", "1.75"),
+    ("HINCRBY {k}-h model 1", Err("ERR hash value is not an integer")),
+    ("HMSET {k}-h a 1 b 2", "OK"),
+    ("HDEL {k}-h a b none", 2),
+    ("HSCAN {k}-h 0 MATCH m*", ["0", ["model", "H100", "memory", "143"]]),
+    ("HRANDFIELD {k}-none", None),
+    ("HSET {k}-h odd", Err("ERR wrong number of arguments for 'hset' command")),
+    ("GET {k}-h", WRONGTYPE),
+    ("TYPE {k}-h", "hash"),
+    ("HDEL {k}-h model memory vendor ratio", 4),
+    ("EXISTS {k}-h", 0),
+]
+
+LISTS: list[tuple[str, Any]] = [
+    ("RPUSH {k}-l a b c", 3),
+    ("LPUSH {k}-l z", 4),
+    ("LRANGE {k}-l 0 -1", ["z", "a", "b", "c"]),
+    ("LINDEX {k}-l -1", "c"),
+    ("LSET {k}-l 1 A", "OK"),
+    ("LSET {k}-l 9 x", Err("ERR index out of range")),
+    ("LINSERT {k}-l BEFORE b mid", 5),
+    ("LPOS {k}-l b", 3),
+    ("LREM {k}-l 0 mid", 1),
+    ("LLEN {k}-l", 4),
+    ("LMOVE {k}-l {k}-l2 LEFT RIGHT", "z"),
+    ("RPOPLPUSH {k}-l {k}-l2", "c"),
+    ("LRANGE {k}-l2 0 -1", ["c", "z"]),
+    ("LMPOP 2 {k}-none {k}-l LEFT COUNT 5", ["{k}-l", ["A", "b"]]),
+    ("EXISTS {k}-l", 0),
+    ("LPOP {k}-l2 5", ["c", "z"]),
+    ("LPOP {k}-l2", None),
+    ("RPUSHX {k}-l2 x", 0),
+    ("BLPOP {k}-none 0.01", None),
+    ("LTRIM {k}-none 0 1", "OK"),
+    ("LSET {k}-none 0 x", Err("ERR no such key")),
+]
+
+SETS: list[tuple[str, Any]] = [
+    ("SADD {k}-s 3 1 2", 3),
+    ("SADD {k}-s 2", 0),
+    ("SCARD {k}-s", 3),
+    ("SISMEMBER {k}-s 1", 1),
+    ("SMISMEMBER {k}-s 1 9", [1, 0]),
+    ("SADD {k}-t 2 3 4", 3),
+    ("SINTERCARD 2 {k}-s {k}-t", 2),
+    ("SINTERSTORE {k}-i {k}-s {k}-t", 2),
+    ("SUNIONSTORE {k}-u {k}-s {k}-t", 4),
+    ("SDIFFSTORE {k}-d {k}-s {k}-t", 1),
+    ("SISMEMBER {k}-d 1", 1),
+    ("SMOVE {k}-s {k}-d 3", 1),
+    ("SREM {k}-s 1 2 9", 2),
+    ("EXISTS {k}-s", 0),
+    ("SCARD {k}-d", 2),
+    ("DEL {k}-d {k}-t {k}-i {k}-u", 4),
+    ("SPOP {k}-d", None),
+    ("SRANDMEMBER {k}-none", None),
+    ("SINTERCARD 0 {k}-s", Err("ERR numkeys should be greater than 0")),
+]
+
+ZSETS: list[tuple[str, Any]] = [
+    ("ZADD {k}-z 1 a 2 b 3 c", 3),
+    ("ZADD {k}-z XX CH 5 a 9 none", 1),
+    ("ZADD {k}-z NX XX 1 a", Err("ERR XX and NX options at the same time are not compatible")),
+    ("ZCARD {k}-z", 3),
+    ("ZRANK {k}-z a", 2),
+    ("ZREVRANK {k}-z a", 0),
+    ("ZRANGE {k}-z 0 -1", ["b", "c", "a"]),
+    ("ZRANGE {k}-z (2 +inf BYSCORE", ["c", "a"]),
+    ("ZRANGE {k}-z +inf -inf BYSCORE REV LIMIT 0 2", ["a", "c"]),
+    ("ZRANGEBYSCORE {k}-z -inf 3", ["b", "c"]),
+    ("ZCOUNT {k}-z 2 5", 3),
+    ("ZADD {k}-lex 0 alpha 0 beta 0 gamma", 3),
+    ("ZRANGEBYLEX {k}-lex [b +", ["beta", "gamma"]),
+    ("ZLEXCOUNT {k}-lex - (gamma", 2),
+    ("ZREMRANGEBYLEX {k}-lex [alpha [beta", 2),
+    ("ZRANGESTORE {k}-copy {k}-z 0 1", 2),
+    ("ZUNIONSTORE {k}-u 2 {k}-z {k}-copy WEIGHTS 1 2", 3),
+    ("ZINTERSTORE {k}-i 2 {k}-z {k}-copy AGGREGATE MAX", 2),
+    ("ZDIFFSTORE {k}-d 2 {k}-z {k}-copy", 1),
+    ("ZREM {k}-z a none", 1),
+    ("ZREMRANGEBYRANK {k}-z 0 0", 1),
+    ("ZREMRANGEBYSCORE {k}-z -inf +inf", 1),
+    ("EXISTS {k}-z", 0),
+    ("ZMPOP 1 {k}-none MIN", None),
+    ("ZRANGE {k}-none 0 -1", []),
+    ("ZRANGE {k}-u 0 1 LIMIT 0 1", Err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX")),
+]
+
+BITS: list[tuple[str, Any]] = [
+    ("SETBIT {k}-b 7 1", 0),
+    ("SETBIT {k}-b 7 1", 1),
+    ("GETBIT {k}-b 7", 1),
+    ("GET {k}-b", "\x01"),
+    ("BITCOUNT {k}-b", 1),
+    ("BITPOS {k}-b 1", 7),
+    ("SET {k}-x foobar", "OK"),
+    ("BITCOUNT {k}-x 1 1", 6),
+    ("BITCOUNT {k}-x 5 30 BIT", 17),
+    ("BITOP AND {k}-and {k}-x {k}-b", 6),
+    ("BITFIELD {k}-f INCRBY u8 0 200 INCRBY u8 0 100 OVERFLOW SAT INCRBY u8 8 300", [200, 44, 255]),
+    ("BITFIELD_RO {k}-f GET u8 0 GET i8 8", [44, -1]),
+    ("LCS {k}-x {k}-x LEN", 6),
+    ("SUBSTR {k}-x 0 2", "foo"),
+    ("SETBIT {k}-b -1 1", Err("ERR bit offset is not an integer or out of range")),
+    ("SETBIT {k}-b 1 2", Err("ERR bit is not an integer or out of range")),
+]
+
+KEYSPACE: list[tuple[str, Any]] = [
+    ("RPUSH {k}-src a b", 2),
+    ("RENAME {k}-src {k}-dst", "OK"),
+    ("RENAMENX {k}-dst {k}-dst", 0),
+    ("RENAME {k}-none {k}-x", Err("ERR no such key")),
+    ("COPY {k}-dst {k}-copy", 1),
+    ("COPY {k}-dst {k}-copy", 0),
+    ("COPY {k}-dst {k}-copy REPLACE", 1),
+    ("LRANGE {k}-copy 0 -1", ["a", "b"]),
+    ("OBJECT ENCODING {k}-copy", "listpack"),
+    ("OBJECT ENCODING {k}-none", None),
+    ("TOUCH {k}-dst {k}-copy {k}-none", 2),
+    ("SORT {k}-dst DESC ALPHA", ["b", "a"]),
+    ("SORT {k}-dst ALPHA STORE {k}-sorted", 2),
+    ("SORT_RO {k}-sorted ALPHA LIMIT 1 1", ["b"]),
+    ("MOVE {k}-dst 1", Err("ERR DB index is out of range")),
+    ("MOVE {k}-dst 0", Err("ERR source and destination objects are the same")),
+    ("SWAPDB 0 0", "OK"),
+    ("RESTORE {k}-r 0 bogus", Err("ERR DUMP payload version or checksum are wrong")),
+    ("DEL {k}-dst {k}-copy {k}-sorted", 3),
+]
+
+FAMILIES = {"hashes": HASHES, "lists": LISTS, "sets": SETS, "zsets": ZSETS, "bits": BITS, "keyspace": KEYSPACE}
+
 #: Scenario (f): errors, with Redis's exact texts (vfsd adds its own for bad paths).
 ERRORS: list[tuple[tuple[str, ...], Err]] = [
     (("GET",), Err("ERR wrong number of arguments for 'get' command")),
@@ -143,5 +290,6 @@ def render_raw(reply: Any) -> str:
     if reply is None:
         return "\n"
     if isinstance(reply, list):
-        return "".join(render_raw(item) if item is not None else "\n" for item in reply) if reply else ""
+        # an empty array prints as an empty line, as any reply whose text is empty
+        return "".join(render_raw(item) if item is not None else "\n" for item in reply) if reply else "\n"
     return f"{reply}\n"

@@ -59,9 +59,10 @@ def wait_subscribed(pubsub: Any, count: int, timeout: float = 5.0) -> None:
 class RedisServerProcess:
     """A throwaway ``redis-server`` (no persistence) for differential checks; ``None`` if not installed."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: list[str] | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -74,7 +75,7 @@ class RedisServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.workdir)],
+             "--daemonize", "no", "--dir", str(self.workdir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         wait_for(self._ready, timeout=CLIENT_TIMEOUT_S, what=f"redis-server on port {self.port}")

@@ -18,7 +18,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import ResponseError, WatchError
 
-from compat.scenarios import ERRORS, PLANE_KEYS, SPANS_PLANES, STRINGS, WRONGTYPE, Err, steps
+from compat.scenarios import ERRORS, FAMILIES, PLANE_KEYS, SPANS_PLANES, STRINGS, WRONGTYPE, Err, steps
 from compat.support import CLIENT_TIMEOUT_S, as_map, next_message, wait_for, wait_subscribed
 from tests.conftest import VfsdProcess
 
@@ -472,3 +472,163 @@ async def test_async_json(ar: redis.asyncio.Redis, key: str) -> None:
     assert await ar.get(key) == '{"a":{"b":[1,2]},"n":1.5}'
     with pytest.raises(ResponseError, match="^WRONGTYPE"):
         await ar.incr(key)
+
+
+# -- (g) hashes, lists, sets, sorted sets, bits, keyspace ----------------------------------
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("key", PLANES)
+def test_family_steps(raw: redis.Redis, key: str, family: str) -> None:
+    run_steps(raw, FAMILIES[family], key)
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_hash_api(r: redis.Redis, key: str) -> None:
+    h = key + "-gpu"
+    assert r.hset(h, mapping={"model": "H200", "memory_gib": "141"}) == 2
+    assert r.hgetall(h) == {"model": "H200", "memory_gib": "141"}  # a map in RESP3, pairs in RESP2
+    assert r.hincrbyfloat(h, "util", 0.5) == 0.5
+    assert r.hincrby(h, "memory_gib", 3) == 144
+    assert r.hrandfield(h, 2, withvalues=True) and len(r.hrandfield(h, -5)) == 5
+    assert dict(r.hscan_iter(h, match="m*")) == {"model": "H200", "memory_gib": "144"}
+    assert r.hdel(h, "model", "util", "memory_gib") == 3 and r.exists(h) == 0
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_list_api(r: redis.Redis, vfsd: VfsdProcess, key: str) -> None:
+    q = key + "-jobs"
+    assert r.rpush(q, "j1", "j2", "j3") == 3
+    assert r.lrange(q, 0, -1) == ["j1", "j2", "j3"]
+    assert r.lpos(q, "j3") == 2
+    assert tuple(r.blpop([q], timeout=1)) == (q, "j1")  # data present: no wait
+    assert r.blmove(q, q + "-done", 1, "LEFT", "RIGHT") == "j2"
+    assert r.lmpop(2, q + "-none", q, direction="RIGHT", count=5) == [q, ["j3"]]
+    assert r.blpop([q], timeout=0.05) is None
+    other = vfsd.client(decode_responses=True, protocol=r.get_connection_kwargs()["protocol"])
+    try:
+        import threading
+
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(other.brpop([q], timeout=8)))
+        waiter.start()
+        wait_for(lambda: r.info("clients")["blocked_clients"] == 1, what="the waiter to block")
+        assert r.lpush(q, "wake") == 1
+        waiter.join(10)
+        assert [tuple(x) for x in got] == [(q, "wake")]  # type: ignore[arg-type]
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_set_api(r: redis.Redis, key: str) -> None:
+    s = key + "-nodes"
+    assert r.sadd(s, "n1", "n2", "n3") == 3
+    assert r.smembers(s) == {"n1", "n2", "n3"}  # a set in RESP3, an array in RESP2
+    assert r.sinter(s, s + "-none") == set()
+    assert r.sunion(s, s + "-none") == {"n1", "n2", "n3"}
+    assert r.srandmember(s) in {"n1", "n2", "n3"}
+    popped = r.spop(s, 2)
+    assert len(popped) == 2 and set(popped) < {"n1", "n2", "n3"}
+    assert r.scard(s) == 1
+    assert set(r.sscan_iter(s)) == {"n1", "n2", "n3"} - set(popped)
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_sorted_set_api(r: redis.Redis, key: str) -> None:
+    z = key + "-load"
+    assert r.zadd(z, {"a": 1.5, "b": 0.25, "c": 3}) == 3
+    assert r.zscore(z, "a") == 1.5  # a double in RESP3, a bulk string in RESP2: both parse to a float
+    pairs = lambda reply: [tuple(x) for x in reply]  # noqa: E731  (tuples in RESP2, lists in RESP3)
+    assert pairs(r.zrange(z, 0, -1, withscores=True)) == [("b", 0.25), ("a", 1.5), ("c", 3.0)]
+    assert pairs(r.zrange(z, "+inf", "(1", byscore=True, desc=True, withscores=True)) == [("c", 3.0), ("a", 1.5)]
+    assert r.zincrby(z, 0.5, "b") == 0.75
+    assert r.zmscore(z, ["a", "none"]) == [1.5, None]
+    assert r.zpopmin(z) in ([("b", 0.75)], ["b", 0.75])  # RESP3 without a count: one flat pair, as Redis sends
+    assert tuple(r.bzpopmax([z], timeout=1)) == (z, "c", 3.0)
+    assert [tuple(x) for x in r.zunion([z, z + "-none"], withscores=True)] == [("a", 1.5)]
+    assert r.zrandmember(z + "-none") is None
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_bits_and_keyspace_api(r: redis.Redis, key: str) -> None:
+    b = key + "-bits"
+    assert r.setbit(b, 100, 1) == 0
+    assert r.bitcount(b) == 1 and r.bitpos(b, 1) == 100
+    assert r.bitfield(b).incrby("u4", "#0", 7).get("u4", 0).execute() == [7, 7]
+    assert r.rename(b, b + "-renamed") is True
+    assert r.copy(b + "-renamed", b + "-copy") is True
+    payload = r.dump(b + "-copy")
+    assert r.restore(b + "-restored", 0, payload) in (True, "OK")
+    assert r.get(b + "-restored") == r.get(b + "-copy")
+    assert r.object("encoding", b + "-copy") in ("embstr", "raw")
+    assert r.type(b + "-copy") == "string"
+
+
+@pytest.mark.parametrize("key", PLANES)
+def test_mixed_family_pipelines(r: redis.Redis, key: str) -> None:
+    with r.pipeline(transaction=True) as pipe:
+        pipe.hset(key + "-h", "f", "1").rpush(key + "-l", "a", "b").sadd(key + "-s", "x").zadd(key + "-z", {"m": 2})
+        pipe.hincrby(key + "-h", "f", 1).lpop(key + "-l").scard(key + "-s").zscore(key + "-z", "m")
+        assert pipe.execute() == [1, 2, 1, 1, 2, "a", 1, 2.0]
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(20):
+            pipe.rpush(key + "-q", str(i))
+        pipe.lrange(key + "-q", 0, 2).zrange(key + "-z", 0, -1, withscores=True).hgetall(key + "-h")
+        replies = pipe.execute()
+    assert replies[:20] == list(range(1, 21))
+    assert replies[20] == ["0", "1", "2"] and [tuple(x) for x in replies[21]] == [("m", 2.0)]
+    assert replies[22] == {"f": "2"}
+
+
+async def test_async_families(ar: redis.asyncio.Redis, vfsd: VfsdProcess) -> None:
+    import asyncio
+
+    for key in PLANE_KEYS.values():
+        assert await ar.hset(key + "-ah", mapping={"a": "1"}) == 1
+        assert await ar.hgetall(key + "-ah") == {"a": "1"}
+        assert await ar.zadd(key + "-az", {"m": 0.5}) == 1
+        assert [tuple(x) for x in await ar.zrange(key + "-az", 0, -1, withscores=True)] == [("m", 0.5)]
+        assert await ar.sadd(key + "-as", "1", "2") == 2
+        assert await ar.smembers(key + "-as") == {"1", "2"}
+        pusher = redis.asyncio.Redis(host="127.0.0.1", port=vfsd.port, decode_responses=True,
+                                     protocol=ar.get_connection_kwargs()["protocol"])
+        try:
+            waiting = asyncio.ensure_future(ar.blpop([key + "-aq"], timeout=8))
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await pusher.info("clients"))["blocked_clients"] != 1:
+                assert asyncio.get_running_loop().time() < deadline, "the async waiter never blocked"
+                await asyncio.sleep(0.01)
+            assert await pusher.rpush(key + "-aq", "job") == 1
+            assert tuple(await asyncio.wait_for(waiting, 10)) == (key + "-aq", "job")
+        finally:
+            await pusher.aclose()
+        async with ar.pipeline(transaction=True) as pipe:
+            pipe.lpush(key + "-al", "x").llen(key + "-al").blpop([key + "-never"], 0)
+            assert await pipe.execute() == [1, 1, None]  # a blocking pop inside MULTI answers nil at once
+
+
+def test_vfs_channel_carries_collections_and_events_name_the_type(r: redis.Redis) -> None:
+    p = r.pubsub()
+    try:
+        p.subscribe("__vfs__:/ctx/inv", "__keyevent@0__:hset", "__keyevent@0__:zadd", "__keyevent@0__:del")
+        wait_subscribed(p, 4)
+        assert r.hset("/ctx/inv", mapping={"model": "H200", "count": "8"}) == 2
+        events = {}
+        for _ in range(2):
+            message = next_message(p)
+            events[message["channel"]] = message["data"]
+        assert events["__keyevent@0__:hset"] == "/ctx/inv"
+        assert json.loads(events["__vfs__:/ctx/inv"])["value"] == {"model": "H200", "count": "8"}
+        assert r.hdel("/ctx/inv", "model", "count") == 2  # emptied: deleted, "hdel" then "del"
+        kinds = [next_message(p)["channel"] for _ in range(3)]
+        assert kinds.count("__keyevent@0__:del") == 1 and kinds.count("__vfs__:/ctx/inv") == 2
+        assert r.zadd("/ctx/inv", {"a": 1.5}) == 1
+        got = {}
+        for _ in range(2):
+            message = next_message(p)
+            got[message["channel"]] = message["data"]
+        assert got["__keyevent@0__:zadd"] == "/ctx/inv"
+        assert json.loads(got["__vfs__:/ctx/inv"])["value"] == [["a", 1.5]]
+    finally:
+        p.close()

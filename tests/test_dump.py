@@ -138,3 +138,34 @@ def test_save_points() -> None:
     assert not dump.save_due(points, 50, 3_599_000)
     assert dump.save_due(points, 1, 3_600_000)
     assert dump.save_due(points, 100, 60_000) and not dump.save_due(points, 99, 60_000)
+
+
+def test_a_collection_changed_in_place_during_a_save_is_dumped_as_it_was(tmp_path: Path) -> None:
+    """HSET changes a hash in place; the walk still holding the hash's entry gets the old one (copy-on-write)."""
+    import vfsd.commands.families  # noqa: F401  (fills the command table)
+    from vfsd.commands.context import Ctx
+    from vfsd.commands.table import TABLE
+
+    s, db, _ = saver(tmp_path)
+    ctx = Ctx(db, "local", "n1", iter(range(10, 100_000)).__next__, now_ms=1_000)
+    hset = TABLE["hset"].handler
+    for i in range(3 * CHUNK_KEYS):
+        hset(ctx, [b"HSET", b"h%05d" % i, b"f", b"old"])
+
+    async def run() -> None:
+        task = asyncio.get_running_loop().create_task(s.save())
+        while db.saving is None:
+            await asyncio.sleep(0)
+        i = 0
+        while not task.done():  # rewrite hashes the walk has not reached yet, in place
+            hset(ctx, [b"HSET", b"h%05d" % (3 * CHUNK_KEYS - 1 - i % (3 * CHUNK_KEYS)), b"f", b"new", b"g", b"x"])
+            i += 1
+            await asyncio.sleep(0)
+        await task
+        await s.close()
+
+    asyncio.run(run())
+    loaded = dump.load(str(tmp_path))
+    assert loaded is not None and len(loaded.rows) == 3 * CHUNK_KEYS
+    assert all(row[2] == {b"f": b"old"} for row in loaded.rows)
+    assert db.get(b"h%05d" % (3 * CHUNK_KEYS - 1))[0] == {b"f": b"new", b"g": b"x"}

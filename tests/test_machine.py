@@ -20,6 +20,7 @@ from vfsd import codec
 from vfsd.desired.machine import StateMachine, encode_entry
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
+from vfsd.store.values import WIRE_VERSION
 
 LOG_ROOTS = [b"/ctx", b"/lk", b"/mid"]
 KEYS = [b"/ctx/a", b"/ctx/b", b"/ctx/c/d"]
@@ -326,7 +327,9 @@ def test_snapshot_rows_hold_every_field_and_the_deadline() -> None:
     m = machine()
     m.apply(1, encode_entry([[b"SET", b"/ctx/a", b"v", b"PX", b"50"]], 1_000, "n1"))
     m.apply(2, encode_entry([[b"JSON.SET", b"/mid/d", b"$", b'{"k":[1]}']], 1_001, "n2"))
-    rows = m.snapshot_rows()
+    snapshot = m.snapshot_rows()
+    assert snapshot["v"] == WIRE_VERSION
+    rows = snapshot["rows"]
     assert rows == [
         [b"/ctx/a", b"v", 0, 1, "n1", 1_000, 1_000, 1_050],
         [b"/mid/d", codec.pack({"k": [1]}), 1, 2, "n2", 1_001, 1_001, None],

@@ -20,6 +20,10 @@ def stat_of(c: redis.Redis, key: str) -> dict[bytes, object]:
 
 
 def write_some(c: redis.Redis) -> None:
+    c.hset("/run/h", mapping={"a": "1", "b": "2"})
+    c.rpush("local-list", *[f"job{i}" for i in range(200)])  # long enough to be a deque, not a packed list
+    c.zadd("/sum/z", {"m1": 1.5, "m2": -3})
+    c.sadd("local-set", "x", "y")
     c.set("local", "l1")
     c.set("/run/job", "j1", ex=1000)
     c.json().set("/hw/n1/cpu", "$", {"cores": 8})
@@ -36,13 +40,17 @@ def test_sigterm_saves_and_a_restart_loads(node_factory) -> None:  # type: ignor
     c = node.client()
     assert c.mget("local", "/run/job", "/ctx/desired") == [b"l1", b"j1", b"d1"]
     assert c.json().get("/hw/n1/cpu") == {"cores": 8}
+    assert c.hgetall("/run/h") == {b"a": b"1", b"b": b"2"}
+    assert c.lrange("local-list", 0, -1) == [f"job{i}".encode() for i in range(200)]
+    assert c.zrange("/sum/z", 0, -1, withscores=True) == [(b"m2", -3.0), (b"m1", 1.5)]
+    assert c.smembers("local-set") == {b"x", b"y"}
     assert 990 < c.ttl("/run/job") <= 1000
     for key, stat in before.items():
         assert stat_of(c, key) == stat  # revision, origin, times: all kept
     # The hybrid logical clock resumes above what it handed out: a new write is newer.
     c.set("/run/job", "j2")
     assert stat_of(c, "/run/job")[b"revision"] > before["/run/job"][b"revision"]
-    assert "loaded 3 local and active files" in node.output()
+    assert "loaded 7 local and active files" in node.output()
 
 
 def test_kill_9_keeps_what_the_last_save_held(node_factory) -> None:  # type: ignore[no-untyped-def]

@@ -74,6 +74,17 @@ CORES = [
     "vfsd.scripting.functions",
     "vfsd.scripting.calls",
     "vfsd.scripting.engine",
+    "vfsd.commands.collections",
+    "vfsd.commands.blocking",
+    "vfsd.commands.hashes",
+    "vfsd.commands.lists",
+    "vfsd.commands.sets",
+    "vfsd.commands.zsets",
+    "vfsd.commands.bits",
+    "vfsd.commands.sort",
+    "vfsd.store.values",
+    "vfsd.store.zset",
+    "vfsd.store.blocked",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.
@@ -285,6 +296,7 @@ RESP_TYPES_PUBLIC = [
     "BigNumber",
     "ErrorReply",
     "NullArray",
+    "Pairs",
     "Push",
     "SimpleString",
     "Verbatim",

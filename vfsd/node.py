@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import logging
 import os
+import random
 import time
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from typing import Any
 
 from vfsd import codec
 from vfsd.active.plane import ActivePlane
+from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.commands.scripting import NodeScripting
@@ -65,6 +67,12 @@ class Node:
         self.notifier = Notifier(self.pubsub, self.config.notify_keyspace_events, self.config.notify_vfs_events)
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
+        #: The generator behind RANDOMKEY, SPOP, SRANDMEMBER... on the local and active planes (the
+        #: desired plane seeds its own from each entry's index, so replicas agree).
+        self.random = random.Random()
+        #: Clients parked in blocking pops (BLPOP, BZPOPMIN...); dispatch serves its ready keys.
+        self.blocking = Blocker(self)
+        self.blocking_ready = self.blocking.ready
         cfg = self.config
         self.data_dir = DataDir(cfg.data_dir)
         #: The peer port (Raft, gossip): configured, port + 10000, or derived once a free client port is bound.
@@ -72,8 +80,8 @@ class Node:
         sink = self.notifier
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
-            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
-            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
+            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
             "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
                                 snapshot_every_entries=cfg.snapshot_every_entries,
                                 segment_max_bytes=cfg.wal_segment_max_bytes,

@@ -21,6 +21,7 @@ from vfsd import codec
 from vfsd.glob import compile_glob
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import KIND, ORIGIN, REV, VALUE, Entry
+from vfsd.store.values import json_view
 
 
 class Subscriber(Protocol):
@@ -154,10 +155,14 @@ def vfs_payload(event: str, key: bytes, entry: Entry | None) -> bytes:
     if entry is not None:  # a tombstone (delete, expiry) carries its revision and origin, and no value
         body["rev"] = entry[REV]
         body["origin"] = entry[ORIGIN]
+        kind = entry[KIND]
         if entry[VALUE] is None:
             pass
-        elif entry[KIND] == codec.DOC:
+        elif kind == codec.DOC:
             body["value"] = codec.unpack(entry[VALUE])
+        elif kind != codec.RAW:  # a collection: its JSON view (O(n): only built when someone listens)
+            name, view = json_view(kind, entry[VALUE])
+            body[name] = view
         else:
             try:
                 body["value"] = entry[VALUE].decode("utf-8")

@@ -123,6 +123,7 @@ class Client(asyncio.Protocol):
         self.node.clients.pop(self.id, None)
         self.unsubscribe_all()
         self.unwatch_all()
+        self.node.blocking.drop(self)
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()
@@ -246,12 +247,14 @@ class Client(asyncio.Protocol):
             except ErrorReply as err:
                 self.multi_error = True
                 return err
-            key = spec.keys(argv)[0]
-            if self.multi_group is None:
+            if group is None:  # a malformed command naming no key: its handler answers on any plane
+                pass
+            elif self.multi_group is None:
                 self.multi_group = group
-                self.multi_plane = self.node.router.plane_of(key)
+                self.multi_plane = self.node.router.plane_of(spec.keys(argv)[0])
             elif group != self.multi_group:
                 self.multi_error = True
+                key = spec.keys(argv)[0]
                 plane = self.node.router.plane_of(key)
                 return ErrorReply(
                     f"ERR transaction spans planes: '{key.decode(errors='replace')}' is on the {PLANE_NAMES[plane]} "

@@ -107,6 +107,77 @@ async function stringsOn(r, k) {
   assert.equal(await r.type(k), "none");
 }
 
+// Each family on one key prefix; ioredis turns RESP3 maps into objects (replyMapping "resp3") and RESP2
+// flat arrays stay arrays, so map-shaped replies are compared after toObject().
+function toObject(reply) {
+  if (!Array.isArray(reply)) return reply;
+  const out = {};
+  for (let i = 0; i < reply.length; i += 2) out[reply[i]] = reply[i + 1];
+  return out;
+}
+
+async function hashesOn(r, k) {
+  assert.equal(await r.hset(`${k}:h`, "model", "H200", "memory", "141"), 2);
+  assert.deepEqual(toObject(await r.hgetall(`${k}:h`)), { model: "H200", memory: "141" });
+  assert.equal(await r.hincrby(`${k}:h`, "memory", 3), 144);
+  assert.equal(await r.hincrbyfloat(`${k}:h`, "util", "0.5"), "0.5");
+  assert.deepEqual(await r.hmget(`${k}:h`, "model", "none"), ["H200", null]);
+  assert.equal(await r.hdel(`${k}:h`, "model", "memory", "util"), 3);
+  assert.equal(await r.exists(`${k}:h`), 0);
+  assert.equal(await r.set(`${k}:str`, "x"), "OK");
+  await assert.rejects(r.hget(`${k}:str`, "f"), /WRONGTYPE/);
+}
+
+async function listsOn(r, k, protocol) {
+  assert.equal(await r.rpush(`${k}:l`, "a", "b", "c"), 3);
+  assert.deepEqual(await r.lrange(`${k}:l`, 0, -1), ["a", "b", "c"]);
+  assert.equal(await r.lmove(`${k}:l`, `${k}:l2`, "LEFT", "RIGHT"), "a");
+  assert.deepEqual(await r.lmpop(1, `${k}:l`, "RIGHT", "COUNT", 5), [`${k}:l`, ["c", "b"]]);
+  const waiter = connect(protocol);
+  const popped = waiter.blpop(`${k}:queue`, 5);
+  await waitFor(async () => Number(/blocked_clients:(\d+)/.exec(await r.info("clients"))[1]) === 1, "a blocked client");
+  assert.equal(await r.rpush(`${k}:queue`, "job"), 1);
+  assert.deepEqual(await popped, [`${k}:queue`, "job"]);
+  assert.equal(await r.blpop(`${k}:queue`, 0.05), null);
+}
+
+async function setsOn(r, k) {
+  assert.equal(await r.sadd(`${k}:s`, "n1", "n2", "n3"), 3);
+  assert.deepEqual((await r.smembers(`${k}:s`)).sort(), ["n1", "n2", "n3"]);
+  assert.equal(await r.sismember(`${k}:s`, "n2"), 1);
+  assert.equal(await r.sinterstore(`${k}:i`, `${k}:s`, `${k}:none`), 0);
+  const popped = await r.spop(`${k}:s`);
+  assert.ok(["n1", "n2", "n3"].includes(popped));
+  assert.equal(await r.scard(`${k}:s`), 2);
+}
+
+async function zsetsOn(r, k) {
+  assert.equal(await r.zadd(`${k}:z`, 1.5, "a", 0.25, "b", 3, "c"), 3);
+  assert.deepEqual(await r.zrange(`${k}:z`, 0, -1), ["b", "a", "c"]);
+  const withScores = (await r.zrange(`${k}:z`, 0, 0, "WITHSCORES")).flat().map(String);
+  assert.deepEqual(withScores, ["b", "0.25"]);
+  assert.equal(String(await r.zscore(`${k}:z`, "a")), "1.5");
+  // ioredis 6's RESP3 double parser reads ",0.75" as 0.7500000000000001 (from redis-server too)
+  assert.ok(Math.abs(Number(await r.zincrby(`${k}:z`, "0.5", "b")) - 0.75) < 1e-12);
+  assert.deepEqual(await r.zrangebyscore(`${k}:z`, "(1", "+inf"), ["a", "c"]);
+  assert.equal(await r.zremrangebyrank(`${k}:z`, 0, 0), 1);
+  assert.equal(await r.zcard(`${k}:z`), 2);
+}
+
+async function bitsAndKeysOn(r, k) {
+  assert.equal(await r.setbit(`${k}:b`, 9, 1), 0);
+  assert.equal(await r.bitcount(`${k}:b`), 1);
+  assert.deepEqual(await r.bitfield(`${k}:b`, "INCRBY", "u8", 0, 300), [44]);
+  assert.equal(await r.rename(`${k}:b`, `${k}:b2`), "OK");
+  assert.equal(await r.copy(`${k}:b2`, `${k}:b3`), 1);
+  const payload = await r.dumpBuffer(`${k}:b3`);
+  assert.equal(await r.restore(`${k}:b4`, 0, payload), "OK");
+  assert.equal(await r.get(`${k}:b4`), await r.get(`${k}:b3`));
+  await assert.rejects(r.restore(`${k}:b5`, 0, "not a payload"), /DUMP payload version or checksum are wrong/);
+  assert.equal(await r.type(`${k}:b4`), "string");
+  assert.equal(await r.object("ENCODING", `${k}:b4`), "embstr");
+}
+
 async function scenarios(protocol) {
   const p = `p${protocol}`;
   const r = connect(protocol, protocol === 3 ? { replyMapping: "resp3" } : {});
@@ -114,6 +185,14 @@ async function scenarios(protocol) {
 
   for (const [plane, key] of Object.entries(planes)) {
     await check(`${p} strings on the ${plane} plane (${key})`, () => stringsOn(r, key));
+  }
+
+  for (const [plane, key] of Object.entries(planes)) {
+    await check(`${p} hashes on the ${plane} plane`, () => hashesOn(r, `${key}-fam`));
+    await check(`${p} lists and a blocking pop on the ${plane} plane`, () => listsOn(r, `${key}-fam`, protocol));
+    await check(`${p} sets on the ${plane} plane`, () => setsOn(r, `${key}-fam`));
+    await check(`${p} sorted sets on the ${plane} plane`, () => zsetsOn(r, `${key}-fam`));
+    await check(`${p} bits and keyspace commands on the ${plane} plane`, () => bitsAndKeysOn(r, `${key}-fam`));
   }
 
   await check(`${p} pipeline`, async () => {

@@ -7,6 +7,8 @@ pick the last writer when replicas meet.
 
 from __future__ import annotations
 
+import random
+
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import EVENTUAL
@@ -17,11 +19,12 @@ class ActivePlane:
     name = EVENTUAL
     deferred = False
 
-    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
+    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int, *,
+                 rng: random.Random | None = None) -> None:
         self.hlc = HLC()
         #: Changes ever made here (each write, delete, expiry or TTL change): what a dump is due on.
         self.changes = 0
-        self.ctx = Ctx(db, EVENTUAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
+        self.ctx = Ctx(db, EVENTUAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes, rng=rng)
 
     def _next_rev(self) -> int:
         # HLC.now(), inlined: this runs on every active-plane write.

@@ -156,6 +156,7 @@ CLIENT_HELP = [
     "KILL <ip:port> | KILL <option> <value> [<option> <value> [...]]",
     "    Kill connections. Options: ID <id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
     "NO-EVICT (ON|OFF)", "    Accepted for compatibility; vfsd does not evict.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
     "HELP", "    Print this help.",
 ]
 
@@ -289,3 +290,20 @@ def client_no_evict(client: "Client", argv: list[bytes]) -> Any:
     if argv[2].lower() not in (b"on", b"off"):
         raise SYNTAX
     return OK
+
+
+@command("unblock", arity=-3, flags="admin noscript loading stale", acl="@connection", group="connection",
+         scope="node", parent="client", summary="Unblocks a client blocked by a blocking command from a different "
+         "connection.", since="5.0.0", arguments="client-id [TIMEOUT|ERROR]")
+def client_unblock(client: "Client", argv: list[bytes]) -> int:
+    if len(argv) > 4:
+        raise ErrorReply(f"ERR unknown subcommand or wrong number of arguments for "
+                         f"'{argv[1][:128].decode(errors='replace')}'. Try CLIENT HELP.")
+    error = False
+    if len(argv) == 4:
+        reason = argv[3].lower()
+        if reason not in (b"timeout", b"error"):
+            raise ErrorReply("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        error = reason == b"error"
+    target = parse_int(argv[2])
+    return int(client.node.blocking.unblock(target, error))

@@ -4,18 +4,22 @@ Handlers read and write only through a Ctx, so the same handler runs
 unchanged on every plane: at once on the local and active planes, and when its
 log entry commits on the desired plane. Everything nondeterministic comes in
 through the Ctx: ``now_ms`` (the node's clock, or the time the leader stamped
-into the log entry) and ``next_rev`` (a counter, a hybrid logical clock, or the
-entry's log index).
+into the log entry), ``next_rev`` (a counter, a hybrid logical clock, or the
+entry's log index) and ``random`` (SPOP, SRANDMEMBER...: the node's generator,
+or on the desired plane one seeded from the entry's index, so every replica
+pops the same members).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from vfsd.codec import RAW
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import CTIME, KIND, Entry, Keyspace
+from vfsd.store.keyspace import CTIME, KIND, VALUE, Entry, Keyspace
+from vfsd.store.values import copy_value
 
 #: Redis's default proto-max-bulk-len: the string limit an entry applies with unless it names another.
 DEFAULT_MAX_BULK_BYTES = 512 * 1024 * 1024
@@ -39,8 +43,8 @@ class Ctx:
     entry commits (as Redis replicas do).
     """
 
-    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes", "reading",
-                 "hits", "misses")
+    __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes", "random",
+                 "deterministic", "reading", "hits", "misses")
 
     def __init__(
         self,
@@ -53,6 +57,8 @@ class Ctx:
         lazy_delete: bool = True,
         now_ms: int = 0,
         max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
+        rng: random.Random | None = None,
+        deterministic: bool = False,
     ) -> None:
         self.db = db
         self.plane = plane
@@ -70,6 +76,12 @@ class Ctx:
         self.reading = False
         self.hits = 0
         self.misses = 0
+        #: The injected generator random choices use (a fixed seed unless the plane injects one).
+        self.random = rng if rng is not None else random.Random(0)
+        #: True where every replica must compute the same result (the desired plane's apply):
+        #: random choices then draw from members in sorted order, not from a set's
+        #: per-process iteration order.
+        self.deterministic = deterministic
 
     def lookup(self, key: bytes) -> Entry | None:
         """The live entry at ``key``: None if absent or past its deadline."""
@@ -131,6 +143,26 @@ class Ctx:
         if expires:
             expires.pop(key, None)
         return entry
+
+    def mutable(self, key: bytes, entry: Entry) -> Any:
+        """The value of ``entry`` (live at ``key``) for a command to change in place.
+
+        Collections are changed in place (vfsd.store.values). A point-in-time walk of the
+        keyspace (a dump being written while writes go on) keeps the entries it still has to
+        emit by reference, as entries are immutable tuples; a collection changed in place
+        would change under it. So when such a walk is running (``db.saving``) it is told
+        first (``before_change``), and if it now holds this very entry the command gets a
+        copy to change, leaving the walk the old value (copy-on-write, once per key and walk).
+        """
+        value = entry[VALUE]
+        saving = getattr(self.db, "saving", None)
+        if saving is None or type(value) is bytes:
+            return value
+        saving.before_change(key)
+        held = getattr(saving, "remembered", {}).get(key)
+        if held is not None and held[0] is entry:
+            return copy_value(entry[KIND], value)
+        return value
 
     def remove(self, key: bytes) -> Entry | None:
         """Delete ``key``; returns its tombstone, or None if it was absent.

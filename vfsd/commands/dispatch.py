@@ -4,6 +4,13 @@ Order (as Redis's processCommand): look the command up, check arity, check
 authentication, check the RESP2 subscribed context, queue inside MULTI, route
 the keys to their plane, then run the handler — at once, or as a log entry on
 the desired plane (the reply is then a Future the client shell waits on).
+A write proposed to the log first passes its spec's ``check`` (argument
+errors known in advance never become log entries).
+
+Blocking pops: a handler's ``Block`` becomes a Future from the node's Blocker
+(vfsd.blocking), or the command's null reply inside EXEC; and after every
+command that fed a key someone waits on, the Blocker serves it, as Redis does
+after each command.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from vfsd.commands.blocking import Block
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.table import TABLE, CommandSpec
@@ -42,7 +50,8 @@ def build_lookup() -> None:
             continue
         for spelling in (name.encode(), name.upper().encode()):
             LOOKUP[spelling] = spec
-            if spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None:
+            if (spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
+                    and not spec.is_blocking):
                 FAST[spelling] = spec
 
 
@@ -75,11 +84,14 @@ def resolve(argv: list[bytes]) -> CommandSpec:
     return spec
 
 
-def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
-    """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups."""
+def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str | None:
+    """The replication group of a command's first key; ErrorReply for a bad path or a write spanning groups;
+    None when a malformed command names no key (LMPOP 0 ...): its handler answers the error on any plane."""
     router = client.node.router
     known = client.node.keyspace.data  # existing keys were validated when written
     keys = spec.keys(argv)
+    if not keys:
+        return None
     try:
         first_plane = router.plane_of(keys[0], known)
         first = GROUP[first_plane]
@@ -95,15 +107,26 @@ def plane_group(client: "Client", spec: CommandSpec, argv: list[bytes]) -> str:
     return first
 
 
+def refusal(node: Any, spec: CommandSpec, argv: list[bytes]) -> ErrorReply | None:
+    """Why a write must not be proposed to the log, if it must not: its declared ``check``
+    (arguments Redis parses before it looks at the key, limits), then a ``probe`` of its
+    handler up to its first touch of state. Either way the error is known in advance."""
+    if spec.check is not None:
+        try:
+            spec.check(argv, node.settings)
+        except ErrorReply as err:
+            return err
+    return probe(spec.handler, argv, node.clock_ms, node.settings.max_bulk_bytes)
+
+
 def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
     """Propose a write to a deferred (log) plane: refused at once if its arguments are wrong
-    (``probe``), else one entry carrying the string limit it must apply with, so every
+    (``refusal``), else one entry carrying the string limit it must apply with, so every
     replica applies it the same whatever its own settings."""
-    limit = node.settings.max_bulk_bytes
-    refused = probe(spec.handler, argv, node.clock_ms, limit)
+    refused = refusal(node, spec, argv)
     if refused is not None:
         return refused
-    return plane.submit([argv], node.clock_ms, max_bulk_bytes=limit)
+    return plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
 
 
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
@@ -128,7 +151,10 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
                 ctx.reading = not spec.is_write
-                return spec.handler(ctx, argv)
+                reply = spec.handler(ctx, argv)
+                if node.blocking_ready:
+                    node.blocking.serve()
+                return reply
             except PathError as exc:
                 return ErrorReply(str(exc))
             except ErrorReply as err:
@@ -166,13 +192,26 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
         if spec.scope == "node":
             return spec.handler(client, argv)
         node = client.node
-        plane = node.planes[plane_group(client, spec, argv)]
+        group = plane_group(client, spec, argv) or "local"
+        plane = node.planes[group]
         if spec.is_write and plane.deferred:
+            if spec.is_blocking and not node.blocking.hold:
+                refused = refusal(node, spec, argv)
+                if refused is not None:
+                    return refused
+                return node.blocking.submit(client, spec, argv, plane)
             return propose(node, plane, spec, argv)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
         ctx.reading = not spec.is_write
-        return spec.handler(ctx, argv)
+        reply = spec.handler(ctx, argv)
+        if type(reply) is Block:
+            if node.blocking.hold:  # inside EXEC a client may not block (CLIENT_DENY_BLOCKING)
+                return reply.null_reply
+            return node.blocking.park(client, spec, argv, reply, group)
+        if node.blocking_ready:
+            node.blocking.serve()
+        return reply
     except ErrorReply as err:
         if client.multi is not None:
             client.multi_error = True

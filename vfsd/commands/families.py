@@ -1,6 +1,23 @@
 """Import every command family (filling the table) and index it for dispatch."""
 
-from vfsd.commands import connection, json, keys, multi, persistence, pubsub, scripting, server, strings, vfs  # noqa: F401
+from vfsd.commands import (  # noqa: F401
+    bits,
+    connection,
+    hashes,
+    json,
+    keys,
+    lists,
+    multi,
+    persistence,
+    pubsub,
+    scripting,
+    server,
+    sets,
+    sort,
+    strings,
+    vfs,
+    zsets,
+)
 from vfsd.commands.dispatch import build_lookup
 
 build_lookup()

@@ -5,6 +5,12 @@ active planes that means back to back on the event loop. On the desired plane
 the whole queue is one log entry, applied atomically on every node; WATCHed
 keys travel in the entry with the revisions seen at WATCH time and are checked
 again when it applies, so a concurrent write that commits first aborts it.
+
+A blocking pop inside a transaction does not block (Redis's CLIENT_DENY_BLOCKING):
+it answers its null reply. Clients blocked on keys the transaction feeds are
+woken after EXEC, not between its commands: EXEC holds the Blocker while it
+runs (on the desired plane the whole transaction is one entry, so that holds
+by construction).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from vfsd.commands.context import probe
+from vfsd.commands.blocking import Block
 from vfsd.commands.table import command
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 
@@ -52,7 +58,7 @@ def discard(client: "Client", argv: list[bytes]) -> Any:
 @command("exec", arity=1, flags="noscript loading stale", acl="@transaction", group="transactions", scope="node",
          summary="Executes all commands in a transaction.")
 def exec_(client: "Client", argv: list[bytes]) -> Any:
-    from vfsd.commands.dispatch import dispatch
+    from vfsd.commands.dispatch import dispatch, refusal
 
     if client.multi is None:
         raise ErrorReply("ERR EXEC without MULTI")
@@ -66,15 +72,23 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
     if dirty:
         return NULL_ARRAY
     if group != "log":
-        return [dispatch(client, args) for _, args in queued]
+        blocking = client.node.blocking
+        blocking.hold += 1
+        try:
+            replies = [dispatch(client, args) for _, args in queued]
+        finally:
+            blocking.hold -= 1
+        if blocking.ready:
+            blocking.serve()
+        return replies
     # Key commands form one log entry; the others (PING, KEYS, VFS.STAT...) run once it has
     # applied, in their place, so they see the transaction's writes, and not at all if it aborted.
-    # A key command whose arguments are wrong fails the same way whenever it runs (probe), so it
+    # A key command whose arguments are wrong fails the same way whenever it runs (refusal), so it
     # stays out of the entry and its error takes its place in the reply.
     node = client.node
     now = node.now_ms()
     limit = node.settings.max_bulk_bytes
-    refusals = [probe(spec.handler, args, now, limit) if spec.scope == "key" else None for spec, args in queued]
+    refusals = [refusal(node, spec, args) if spec.scope == "key" else None for spec, args in queued]
     key_ops = [args for (spec, args), refused in zip(queued, refusals) if spec.scope == "key" and refused is None]
     future = node.planes["log"].submit(key_ops, now, transaction=True, watches=watches, max_bulk_bytes=limit)
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -86,7 +100,8 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
             return
         replies = iter(result)
         done.set_result([
-            refused if refused is not None else next(replies) if spec.scope == "key" else dispatch(client, args)
+            refused if refused is not None else _no_block(next(replies)) if spec.scope == "key"
+            else dispatch(client, args)
             for (spec, args), refused in zip(queued, refusals)
         ])
 
@@ -109,3 +124,8 @@ def watch(client: "Client", argv: list[bytes]) -> Any:
 def unwatch(client: "Client", argv: list[bytes]) -> Any:
     client.unwatch_all()
     return OK
+
+
+def _no_block(reply: Any) -> Any:
+    """A blocking pop that found nothing inside a transaction answers its null reply."""
+    return reply.null_reply if type(reply) is Block else reply

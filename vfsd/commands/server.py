@@ -167,7 +167,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         pubsub_clients = sum(1 for c in node.clients.values() if c.subscriptions())
         sections.append("# Clients\r\n" + _fields({
             "connected_clients": len(node.clients), "maxclients": settings.maxclients,
-            "pubsub_clients": pubsub_clients, "blocked_clients": 0, "tracking_clients": 0,
+            "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients(), "tracking_clients": 0,
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
     if want("memory"):

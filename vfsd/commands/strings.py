@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 
-from vfsd.codec import RAW, doc_to_json
+from vfsd.codec import DOC, RAW, doc_to_json
 from vfsd.commands.context import Ctx
 from vfsd.commands.errors import (
     INT64_MAX,
@@ -28,7 +28,7 @@ from vfsd.commands.errors import (
     parse_int,
     wrong_arity,
 )
-from vfsd.commands.table import command
+from vfsd.commands.table import command, parses
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.store.keyspace import KIND, VALUE, Entry
 
@@ -37,8 +37,13 @@ _MAX_MS = INT64_MAX
 
 
 def read_bytes(entry: Entry) -> bytes:
-    """The bytes GET returns for a file: raw bytes, or a document's JSON text."""
-    return entry[VALUE] if entry[KIND] == RAW else doc_to_json(entry[VALUE])
+    """The bytes GET returns for a file: raw bytes, or a document's JSON text; WRONGTYPE for a collection."""
+    kind = entry[KIND]
+    if kind == RAW:
+        return entry[VALUE]
+    if kind == DOC:
+        return doc_to_json(entry[VALUE])
+    raise WRONGTYPE
 
 
 def raw_value(ctx: Ctx, key: bytes) -> tuple[Entry | None, bytes | None]:
@@ -78,7 +83,7 @@ def get(ctx: Ctx, argv: list[bytes]) -> bytes | None:
     entry = ctx.lookup(argv[1])
     if entry is None:
         return None
-    return entry[VALUE] if entry[KIND] == RAW else doc_to_json(entry[VALUE])
+    return entry[VALUE] if entry[KIND] == RAW else read_bytes(entry)
 
 
 @command("set", arity=-3, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
@@ -220,7 +225,8 @@ def mget(ctx: Ctx, argv: list[bytes]) -> list[bytes | None]:
     out: list[bytes | None] = []
     for key in argv[1:]:
         entry = ctx.lookup(key)
-        out.append(None if entry is None else read_bytes(entry))
+        # Redis answers nil for a key of another type; a document reads as its JSON text.
+        out.append(None if entry is None or entry[KIND] > DOC else read_bytes(entry))
     return out
 
 
@@ -296,14 +302,18 @@ def decr(ctx: Ctx, argv: list[bytes]) -> int:
     return _incr(ctx, argv[1], -1)
 
 
-@command("incrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+def _check_delta(argv: list[bytes], settings: object) -> None:
+    parse_int(argv[2])
+
+
+@command("incrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string", check=_check_delta,
          summary="Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
          arguments="key increment")
 def incrby(ctx: Ctx, argv: list[bytes]) -> int:
     return _incr(ctx, argv[1], parse_int(argv[2]))
 
 
-@command("decrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+@command("decrby", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string", check=_check_delta,
          summary="Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
          arguments="key decrement")
 def decrby(ctx: Ctx, argv: list[bytes]) -> int:
@@ -314,6 +324,7 @@ def decrby(ctx: Ctx, argv: list[bytes]) -> int:
 
 
 @command("incrbyfloat", arity=3, flags="write denyoom fast", keys=(1, 1, 1), acl="@string", group="string",
+         check=parses(lambda argv: parse_float(argv[2])),
          summary="Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
          arguments="key increment")
 def incrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
@@ -334,6 +345,8 @@ def incrbyfloat(ctx: Ctx, argv: list[bytes]) -> bytes:
 
 @command("getrange", arity=4, flags="readonly", keys=(1, 1, 1), acl="@string", group="string",
          summary="Returns a substring of the string stored at a key.", complexity="O(N)", arguments="key start end")
+@command("substr", arity=4, flags="readonly", keys=(1, 1, 1), acl="@string", group="string", since="1.0.0",
+         summary="Returns a substring from a string value.", complexity="O(N)", arguments="key start end")
 def getrange(ctx: Ctx, argv: list[bytes]) -> bytes:
     start, end = parse_int(argv[2]), parse_int(argv[3])
     entry = ctx.lookup(argv[1])
@@ -353,7 +366,13 @@ def getrange(ctx: Ctx, argv: list[bytes]) -> bytes:
     return value[start : end + 1]
 
 
+def _check_setrange(argv: list[bytes], settings: object) -> None:
+    if parse_int(argv[2]) < 0:
+        raise OFFSET_RANGE
+
+
 @command("setrange", arity=4, flags="write denyoom", keys=(1, 1, 1), acl="@string", group="string",
+         check=_check_setrange,
          summary="Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
          arguments="key offset value")
 def setrange(ctx: Ctx, argv: list[bytes]) -> int:
@@ -374,3 +393,103 @@ def setrange(ctx: Ctx, argv: list[bytes]) -> int:
     ctx.notify("$", "setrange", key, entry)
     return len(value)
 
+
+
+# -- LCS ------------------------------------------------------------------------------
+
+
+def _lcs_rows(a: bytes, b: bytes) -> list[int]:
+    """Bit-parallel LCS (Allison & Dix 1986; Hyyro 2004): row i is a bit vector V_i over b where
+    LCS(a[:i], b[:j]) = j - popcount(V_i & (2**j - 1)). O(len(a) * len(b) / word) with big ints."""
+    mask = (1 << len(b)) - 1
+    matches: dict[int, int] = {}
+    for j, ch in enumerate(b):
+        matches[ch] = matches.get(ch, 0) | (1 << j)
+    v = mask
+    rows = [v]
+    for ch in a:
+        u = v & matches.get(ch, 0)
+        v = ((v + u) | (v - u)) & mask
+        rows.append(v)
+    return rows
+
+
+def _lcs_at(rows: list[int], i: int, j: int) -> int:
+    return j - (rows[i] & ((1 << j) - 1)).bit_count()
+
+
+@command("lcs", arity=-3, flags="readonly", keys=(1, 2, 1), acl="@string", group="string", since="7.0.0",
+         summary="Finds the longest common substring.", complexity="O(N*M)",
+         arguments="key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]")
+def lcs(ctx: Ctx, argv: list[bytes]) -> object:
+    first, second = ctx.lookup(argv[1]), ctx.lookup(argv[2])
+    if (first is not None and first[KIND] != RAW) or (second is not None and second[KIND] != RAW):
+        raise ErrorReply("ERR The specified keys must contain string values")
+    a = b"" if first is None else first[VALUE]
+    b = b"" if second is None else second[VALUE]
+    get_len = get_idx = with_match_len = False
+    min_match = 0
+    j = 3
+    while j < len(argv):
+        opt = argv[j].lower()
+        if opt == b"idx":
+            get_idx = True
+        elif opt == b"len":
+            get_len = True
+        elif opt == b"withmatchlen":
+            with_match_len = True
+        elif opt == b"minmatchlen" and j + 1 < len(argv):
+            min_match = max(parse_int(argv[j + 1]), 0)
+            j += 1
+        else:
+            raise SYNTAX
+        j += 1
+    if get_len and get_idx:
+        raise ErrorReply("ERR If you want both the length and indexes, please just use IDX.")
+    if (len(a) + 1) * (len(b) + 1) * 4 > ctx.max_bulk_bytes:
+        raise ErrorReply("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+    rows = _lcs_rows(a, b)
+    total = _lcs_at(rows, len(a), len(b))
+    if get_len:
+        return total
+    # Walk back as Redis does (t_string.c lcsCommand): on a tie prefer j-1, emitting match ranges.
+    out = bytearray(total)
+    matches: list[list[object]] = []
+    idx = total
+    i, jj = len(a), len(b)
+    a_start = a_end = b_start = b_end = -1
+    while i > 0 and jj > 0:
+        emit = False
+        if a[i - 1] == b[jj - 1]:
+            out[idx - 1] = a[i - 1]
+            if a_start == -1:
+                a_start = a_end = i - 1
+                b_start = b_end = jj - 1
+            elif a_start == i and b_start == jj:
+                a_start -= 1
+                b_start -= 1
+            else:
+                emit = True
+            if a_start == 0 or b_start == 0:
+                emit = True
+            idx -= 1
+            i -= 1
+            jj -= 1
+        else:
+            if _lcs_at(rows, i - 1, jj) > _lcs_at(rows, i, jj - 1):
+                i -= 1
+            else:
+                jj -= 1
+            if a_start != -1:
+                emit = True
+        if emit:
+            length = a_end - a_start + 1
+            if get_idx and (min_match == 0 or length >= min_match):
+                row: list[object] = [[a_start, a_end], [b_start, b_end]]
+                if with_match_len:
+                    row.append(length)
+                matches.append(row)
+            a_start = -1
+    if get_idx:
+        return {"matches": matches, "len": total}
+    return bytes(out)

@@ -13,6 +13,15 @@ Two kinds of handler:
   deterministic given ``ctx`` and ``argv``.
 - ``scope="node"``: ``handler(conn, argv) -> reply``, for commands about the
   connection or the node (``PING``, ``CLIENT``, ``INFO``, ``SUBSCRIBE``...).
+
+A write may also declare ``check(argv, settings)``: the checks of its
+arguments that need no keyspace (syntax, numbers, limits such as
+proto-max-bulk-len). Dispatch runs it before proposing the command to the
+desired plane's log, so an entry never fails at apply time for a reason known
+in advance, and limits are judged by the proposing node's settings rather than
+each replica's. The handler repeats the same checks (it runs alone on the
+local and active planes), so a check only raises what the handler would raise
+first, in Redis's order.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ class CommandSpec:
     complexity: str = "O(1)"
     arguments: tuple[str, ...] = ()
     key_positions: Callable[[list[bytes]], list[int]] | None = None
+    check: Callable[[list[bytes], Any], None] | None = None
     subcommands: dict[str, "CommandSpec"] = field(default_factory=dict)
     parent: "CommandSpec | None" = None
 
@@ -49,9 +59,12 @@ class CommandSpec:
         return f"{self.parent.name}|{self.name}" if self.parent else self.name
 
     is_write: bool = False
+    #: A blocking pop: its handler may return ``vfsd.commands.blocking.Block``.
+    is_blocking: bool = False
 
     def __post_init__(self) -> None:
         self.is_write = "write" in self.flags
+        self.is_blocking = "blocking" in self.flags
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of a call whose arity has been checked."""
@@ -69,6 +82,15 @@ class CommandSpec:
 TABLE: dict[str, CommandSpec] = {}
 
 
+def parses(parse: Callable[[list[bytes]], Any]) -> Callable[[list[bytes], Any], None]:
+    """A ``check`` that runs the command's own argument parser and drops what it returns."""
+
+    def check(argv: list[bytes], settings: Any) -> None:
+        parse(argv)
+
+    return check
+
+
 def command(
     name: str,
     *,
@@ -84,6 +106,7 @@ def command(
     arguments: str = "",
     key_positions: Callable[[list[bytes]], list[int]] | None = None,
     parent: str | None = None,
+    check: Callable[[list[bytes], Any], None] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register a handler in the table (or as a subcommand of ``parent``)."""
 
@@ -116,6 +139,7 @@ def command(
             complexity=complexity,
             arguments=tuple(arguments.split()),
             key_positions=key_positions,
+            check=check,
         )
         if parent is None:
             existing = TABLE.get(name)

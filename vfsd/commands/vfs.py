@@ -17,7 +17,8 @@ from vfsd.commands.strings import read_bytes
 from vfsd.commands.table import command
 from vfsd.paths import PathError, check_dir
 from vfsd.resp.types import ErrorReply
-from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV
+from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE
+from vfsd.store.values import length, object_encoding
 
 if TYPE_CHECKING:
     from vfsd.server import Client
@@ -72,7 +73,8 @@ def _first(it: Any, n: int) -> list[bytes]:
 
 
 @command("vfs.stat", arity=2, flags="readonly", acl="@keyspace", group="vfs", scope="node",
-         summary="Returns a file's metadata: plane, revision, origin, ctime/mtime, ttl, size, type.", since="0.1.0",
+         summary="Returns a file's metadata: plane, revision, origin, ctime/mtime, ttl, size (bytes of a string, "
+         "elements of a collection), type, encoding.", since="0.1.0",
          arguments="path")
 def vfs_stat(client: "Client", argv: list[bytes]) -> Any:
     node = client.node
@@ -95,9 +97,10 @@ def vfs_stat(client: "Client", argv: list[bytes]) -> Any:
         "ctime_ms": entry[CTIME],
         "mtime_ms": entry[MTIME],
         "ttl_ms": -1 if at is None else max(at - now, 0),
-        "size": len(read_bytes(entry)),
+        "size": len(read_bytes(entry)) if entry[KIND] <= DOC else length(entry[KIND], entry[VALUE]),
         "type": type_name(entry),
-        "encoding": "msgpack" if entry[KIND] == DOC else "raw",
+        "encoding": ("msgpack" if entry[KIND] == DOC else "raw") if entry[KIND] <= DOC
+        else object_encoding(entry[KIND], entry[VALUE]),
     }
 
 

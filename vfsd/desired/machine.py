@@ -22,15 +22,36 @@ other; ``vfsd.scripting.engine`` documents them and runs them deterministically.
 The revision of every change an entry makes is the entry's log index, as in
 etcd. Applying is deterministic: same entries in the same order, same state,
 same replies — which is what lets Raft replicate this module unchanged.
+Randomness (SPOP) comes from a generator seeded with the entry's index, drawing
+from members in sorted order (``Ctx.deterministic``).
+
+Snapshots: ``snapshot_rows`` runs on the event loop and turns every value into
+its wire form (vfsd.store.values.to_wire), a copy that later writes cannot
+touch, because the rows are packed on the log's writer thread while the loop
+goes on changing collections in place. A snapshot's data is
+``{"v": WIRE_VERSION, "rows": rows}``; a bare list of rows is the format from
+before collections (strings and documents only) and still restores.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
 from vfsd import codec
-from vfsd.commands import json, keys, strings, vfs  # noqa: F401  (the handlers entries apply)
+from vfsd.commands import (  # noqa: F401  (the handlers entries apply)
+    bits,
+    hashes,
+    json,
+    keys,
+    lists,
+    sets,
+    sort,
+    strings,
+    vfs,
+    zsets,
+)
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.commands.table import TABLE
 from vfsd.paths import Router
@@ -38,6 +59,7 @@ from vfsd.resp.types import NULL_ARRAY, ErrorReply
 from vfsd.scripting.engine import DesiredScripting
 from vfsd.scripting.sandbox import Sandbox
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
+from vfsd.store.values import WIRE_VERSION, from_wire, to_wire
 
 
 def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
@@ -65,7 +87,7 @@ class StateMachine:
         #: Handler bugs met while applying, ``(index, command, exception)``: the shell logs and clears
         #: them (this core has no logger: logging would pull in threading).
         self.failures: list[tuple[int, bytes, BaseException]] = []
-        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False)
+        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False, rng=random.Random(0), deterministic=True)
         #: Scripts and function libraries on the desired plane (the libraries are state: snapshotted).
         self.scripting = DesiredScripting(router or Router(),
                                           lambda: Sandbox(max_memory_bytes=script_max_memory_bytes))
@@ -83,6 +105,7 @@ class StateMachine:
         ctx.now_ms = body["t"]
         ctx.origin = body["o"]
         ctx.max_bulk_bytes = body.get("m", DEFAULT_MAX_BULK_BYTES)
+        ctx.random.seed(index)
         self.applied_index = index
         watches = body.get("w")
         if watches and any(self.revision(k, ctx.now_ms) != r for k, r in watches):
@@ -101,6 +124,8 @@ class StateMachine:
                 self.failures.append((self._index, argv[0], exc))
                 return ErrorReply(f"ERR internal error applying '{argv[0].decode(errors='replace')}': {exc}")
         spec = TABLE.get(argv[0].decode().lower())
+        if spec is not None and "container" in spec.flags and len(argv) > 1:  # OBJECT ENCODING ...
+            spec = spec.subcommands.get(argv[1].decode(errors="replace").lower())
         if spec is None or spec.scope != "key":
             return ErrorReply(f"ERR command '{argv[0].decode(errors='replace')}' cannot be applied on the desired plane")
         try:
@@ -123,33 +148,39 @@ class StateMachine:
                 yield root
             yield from self.db.prefixed(root + b"/")
 
-    def snapshot_rows(self) -> list[list[Any]]:
-        """The desired keys as plain rows; taken on the event loop, packed elsewhere."""
+    def snapshot_rows(self) -> dict[str, Any]:
+        """The desired keys as plain rows of wire forms; taken on the event loop, packed elsewhere."""
         data, expires = self.db.data, self.db.expires
         rows = []
         for key in self.keys():
             e = data[key]
-            rows.append([key, e[VALUE], e[KIND], e[REV], e[ORIGIN], e[CTIME], e[MTIME], expires.get(key)])
-        return rows
+            kind = e[KIND]
+            rows.append([key, to_wire(kind, e[VALUE]), kind, e[REV], e[ORIGIN], e[CTIME], e[MTIME], expires.get(key)])
+        return {"v": WIRE_VERSION, "rows": rows}
 
     def snapshot_state(self) -> dict[str, Any]:
-        """Everything a snapshot keeps: the desired keys and the function libraries."""
-        return {"rows": self.snapshot_rows(), "functions": self.scripting.snapshot()}
+        """Everything a snapshot keeps: the desired keys (as wire forms) and the function libraries."""
+        return {**self.snapshot_rows(), "functions": self.scripting.snapshot()}
 
     def restore_state(self, index: int, state: Any) -> None:
-        """Install a snapshot (a plain list of rows is the format from before functions existed)."""
+        """Install a snapshot. Older formats restore too: a plain list of rows (strings and
+        documents only), and ``{"rows", "functions"}`` from before collections."""
         if isinstance(state, dict):
-            self.restore(index, state["rows"])
+            self.restore(index, {"v": state.get("v", WIRE_VERSION), "rows": state["rows"]})
             self.scripting.restore(state.get("functions", []))
         else:
             self.restore(index, state)
             self.scripting.restore([])
 
-    def restore(self, index: int, rows: list[list[Any]]) -> None:
+    def restore(self, index: int, snapshot: dict[str, Any] | list[list[Any]]) -> None:
+        if isinstance(snapshot, dict):
+            version, rows = snapshot["v"], snapshot["rows"]
+        else:
+            version, rows = WIRE_VERSION, snapshot  # before collections: strings and documents only
         for key in list(self.keys()):
             self.db.delete(key)
-        for key, value, kind, rev, origin, ctime_ms, mtime_ms, expire_at in rows:
-            self.db.put(key, (value, kind, rev, origin, ctime_ms, mtime_ms))
+        for key, wire, kind, rev, origin, ctime_ms, mtime_ms, expire_at in rows:
+            self.db.put(key, (from_wire(kind, wire, version), kind, rev, origin, ctime_ms, mtime_ms))
             if expire_at is not None:
                 self.db.set_expire(key, expire_at)
         self.applied_index = index

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from vfsd.resp.types import BigNumber, ErrorReply, NullArray, Push, SimpleString, Verbatim
+from vfsd.resp.types import BigNumber, ErrorReply, NullArray, Pairs, Push, SimpleString, Verbatim
 
 __all__ = ["encode", "encode_into"]
 
@@ -98,15 +98,45 @@ def _bulk(out: list[bytes], data: bytes) -> None:
 
 
 def _double_text(number: float) -> bytes:
-    """Redis's double formatting: `3` not `3.0`, else the shortest round-trip repr."""
+    """Redis 7.2's d2string (util.c): nan/inf/-0 spelled out, integral values below 2**62
+    as integers, the rest as fpconv_dtoa prints the shortest round-trip digits."""
+    if number != number:
+        return b"nan"
     if math.isinf(number):
         return b"inf" if number > 0 else b"-inf"
-    if math.isnan(number):
-        return b"nan"
-    text = repr(number)
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text.encode()
+    if number == 0:
+        return b"-0" if math.copysign(1.0, number) < 0 else b"0"
+    if -_HALF_LLONG <= number <= _HALF_LLONG and number == int(number):
+        return b"%d" % int(number)
+    return _fpconv(number)
+
+
+#: (double)(LLONG_MAX / 2): double2ll's range for printing a double as an integer.
+_HALF_LLONG: Final = float((2**63 - 1) // 2)
+
+
+def _fpconv(number: float) -> bytes:
+    """fpconv_dtoa's layout (deps/fpconv) of the shortest digits Python's repr finds."""
+    neg = number < 0
+    mantissa, _, exponent = repr(abs(number)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    k = (int(exponent) if exponent else 0) - len(fraction)
+    stripped = digits.rstrip("0")
+    k += len(digits) - len(stripped)
+    digits = stripped
+    n = len(digits)
+    exp = abs(k + n - 1)
+    if k >= 0 and exp < n + 7:
+        text = digits + "0" * k
+    elif k < 0 and (k > -7 or exp < 4):
+        offset = n + k
+        text = "0." + "0" * -offset + digits if offset <= 0 else digits[:offset] + "." + digits[offset:]
+    else:
+        n = min(n, 18 - neg)
+        text = digits[0] + ("." + digits[1:n] if n > 1 else "") + "e" + ("-" if k + n - 1 < 0 else "+")
+        text += str(exp)
+    return (("-" if neg else "") + text).encode()
 
 
 def _encode_items(out: list[bytes], items: list[object] | tuple[object, ...], count: int,
@@ -167,6 +197,11 @@ def _encode_other(out: list[bytes], value: object, proto: int) -> None:
                 encode_into(out, item, proto)
         else:
             _encode_items(out, value, len(value), proto)
+    elif isinstance(value, Pairs):
+        if resp3:
+            _encode_items(out, value, len(value), proto)
+        else:
+            _encode_items(out, [item for row in value for item in row], 2 * len(value), proto)  # type: ignore[attr-defined]
     elif isinstance(value, (list, tuple)):
         _encode_items(out, value, len(value), proto)
     elif isinstance(value, dict):

@@ -19,6 +19,7 @@ __all__ = [
     "BigNumber",
     "ErrorReply",
     "NullArray",
+    "Pairs",
     "Push",
     "SimpleString",
     "Verbatim",
@@ -101,5 +102,12 @@ class BigNumber(str):
 
 class Push(list[object]):
     """An out-of-band message (pub/sub, invalidation): RESP3 `>`, RESP2 a plain array."""
+
+    __slots__ = ()
+
+
+class Pairs(list[object]):
+    """Two-element rows (``ZRANGE ... WITHSCORES``, ``HRANDFIELD ... WITHVALUES``): RESP3 sends
+    an array of ``[a, b]`` arrays, RESP2 one flat array, as Redis 7.2 does."""
 
     __slots__ = ()

@@ -17,8 +17,9 @@ rename, fsync of the directory)::
     magic "VFSDDMP1" | u32 format version | body | "VFSDEND1" | u64 body length | u32 crc32(body)
 
 (the checksum trails, so the body streams to disk as it is packed), where the body is msgpack: first ``[meta]`` (a map: ``hlc``, ``local_rev``,
-``saved_ms``, ``node``), then one row per file
-``[key, kind, value, rev, origin, ctime_ms, mtime_ms, expire_at_ms-or-nil]``.
+``saved_ms``, ``node``, ``v`` the values' wire version), then one row per file
+``[key, kind, value, rev, origin, ctime_ms, mtime_ms, expire_at_ms-or-nil]`` with the value
+in its kind's wire form (``vfsd.store.values``).
 A damaged dump refuses the start (as Redis does with a bad RDB), naming the file:
 silently starting empty would look like lost data.
 """
@@ -34,8 +35,8 @@ from typing import Any, Final
 
 import msgpack
 
-from vfsd.codec import DOC, RAW
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Entry
+from vfsd.store.values import KINDS, WIRE_VERSION, WireError, from_wire, to_wire
 
 DUMP_FILE_NAME: Final = "dump.vfsd"
 MAGIC: Final = b"VFSDDMP1"
@@ -72,14 +73,13 @@ def header() -> bytes:
 
 
 def meta(*, hlc: int, local_rev: int, saved_ms: int, node: str) -> dict[str, Any]:
-    return {"hlc": hlc, "local_rev": local_rev, "saved_ms": saved_ms, "node": node}
+    return {"hlc": hlc, "local_rev": local_rev, "saved_ms": saved_ms, "node": node, "v": WIRE_VERSION}
 
 
 def row(key: bytes, entry: Entry, expire_at: int | None) -> list[Any]:
+    """One file's row; its value in the wire form of its kind (vfsd.store.values), packed at once."""
     kind = entry[KIND]
-    if kind not in (RAW, DOC):
-        raise TypeError(f"dump: no wire form for kind {kind} of {key!r}")
-    return [key, kind, entry[VALUE], entry[REV], entry[ORIGIN], entry[CTIME], entry[MTIME], expire_at]
+    return [key, kind, to_wire(kind, entry[VALUE]), entry[REV], entry[ORIGIN], entry[CTIME], entry[MTIME], expire_at]
 
 
 def trailer(body_bytes: int, body_crc: int) -> bytes:
@@ -114,19 +114,25 @@ def load(directory: str) -> Dump | None:
     unpacker.feed(body)
     try:
         meta = next(unpacker)
-        rows = [_checked_row(path, row) for row in unpacker]
+        if not isinstance(meta, dict):
+            raise DumpCorruption(f"{path}: the body does not start with its meta map")
+        version = meta.get("v", WIRE_VERSION)
+        rows = [_checked_row(path, row, version) for row in unpacker]
     except (StopIteration, ValueError, TypeError, msgpack.UnpackException) as exc:
         raise DumpCorruption(f"{path}: undecodable body: {exc}") from None
-    if not isinstance(meta, dict):
-        raise DumpCorruption(f"{path}: the body does not start with its meta map")
     return Dump(rows, int(meta.get("hlc", 0)), int(meta.get("local_rev", 0)), int(meta.get("saved_ms", 0)),
                 str(meta.get("node", "")))
 
 
-def _checked_row(path: Path, row: Any) -> list[Any]:
-    ok = (isinstance(row, list) and len(row) == 8 and type(row[0]) is bytes and row[1] in (RAW, DOC)
-          and type(row[2]) is bytes and type(row[3]) is int and type(row[4]) is str
+def _checked_row(path: Path, row: Any, version: int) -> list[Any]:
+    """A row as stored, its value rebuilt from its wire form; DumpCorruption for anything malformed."""
+    ok = (isinstance(row, list) and len(row) == 8 and type(row[0]) is bytes and row[1] in KINDS
+          and type(row[3]) is int and type(row[4]) is str
           and type(row[5]) is int and type(row[6]) is int and (row[7] is None or type(row[7]) is int))
     if not ok:
         raise DumpCorruption(f"{path}: malformed row {str(row)[:80]}")
+    try:
+        row[2] = from_wire(row[1], row[2], version)
+    except WireError as exc:
+        raise DumpCorruption(f"{path}: malformed value of {row[0]!r}: {exc}") from None
     return row

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import LOCAL
 from vfsd.store.keyspace import Keyspace
@@ -13,10 +15,11 @@ class LocalPlane:
     name = LOCAL
     deferred = False
 
-    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int) -> None:
+    def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, max_bulk_bytes: int, *,
+                 rng: random.Random | None = None) -> None:
         #: The last revision handed out: also the count of changes ever made (the dump keeps it).
         self.rev = 0
-        self.ctx = Ctx(db, LOCAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes)
+        self.ctx = Ctx(db, LOCAL, origin, self._next_rev, sink, max_bulk_bytes=max_bulk_bytes, rng=rng)
 
     def _next_rev(self) -> int:
         self.rev += 1
