@@ -57,6 +57,13 @@ CORES = [
     "vfsd.commands.strings",
     "vfsd.commands.keys",
     "vfsd.commands.json",
+    "vfsd.resp.output_limits",
+    "vfsd.resp.pushes",
+    "vfsd.watch.patterns",
+    "vfsd.watch.history",
+    "vfsd.watch.watchers",
+    "vfsd.watch.feed",
+    "vfsd.pubsub",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.

@@ -12,11 +12,13 @@ import dataclasses
 import os
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vfsd.paths import DEFAULT_ROOTS, PLANES, Router
+from vfsd.resp.output_limits import DEFAULT as DEFAULT_OUTPUT_LIMITS
+from vfsd.resp.output_limits import OutputLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +30,19 @@ class Setting:
     doc: str
     redis_name: str
     live: bool = False
+    #: Raises ValueError (its text is the error) when a value of the right type is still not acceptable.
+    check: Callable[[Any], object] | None = None
 
 
 MiB = 1024 * 1024
+
+
+def _positive(name: str) -> Callable[[int], None]:
+    def check(value: int) -> None:
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    return check
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
@@ -50,9 +62,10 @@ SETTINGS: tuple[Setting, ...] = (
             "max-inline-bytes", live=True),
     Setting("max_query_buffer_bytes", "limits", int, 1024 * MiB,
             "Most bytes buffered for one client's unfinished command.", "client-query-buffer-limit", live=True),
-    Setting("pubsub_output_limit_bytes", "limits", int, 32 * MiB,
-            "A subscriber whose unsent replies exceed this is disconnected (slow consumer).",
-            "client-output-buffer-limit-pubsub", live=True),
+    Setting("client_output_buffer_limit", "limits", str, DEFAULT_OUTPUT_LIMITS.format(),
+            "Redis's client-output-buffer-limit: per class, hard and soft limits on unsent output and soft seconds; "
+            "normal clients also pause at their soft limit.", "client-output-buffer-limit", live=True,
+            check=OutputLimits.parse),
     Setting("notify_keyspace_events", "notifications", str, "",
             "Redis notify-keyspace-events for local keys (off by default, as in Redis).",
             "notify-keyspace-events", live=True),
@@ -66,6 +79,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Snapshot the desired plane and compact its log after this many entries.", "snapshot-every-entries", live=True),
     Setting("wal_segment_max_bytes", "desired", int, 64 * MiB, "Roll the write-ahead log to a new segment past this size.",
             "wal-segment-max-bytes"),
+    Setting("watch_history_max_revisions", "watch", int, 100_000,
+            "VFS.WATCH FROM can resume at most this many revisions back.", "watch-history-max-revisions", live=True,
+            check=_positive("watch_history_max_revisions")),
+    Setting("watch_history_max_bytes", "watch", int, 64 * MiB,
+            "Most memory the watch history may hold (index records plus values the keyspace has replaced).",
+            "watch-history-max-bytes", live=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -87,13 +106,15 @@ class Config:
     max_array_len: int = 1024 * 1024
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 1024 * MiB
-    pubsub_output_limit_bytes: int = 32 * MiB
+    client_output_buffer_limit: str = DEFAULT_OUTPUT_LIMITS.format()
     notify_keyspace_events: str = ""
     notify_vfs_events: str = "KEA"
     expire_sweep_interval_ms: int = 100
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000
     wal_segment_max_bytes: int = 64 * MiB
+    watch_history_max_revisions: int = 100_000
+    watch_history_max_bytes: int = 64 * MiB
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
     #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
     collectors: Mapping[str, Any] = field(default_factory=dict)
@@ -139,10 +160,22 @@ def coerce(setting: Setting, raw: Any) -> Any:
             raise ConfigError(f"{setting.name}: expected an integer, got {raw!r}") from None
         if value < 0:
             raise ConfigError(f"{setting.name}: must not be negative, got {value}")
+        _check(setting, value)
         return value
     if not isinstance(raw, str):
         raise ConfigError(f"{setting.name}: expected a string, got {raw!r}")
+    _check(setting, raw)
     return raw
+
+
+def _check(setting: Setting, value: Any) -> None:
+    if setting.check is not None:
+        try:
+            setting.check(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 
 
 def parse_size(text: str) -> int:

@@ -24,11 +24,15 @@ from vfsd.config import SETTINGS, Config
 from vfsd.desired.plane import DesiredPlane
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
+from vfsd.resp.output_limits import OutputLimitError, OutputLimits
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.server import Client
+from vfsd.server import Client, PushFlusher
 from vfsd.store.cursors import ScanCursors
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
+from vfsd.watch.feed import DesiredFeed
+from vfsd.watch.history import WatchHistory
+from vfsd.watch.watchers import Watchers
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ class Stats:
     """Counters for INFO stats: plain attributes, since the client shell bumps them on every batch."""
 
     __slots__ = ("total_connections_received", "total_commands_processed", "net_input_bytes", "net_output_bytes",
-                 "error_replies", "protocol_errors", "client_output_limit_disconnections")
+                 "error_replies", "protocol_errors", "client_output_limit_disconnections", "client_output_pauses")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -61,20 +65,31 @@ class Node:
         self.keyspace = Keyspace()
         self.scan_cursors = ScanCursors()
         self.router = Router(self.config.roots)
+        cfg = self.config
         self.pubsub = PubSub()
-        self.notifier = Notifier(self.pubsub, self.config.notify_keyspace_events, self.config.notify_vfs_events)
+        #: Every desired-plane change of the recent past, for VFS.WATCH ... FROM (vfsd.watch.history).
+        self.history = WatchHistory(cfg.watch_history_max_revisions, cfg.watch_history_max_bytes)
+        self.watchers = Watchers(self.history)
+        self.notifier = Notifier(self.pubsub, self.watchers, cfg.notify_keyspace_events, cfg.notify_vfs_events)
+        #: Client output is bounded by class (client-output-buffer-limit); shown normalised by CONFIG GET.
+        self.output_limits = OutputLimits.parse(cfg.client_output_buffer_limit)
+        self.settings.client_output_buffer_limit = self.output_limits.format()
+        #: Writes every client's queued pushes once per event-loop iteration.
+        self.flusher = PushFlusher(self)
+        self.watchers.on_open = self.flusher.schedule
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
-        cfg = self.config
         sink = self.notifier
+        self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
             "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes),
-            "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
+            "log": DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
                                 max_bulk_bytes=cfg.max_bulk_bytes, snapshot_every_entries=cfg.snapshot_every_entries,
-                                segment_max_bytes=cfg.wal_segment_max_bytes),
+                                segment_max_bytes=cfg.wal_segment_max_bytes, replay_sink=self.desired_feed.replay),
         }
+        self.desired_feed.machine = self.planes["log"].machine
         self.local_plane = self.planes["local"]
         self.plane_for = {CONSENSUS: self.planes["log"], LEASE: self.planes["log"],
                           EVENTUAL: self.planes["eventual"], LOCAL: self.local_plane}
@@ -100,7 +115,10 @@ class Node:
 
     async def start(self) -> None:
         os.makedirs(self.config.data_dir, exist_ok=True)
-        self.planes["log"].open()
+        desired = self.planes["log"]
+        desired.open()
+        # The replay refilled the history with the changes after the snapshot; it is complete from there.
+        self.history.reset(desired.snapshot_index)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Client(self), self.config.bind, self.config.port, reuse_address=True, backlog=511
@@ -246,6 +264,14 @@ class Node:
                 parse_notify_flags(changes[name])  # validate before anything changes
         if "log_level" in changes and changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ErrorReply("ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, info, warning, error")
+        output_limits = self.output_limits
+        if "client_output_buffer_limit" in changes:  # only the classes named change, as in Redis
+            try:
+                output_limits = output_limits.updated(changes["client_output_buffer_limit"])
+            except OutputLimitError as exc:
+                raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit')"
+                                 f" - {exc}") from None
+            changes = {**changes, "client_output_buffer_limit": output_limits.format()}
         for name, value in changes.items():
             setattr(self.settings, name, value)
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
@@ -254,6 +280,9 @@ class Node:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
             self.planes["log"].snapshot_every_entries = changes["snapshot_every_entries"]
+        self.output_limits = output_limits
+        if "watch_history_max_revisions" in changes or "watch_history_max_bytes" in changes:
+            self.history.set_bounds(self.settings.watch_history_max_revisions, self.settings.watch_history_max_bytes)
 
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT (in place: clients hold a reference to the counters)."""

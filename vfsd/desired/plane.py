@@ -35,7 +35,8 @@ class DesiredPlane:
     deferred = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
-                 max_bulk_bytes: int, snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20) -> None:
+                 max_bulk_bytes: int, snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,
+                 replay_sink: ChangeSink | None = None) -> None:
         self.origin = origin
         self.data_dir = os.path.join(data_dir, "desired")
         self.machine = StateMachine(db, log_roots, sink, max_bulk_bytes)
@@ -44,6 +45,8 @@ class DesiredPlane:
         self.segment_max_bytes = segment_max_bytes
         self.log_roots = log_roots
         self._sink = sink
+        #: Change events of the log replay at start-up go here (the watch history), not to ``sink``.
+        self._replay_sink: ChangeSink = replay_sink or _quiet
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfsd-wal")
         self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -57,12 +60,13 @@ class DesiredPlane:
     # -- start and stop ---------------------------------------------------------
 
     def open(self) -> None:
-        """Recover: install the newest snapshot, then replay the log after it (no events are raised)."""
+        """Recover: install the newest snapshot, then replay the log after it (its change events go to
+        ``replay_sink`` only: nobody is subscribed yet)."""
         os.makedirs(self.data_dir, exist_ok=True)
         self.snapshots = SnapshotStore(self.data_dir)
         self.wal = WriteAheadLog.open(self.data_dir, segment_max_bytes=self.segment_max_bytes)
         machine = self.machine
-        sink, machine.ctx.notify = machine.ctx.notify, _quiet
+        sink, machine.ctx.notify = machine.ctx.notify, self._replay_sink
         try:
             snap = self.snapshots.load()
             if snap is not None:
