@@ -125,6 +125,7 @@ class Client(asyncio.Protocol):
         self._pushq_bytes = 0
         self._transport_bytes = 0
         self._limit_clock = LimitClock()
+        self._push_check_at = node.output_limits.pubsub.check_at_bytes  # subscribers' class; see deliver()
         self._output_paused = False  # commands held back until the replies drain (normal soft limit)
         self._catch_up_scheduled = False
 
@@ -169,7 +170,7 @@ class Client(asyncio.Protocol):
             return
         self.stats.net_input_bytes += len(data)
         commands = self.parser.feed(data)
-        if self.waiting is not None or self.backlog:
+        if self.waiting is not None or self.backlog or self._output_paused:
             self.backlog.extend(commands)
             self._pause_reading()
             return
@@ -240,6 +241,8 @@ class Client(asyncio.Protocol):
                 break
             if produced + self._batch_bytes >= budget and done < len(commands):
                 if self._over_limit(produced + self._batch_bytes, now_ms):
+                    if not self.closing:  # paused: the rest runs once the replies have drained
+                        self.backlog = deque(commands[done:])
                     break
                 limit = self.output_class()
                 budget = limit.hard_bytes - self._transport_bytes - self._pushq_bytes if limit.hard_bytes else float("inf")
@@ -448,21 +451,26 @@ class Client(asyncio.Protocol):
         return len(self.channels) + len(self.patterns) + len(self.vfs_watches)
 
     def deliver(self, message: Message) -> None:
-        """Queue a push (already encoded, see ``resp.pushes``); the flusher writes it this iteration."""
+        """Queue a push (already encoded, see ``resp.pushes``); the flusher writes it this iteration.
+
+        The hot line of a fan-out: one call per message per subscriber, so the limit it checks
+        against is cached (``_push_check_at``, refreshed at each flush) rather than looked up.
+        """
         pieces, size = message.frames[self.proto]  # type: ignore[misc]
         batch = self._batch
         if batch is not None:  # raised by this client's own command: keep it in order with its replies
             batch += pieces
             self._batch_bytes += size
             return
-        if self.closing:
-            return
         queue = self._pushq
         if not queue:
+            if self.closing:
+                return
             self.node.flusher.add(self)
         queue += pieces
-        self._pushq_bytes += size
-        if self._pushq_bytes + self._transport_bytes >= self.output_class().check_at_bytes:
+        queued = self._pushq_bytes + size
+        self._pushq_bytes = queued
+        if queued + self._transport_bytes >= self._push_check_at:
             self._check_push_limits()
 
     def _check_push_limits(self) -> None:
@@ -489,6 +497,7 @@ class Client(asyncio.Protocol):
             transport.writelines(_coalesce(queue))
         self.stats.net_output_bytes += size
         self._transport_bytes = transport.get_write_buffer_size()
+        self._push_check_at = self.node.output_limits.pubsub.check_at_bytes
 
     def unsubscribe_all(self) -> None:
         pubsub = self.node.pubsub
@@ -547,12 +556,14 @@ class Client(asyncio.Protocol):
     def _catch_up(self) -> None:
         """One replay step for each watch still behind, paced by this client's socket."""
         self._catch_up_scheduled = False
-        if self.closing or self.transport is None:
-            return
+        if self.closing or self.transport is None or self._write_paused:
+            return  # resume_writing calls again once the socket has drained
         watchers = self.node.watchers
+        # A step stays well inside the subscriber's limit (a single revision larger than that still goes whole).
+        step_bytes = int(min(CATCH_UP_BYTES, self.node.output_limits.pubsub.check_at_bytes // 4))
         behind = False
         for watch in list(self.vfs_watches.values()):
-            if not watch.live and not watchers.catch_up(watch, CATCH_UP_CHANGES, CATCH_UP_BYTES):
+            if not watch.live and not watchers.catch_up(watch, CATCH_UP_CHANGES, step_bytes):
                 behind = True
         if behind and not self._write_paused:
             self._schedule_catch_up()  # after this iteration's flush; resume_writing restarts a paused one

@@ -38,7 +38,7 @@ measures the queue and acts on the verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 __all__ = ["DEFAULT", "ClassLimit", "LimitClock", "OutputLimits", "OutputLimitError", "parse_memory"]
@@ -79,12 +79,12 @@ class ClassLimit:
     hard_bytes: int = 0
     soft_bytes: int = 0
     soft_seconds: int = 0
+    #: The smallest queue that needs a look (infinite when the class has no limit); derived, read per push.
+    check_at_bytes: float = field(init=False, compare=False, repr=False)
 
-    @property
-    def check_at_bytes(self) -> float:
-        """The smallest queue that needs a look (infinite when the class has no limit)."""
+    def __post_init__(self) -> None:
         limits = [n for n in (self.hard_bytes, self.soft_bytes) if n]
-        return min(limits) if limits else float("inf")
+        object.__setattr__(self, "check_at_bytes", min(limits) if limits else float("inf"))
 
     def verdict(self, queued_bytes: int, now_ms: int, clock: LimitClock) -> str | None:
         """``"hard"`` or ``"soft"`` when a client holding ``queued_bytes`` must go, else None.
