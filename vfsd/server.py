@@ -54,6 +54,10 @@ Future = asyncio.Future
 
 _ids = itertools.count(1)
 
+#: An argument at least this large is joined from its received pieces on a worker thread, not on the event
+#: loop (``bytes.join`` releases the GIL for large joins): one large SET must not stall other clients for the
+#: copy. Smaller ones are joined where they complete (a few milliseconds at most).
+JOIN_OFF_LOOP_BYTES = 4 << 20
 #: A batch whose replies total more than this is written as pieces (writelines) rather than joined: the
 #: large values among them are then handed to the socket as they are, never copied.
 JOIN_MAX_BYTES = 256 * 1024
@@ -88,6 +92,7 @@ class Client(asyncio.Protocol):
             max_array_len=settings.max_array_len,
             max_inline_bytes=settings.max_inline_bytes,
             max_query_buffer_bytes=settings.max_query_buffer_bytes,
+            defer_bulk_bytes=JOIN_OFF_LOOP_BYTES,
         )
         self.proto = 2
         self.authenticated = not settings.requirepass
@@ -128,6 +133,7 @@ class Client(asyncio.Protocol):
         self._push_check_at = node.output_limits.pubsub.check_at_bytes  # subscribers' class; see deliver()
         self._output_paused = False  # commands held back until the replies drain (normal soft limit)
         self._catch_up_scheduled = False
+        self._joins_pending = 0  # batches held while their large arguments are joined off the loop
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -170,11 +176,33 @@ class Client(asyncio.Protocol):
             return
         self.stats.net_input_bytes += len(data)
         commands = self.parser.feed(data)
-        if self.waiting is not None or self.backlog or self._output_paused:
+        if self.parser.deferred:
+            self._join_large_arguments(commands)
+            return
+        if self.waiting is not None or self.backlog or self._output_paused or self._joins_pending:
             self.backlog.extend(commands)
             self._pause_reading()
             return
         self.run(commands)
+
+    def _join_large_arguments(self, commands: list[list[bytes]]) -> None:
+        """Hold ``commands`` (and reading) while their large arguments are joined on a worker thread."""
+        large = list(self.parser.deferred)
+        self.parser.deferred.clear()
+        self.backlog.extend(commands)
+        self._pause_reading()
+        self._joins_pending += 1
+        future = asyncio.get_running_loop().run_in_executor(None, _join_all, large)
+        future.add_done_callback(lambda f: self._large_arguments_joined(f, large))
+
+    def _large_arguments_joined(self, future: asyncio.Future[list[bytes]], large: list[Any]) -> None:
+        self._joins_pending -= 1
+        if self.closing or future.cancelled():
+            return
+        for bulk, value in zip(large, future.result()):
+            bulk.resolve(value)
+        if not self._joins_pending and self.waiting is None and not self._output_paused:
+            self._continue_backlog()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -332,7 +360,7 @@ class Client(asyncio.Protocol):
 
     def _continue_backlog(self) -> None:
         """Run what was held back (a desired-plane reply came, or the output drained), then read again."""
-        if self.closing or self.transport is None or self.transport.is_closing():
+        if self.closing or self.transport is None or self.transport.is_closing() or self._joins_pending:
             return
         backlog, self.backlog = self.backlog, deque()
         if backlog or self.parser.error is not None:
@@ -601,6 +629,11 @@ class Client(asyncio.Protocol):
             f"cmd={self.last_cmd[:32].decode(errors='replace').lower()} user=default redir=-1 resp={self.proto} "
             f"lib-name={self.lib_name.decode(errors='replace')} lib-ver={self.lib_ver.decode(errors='replace')}"
         )
+
+
+def _join_all(large: list[Any]) -> list[bytes]:
+    """Worker-thread side of ``_join_large_arguments``."""
+    return [bulk.join() for bulk in large]
 
 
 def _coalesce(pieces: list[bytes]) -> list[bytes]:
