@@ -55,10 +55,18 @@ class PubSub:
         self.shard_channels: dict[bytes, Subscribers] = {}
         #: True while nobody is subscribed to any channel or pattern: the change path skips notifications.
         self.idle = True
+        #: Whether any channel or pattern could hear a ``__keyspace@0__:`` / ``__keyevent@0__:`` / ``__vfs__:``
+        #: name: plain attributes, kept current on every (un)subscribe, read on every change.
+        self.keyspace_wanted = self.keyevent_wanted = self.vfs_wanted = False
+        self._pattern_count = 0
         self._channels_in_family: dict[bytes, int] = dict.fromkeys(_FAMILIES, 0)
 
-    def _update_idle(self) -> None:
-        self.idle = not self.channels and not len(self.patterns)
+    def _changed(self) -> None:
+        self._pattern_count = len(self.patterns)
+        self.idle = not self.channels and not self._pattern_count
+        self.keyspace_wanted = self.wants_family(KEYSPACE)
+        self.keyevent_wanted = self.wants_family(KEYEVENT)
+        self.vfs_wanted = self.wants_family(VFS)
 
     def wants_family(self, family: bytes) -> bool:
         """Whether any channel or pattern subscription could hear a channel that starts with ``family``."""
@@ -73,7 +81,7 @@ class PubSub:
                     self._channels_in_family[family] += 1
         added = sub not in subs
         subs[sub] = None
-        self.idle = False
+        self._changed()
         return added
 
     def unsubscribe(self, sub: Subscriber, channel: bytes) -> bool:
@@ -86,7 +94,7 @@ class PubSub:
             for family in _FAMILIES:
                 if channel.startswith(family):
                     self._channels_in_family[family] -= 1
-            self._update_idle()
+            self._changed()
         return True
 
     def psubscribe(self, sub: Subscriber, pattern: bytes) -> bool:
@@ -94,9 +102,9 @@ class PubSub:
         if subs is None:
             subs = {}
             self.patterns.add(pattern, subs)
+            self._changed()
         added = sub not in subs
         subs[sub] = None
-        self.idle = False
         return added
 
     def punsubscribe(self, sub: Subscriber, pattern: bytes) -> bool:
@@ -106,7 +114,7 @@ class PubSub:
         del subs[sub]
         if not subs:
             self.patterns.remove(pattern)
-            self._update_idle()
+            self._changed()
         return True
 
     def ssubscribe(self, sub: Subscriber, channel: bytes) -> bool:
@@ -133,7 +141,7 @@ class PubSub:
             for sub in list(subs):  # a delivery may disconnect a subscriber (output limit)
                 sub.deliver(message)
             receivers = len(subs)
-        if len(self.patterns):
+        if self._pattern_count:
             matches = self.patterns.match(channel)
             if matches:
                 tail = PatternTail(channel, payload)
@@ -221,12 +229,12 @@ class Notifier:
             return
         flags = self.vfs_flags if is_path else self.local_flags
         if flag in flags:
-            ev = event.encode()
-            if "K" in flags and pubsub.wants_family(KEYSPACE):
-                pubsub.publish(KEYSPACE + key, ev)
-            if "E" in flags and pubsub.wants_family(KEYEVENT):
+            if pubsub.keyspace_wanted and "K" in flags:
+                pubsub.publish(KEYSPACE + key, event.encode())
+            if pubsub.keyevent_wanted and "E" in flags:
+                ev = event.encode()
                 pubsub.publish(KEYEVENT + ev, key)
-        if is_path and pubsub.wants_family(VFS):
+        if is_path and pubsub.vfs_wanted:
             channel = VFS + key
             if pubsub.wanted(channel):
                 pubsub.publish(channel, vfs_payload(event, key, entry, revision, origin))
