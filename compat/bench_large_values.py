@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if redis_server is None:
         print("bench_large_values: redis-server not found", file=sys.stderr)
         return 2
+    def terminate(signum: int, frame: object) -> None:  # SIGTERM stops the servers too, as Ctrl-C does
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
     keys = {"local": b"big", "/run": b"/run/big", "/ctx": b"/ctx/big"}
     rows = []
     with tempfile.TemporaryDirectory(prefix="vfsd-bench-large-") as tmp:
@@ -131,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"bench_large_values: failed: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("bench_large_values: interrupted; servers stopped", file=sys.stderr)
+            return 130
         finally:
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             for server in servers.values():

@@ -28,6 +28,8 @@ like on whatever this machine is doing at the time.
    in one process, counting bytes (every message has the same size).
    redis-py readers: 50 ``PubSub`` objects, 10 threads in each of 5 processes.
 
+Every throughput figure is the best of ``--repeats`` runs, and each comes with the server's own CPU time
+per request (from /proc), which moves much less than ops/s when other tenants share the machine.
 A markdown table compares each ratio with its target (issue 11): patterns
 >= 0.8 of vfsd's no-pattern figure and >= 10x redis-server at 10,000 patterns;
 fan-out >= 0.5 (raw) and >= 0.9 (redis-py) of redis-server. The exit code is
@@ -150,6 +152,17 @@ def redis_benchmark(server: Server, requests: int, *args: str, clients: int = 50
     return float(rows[-1][1].strip('"'))
 
 
+def best_of(repeats: int, server: Server, requests: int, *args: str) -> float:
+    """The best of ``repeats`` runs (highest ops/s, lowest CPU per request): on a shared machine the other
+    tenants only ever slow a run down, so the best run is the closest to what the server itself costs."""
+    best_ops, best_cpu = 0.0, float("inf")
+    for _ in range(repeats):
+        best_ops = max(best_ops, redis_benchmark(server, requests, *args))
+        best_cpu = min(best_cpu, CPU_US[server.name])
+    CPU_US[server.name] = best_cpu
+    return best_ops
+
+
 @dataclass
 class Row:
     workload: str
@@ -164,7 +177,7 @@ class Row:
         self.redis_cpu_us = CPU_US.get("redis-server", 0.0) if self.redis is not None else 0.0
 
 
-def patterns_rows(srv: dict[str, Server], requests: int, quick: bool) -> list[Row]:
+def patterns_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[Row]:
     rows = []
     for name in ("redis", "vfsd"):
         command(srv[name], b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA")
@@ -175,8 +188,8 @@ def patterns_rows(srv: dict[str, Server], requests: int, quick: bool) -> list[Ro
             holders = PatternHolders(srv[name], b"/ctx/app", count)
             try:
                 # redis-server slows down so much with many patterns that fewer requests give the same figure
-                n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 20)
-                results[name] = redis_benchmark(srv[name], n, "PUBLISH", "/ctx/bench/news", "xxx")
+                n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 50)
+                results[name] = best_of(repeats, srv[name], n, "PUBLISH", "/ctx/bench/news", "xxx")
             finally:
                 holders.close()
         rows.append(Row(f"PUBLISH, {count:,} non-matching patterns", results["vfsd"], results["redis"]))
@@ -187,10 +200,10 @@ def patterns_rows(srv: dict[str, Server], requests: int, quick: bool) -> list[Ro
             for name in ("redis", "vfsd"):
                 holders = PatternHolders(srv[name], b"__keyspace@0__:/ctx/app", count)
                 try:
-                    n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 20)
+                    n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 50)
                     if path == "/ctx" and name == "vfsd":
                         n = max(2000, requests // 4)  # durable writes: about 10,000/s
-                    results[name] = redis_benchmark(srv[name], n, "SET", f"{path}/bench/__rand_int__", "xxx")
+                    results[name] = best_of(repeats, srv[name], n, "SET", f"{path}/bench/__rand_int__", "xxx")
                 finally:
                     holders.close()
             rows.append(Row(f"SET {path}/..., {count:,} non-matching keyspace patterns", results["vfsd"],
@@ -199,13 +212,13 @@ def patterns_rows(srv: dict[str, Server], requests: int, quick: bool) -> list[Ro
     return rows
 
 
-def notification_cost_rows(srv: dict[str, Server], requests: int) -> list[Row]:
+def notification_cost_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[Row]:
     vfsd = srv["vfsd"]
     results = {}
     cpu = {}
     for flags in (b"KEA", b""):
         command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", flags)
-        results[flags] = redis_benchmark(vfsd, requests, "SET", "/run/bench/__rand_int__", "xxx")
+        results[flags] = best_of(repeats, vfsd, requests, "SET", "/run/bench/__rand_int__", "xxx")
         cpu[flags] = CPU_US["vfsd"]
     command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", b"KEA")
     rows = []
@@ -384,22 +397,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20,000 requests")
     parser.add_argument("--requests", "-n", type=int, help="requests per throughput run [100000; quick: 20000]")
     parser.add_argument("--only", choices=["patterns", "cost", "fanout"], help="one group of workloads")
+    parser.add_argument("--repeats", type=int, help="runs per throughput figure, best kept [3; quick: 1]")
     args = parser.parse_args(argv)
     requests = args.requests or (20_000 if args.quick else 100_000)
+    repeats = args.repeats or (1 if args.quick else 3)
     missing = [p for p in ("redis-server", "redis-benchmark") if shutil.which(p) is None]
     if missing:
         print(f"bench_pubsub: {', '.join(missing)} not found (Debian: apt-get install redis-server redis-tools)",
               file=sys.stderr)
         return 2
+    def terminate(signum: int, frame: object) -> None:  # SIGTERM stops the servers too, as Ctrl-C does
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
     rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory(prefix="vfsd-bench-pubsub-") as tmp:
             with both_servers(Path(tmp)) as srv:
                 print(f"pub/sub benchmark, {requests:,} requests per run, {os.cpu_count()} CPUs", flush=True)
                 if args.only in (None, "patterns"):
-                    rows += patterns_rows(srv, requests, args.quick)
+                    rows += patterns_rows(srv, requests, repeats)
                 if args.only in (None, "cost"):
-                    rows += notification_cost_rows(srv, requests)
+                    rows += notification_cost_rows(srv, requests, repeats)
                 if args.only in (None, "fanout"):
                     rows += fanout_rows(srv, max(2000, requests // 5))
     except KeyboardInterrupt:

@@ -31,6 +31,10 @@ def test_match_equals_the_plain_scan_through_adds_and_removes(ops: list[tuple[bo
         else:
             assert index.remove(pattern) == live.pop(pattern, None)
         assert len(index) == len(live)
+        prefixes = {_literal(p) for p in live} - {b""}
+        gate_len = min(map(len, prefixes), default=0)
+        assert index._gate_len == gate_len  # the gate is exactly the heads of the non-empty prefixes
+        assert set(index._gate) == {p[:gate_len] for p in prefixes}
     for subject in probes:
         expected = scan(live, subject)
         found = index.match(subject)

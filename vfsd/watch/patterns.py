@@ -14,6 +14,12 @@ dict probe per distinct length, so matching costs O(distinct prefix lengths
 ``?x``) land in the length-0 bucket, which is scanned for every subject: the
 unavoidable fallback.
 
+A gate in front of the probes makes the usual case, a subject no pattern is
+anywhere near, cost one probe: ``_gate`` holds the first ``_gate_len`` bytes
+of every non-empty prefix (``_gate_len`` is the shortest such prefix), so a
+subject whose first ``_gate_len`` bytes are not in it cannot match any anchored
+pattern, however many prefix lengths there are.
+
 Every candidate still gets Redis's exact glob check last (``vfsd.glob``, the
 linear-time matcher), so the index only ever saves work and never changes an
 answer: a property test compares it against trying every pattern. Two shapes
@@ -54,7 +60,8 @@ def _shape(pattern: bytes, prefix: bytes) -> int:
 class PatternIndex(Generic[V]):
     """Patterns (bytes) each carrying a value; ``match(subject)`` yields ``(pattern, value)`` pairs."""
 
-    __slots__ = ("_buckets", "_lengths", "_buckets_of_length", "_values", "_prefixes", "_families")
+    __slots__ = ("_buckets", "_lengths", "_buckets_of_length", "_values", "_prefixes", "_families", "_gate",
+                 "_gate_len")
 
     def __init__(self, families: tuple[bytes, ...] = ()) -> None:
         #: literal prefix -> {pattern: (shape, matcher or None)}
@@ -66,6 +73,18 @@ class PatternIndex(Generic[V]):
         #: For each subject prefix named at construction, how many patterns could match a subject starting
         #: with it: ``could_match_prefix`` answers those in O(1).
         self._families: dict[bytes, int] = dict.fromkeys(families, 0)
+        self._gate: dict[bytes, int] = {}  # first _gate_len bytes of each non-empty prefix -> buckets with it
+        self._gate_len = 0  # the shortest non-empty prefix length; 0 when there is none
+
+    def _rebuild_gate(self) -> None:
+        """O(buckets): only when the shortest non-empty prefix length changes."""
+        self._gate_len = next((n for n in self._lengths if n), 0)
+        self._gate = {}
+        if self._gate_len:
+            for prefix in self._buckets:
+                if prefix:
+                    head = prefix[: self._gate_len]
+                    self._gate[head] = self._gate.get(head, 0) + 1
 
     def __len__(self) -> int:
         return len(self._values)
@@ -94,6 +113,11 @@ class PatternIndex(Generic[V]):
             if not count:
                 bisect.insort(self._lengths, n)
             self._buckets_of_length[n] = count + 1
+            if n and (not self._gate_len or n < self._gate_len):
+                self._rebuild_gate()
+            elif n:
+                head = prefix[: self._gate_len]
+                self._gate[head] = self._gate.get(head, 0) + 1
         bucket[pattern] = (shape, compile_glob(pattern) if shape == _GLOB else None)
         self._values[pattern] = value
         self._prefixes[pattern] = prefix
@@ -118,10 +142,29 @@ class PatternIndex(Generic[V]):
             else:
                 del self._buckets_of_length[n]
                 self._lengths.remove(n)
+            if n and n == self._gate_len and not count:
+                self._rebuild_gate()
+            elif n:
+                head = prefix[: self._gate_len]
+                left = self._gate[head] - 1
+                if left:
+                    self._gate[head] = left
+                else:
+                    del self._gate[head]
         for family in self._families:
             if prefix.startswith(family) or family.startswith(prefix):
                 self._families[family] -= 1
         return value
+
+    def _candidate_lengths(self, subject: bytes) -> list[int]:
+        """The prefix lengths worth probing for ``subject``: all of them only if it passes the gate."""
+        lengths = self._lengths
+        if not lengths:
+            return lengths
+        gate = self._gate_len
+        if gate and len(subject) >= gate and subject[:gate] in self._gate:
+            return lengths
+        return [0] if lengths[0] == 0 else []
 
     def match(self, subject: bytes) -> list[tuple[bytes, V]]:
         """Every ``(pattern, value)`` whose pattern matches ``subject`` (Redis glob semantics)."""
@@ -129,7 +172,7 @@ class PatternIndex(Generic[V]):
         buckets = self._buckets
         values = self._values
         size = len(subject)
-        for n in self._lengths:
+        for n in self._candidate_lengths(subject):
             if n > size:
                 break
             bucket = buckets.get(subject[:n])
@@ -145,7 +188,7 @@ class PatternIndex(Generic[V]):
         """Whether some pattern matches ``subject`` (stops at the first)."""
         buckets = self._buckets
         size = len(subject)
-        for n in self._lengths:
+        for n in self._candidate_lengths(subject):
             if n > size:
                 break
             bucket = buckets.get(subject[:n])
