@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,3 +88,31 @@ def test_large_values_round_trip_in_order_on_every_plane(server: VfsdProcess) ->
             assert hashlib.sha256(read_exactly(sock, len(value))).digest() == hashlib.sha256(value).digest()
             tail = b"\r\n:%d\r\n+PONG\r\n" % len(value)
             assert read_exactly(sock, len(tail)) == tail
+
+
+def test_vfs_events_leave_out_values_too_large_to_encode_as_json(server: VfsdProcess) -> None:
+    import json
+
+    from tests.conftest import wait_for
+
+    r = server.client()
+    p = r.pubsub(ignore_subscribe_messages=True)
+
+    def next_message() -> Any:
+        return wait_for(lambda: p.get_message(timeout=0.5), timeout=10, what="a __vfs__ event")
+
+    try:
+        p.subscribe("__vfs__:/run/huge")
+        wait_for(lambda: r.pubsub_numsub("__vfs__:/run/huge")[0][1] == 1, what="the subscription")
+        value = b"h" * (2 << 20)
+        r.set("/run/huge", value)
+        message = next_message()
+        body = json.loads(message["data"])
+        assert body["value_omitted"] is True and body["size"] == len(value) and "value" not in body
+        r.config_set("vfs-event-max-value-bytes", str(4 << 20))
+        r.set("/run/huge", value)
+        assert json.loads(next_message()["data"])["value"] == value.decode()
+    finally:
+        r.config_set("vfs-event-max-value-bytes", str(1 << 20))
+        p.close()
+        r.close()

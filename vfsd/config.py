@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "notify-keyspace-events", live=True),
     Setting("notify_vfs_events", "notifications", str, "KEA",
             "notify-keyspace-events flags for VFS paths (all events by default).", "notify-vfs-events", live=True),
+    Setting("vfs_event_max_value_bytes", "notifications", int, 1 * MiB,
+            "A __vfs__ event leaves out a value larger than this (it says the size instead): JSON-escaping a large "
+            "value would hold up every client.", "vfs-event-max-value-bytes", live=True),
     Setting("expire_sweep_interval_ms", "expiry", int, 100, "How often the active expiry sweep runs.",
             "expire-sweep-interval-ms", live=True),
     Setting("expire_sweep_max_keys", "expiry", int, 1000, "Most keys one sweep expires (the rest wait for the next).",
@@ -109,6 +112,7 @@ class Config:
     client_output_buffer_limit: str = DEFAULT_OUTPUT_LIMITS.format()
     notify_keyspace_events: str = ""
     notify_vfs_events: str = "KEA"
+    vfs_event_max_value_bytes: int = 1 * MiB
     expire_sweep_interval_ms: int = 100
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000

@@ -70,7 +70,8 @@ class Node:
         #: Every desired-plane change of the recent past, for VFS.WATCH ... FROM (vfsd.watch.history).
         self.history = WatchHistory(cfg.watch_history_max_revisions, cfg.watch_history_max_bytes)
         self.watchers = Watchers(self.history)
-        self.notifier = Notifier(self.pubsub, self.watchers, cfg.notify_keyspace_events, cfg.notify_vfs_events)
+        self.notifier = Notifier(self.pubsub, self.watchers, cfg.notify_keyspace_events, cfg.notify_vfs_events,
+                                 cfg.vfs_event_max_value_bytes)
         #: Client output is bounded by class (client-output-buffer-limit); shown normalised by CONFIG GET.
         self.output_limits = OutputLimits.parse(cfg.client_output_buffer_limit)
         self.settings.client_output_buffer_limit = self.output_limits.format()
@@ -276,6 +277,7 @@ class Node:
             setattr(self.settings, name, value)
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
+        self.notifier.max_value_bytes = self.settings.vfs_event_max_value_bytes
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:

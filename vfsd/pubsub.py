@@ -189,9 +189,12 @@ def parse_notify_flags(text: str) -> str:
 class Notifier:
     """Turns change events into pub/sub messages and live VFS.WATCH deliveries."""
 
-    def __init__(self, pubsub: PubSub, watchers: Watchers, local_flags: str = "", vfs_flags: str = "KEA") -> None:
+    def __init__(self, pubsub: PubSub, watchers: Watchers, local_flags: str = "", vfs_flags: str = "KEA",
+                 max_value_bytes: int = 1 << 20) -> None:
         self.pubsub = pubsub
         self.watchers = watchers
+        #: __vfs__ events leave out larger values (vfs-event-max-value-bytes).
+        self.max_value_bytes = max_value_bytes
         self.local_flags = parse_notify_flags(local_flags)
         self.vfs_flags = parse_notify_flags(vfs_flags)
         self.expired_keys = 0
@@ -237,16 +240,21 @@ class Notifier:
         if is_path and pubsub.vfs_wanted:
             channel = VFS + key
             if pubsub.wanted(channel):
-                pubsub.publish(channel, vfs_payload(event, key, entry, revision, origin))
+                pubsub.publish(channel, vfs_payload(event, key, entry, revision, origin, self.max_value_bytes))
 
 
-def vfs_payload(event: str, key: bytes, entry: Entry | None, revision: int = 0, origin: str = "") -> bytes:
-    """``{"op","path","rev","origin","value"}``; a delete carries the revision and origin when they are known."""
+def vfs_payload(event: str, key: bytes, entry: Entry | None, revision: int = 0, origin: str = "",
+                max_value_bytes: int = 1 << 20) -> bytes:
+    """``{"op","path","rev","origin","value"}``; a delete carries the revision and origin when they are known;
+    a value larger than ``max_value_bytes`` is left out (``"value_omitted": true, "size": n``)."""
     body: dict[str, Any] = {"op": event, "path": key.decode("utf-8", "replace")}
     if revision:
         body["rev"] = revision
         body["origin"] = origin
-    if entry is not None:
+    if entry is not None and len(entry[VALUE]) > max_value_bytes:
+        body["value_omitted"] = True
+        body["size"] = len(entry[VALUE])
+    elif entry is not None:
         if entry[KIND] == codec.DOC:
             body["value"] = codec.unpack(entry[VALUE])
         else:

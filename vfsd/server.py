@@ -505,7 +505,7 @@ class Client(asyncio.Protocol):
         limit = self.output_class()
         queued = self._queued_bytes()
         if queued >= limit.check_at_bytes:
-            reason = limit.verdict(queued, self.node.clock_ms, self._limit_clock)
+            reason = limit.verdict(queued, self.node.now_ms(), self._limit_clock)
             if reason is not None:
                 self._cut_off(reason, queued)
 
