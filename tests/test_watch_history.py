@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfsd.watch.history import EVENT_OVERHEAD_BYTES, Compacted, WatchHistory
+from vfsd.watch.history import EVENT_OVERHEAD_BYTES, SUPERSEDED_OVERHEAD_BYTES, Compacted, WatchHistory
 
 Change = tuple[int, bytes, str, str, "tuple | None"]
 
@@ -32,7 +32,7 @@ class NaiveHistory:
         for i, (_, path, _, _, entry) in enumerate(held):
             total += EVENT_OVERHEAD_BYTES + len(path)
             if entry is not None and any(later[1] == path for later in held[i + 1:]):
-                total += len(entry[0])  # superseded: the window alone keeps this value alive
+                total += len(entry[0]) + SUPERSEDED_OVERHEAD_BYTES  # superseded: the window alone keeps it alive
         return total
 
     def record(self, change: Change) -> None:
@@ -50,7 +50,7 @@ def _entry(value: bytes) -> tuple:
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[int, int, list[Change]]:
     max_revisions = draw(st.integers(1, 12))
-    max_bytes = draw(st.integers(0, 8 * (EVENT_OVERHEAD_BYTES + 4)))
+    max_bytes = draw(st.integers(0, 8 * (EVENT_OVERHEAD_BYTES + SUPERSEDED_OVERHEAD_BYTES)))
     changes: list[Change] = []
     revision = 0
     for _ in range(draw(st.integers(0, 40))):
@@ -122,7 +122,8 @@ def test_values_still_current_cost_nothing_superseded_ones_count() -> None:
     history.record(1, b"/ctx/a", "set", "n1", big)
     assert history.bytes == EVENT_OVERHEAD_BYTES + 6  # shared with the keyspace: not counted
     history.record(2, b"/ctx/a", "set", "n1", _entry(b"y"))
-    assert history.bytes == 2 * (EVENT_OVERHEAD_BYTES + 6) + 10_000  # replaced: the window alone keeps it
+    # replaced: the window alone keeps it (and its entry) alive
+    assert history.bytes == 2 * (EVENT_OVERHEAD_BYTES + 6) + 10_000 + SUPERSEDED_OVERHEAD_BYTES
     assert history.changes_after(0).__next__()[4] is big  # the same object, never a copy
 
 
@@ -160,3 +161,18 @@ def test_event_overhead_constant_is_honest() -> None:
     per_change = used / n
     assert per_change <= EVENT_OVERHEAD_BYTES, f"{per_change:.0f} bytes per change measured"
     assert per_change >= EVENT_OVERHEAD_BYTES / 2, f"{per_change:.0f} bytes per change: the constant is stale"
+
+
+def test_superseded_overhead_constant_is_honest() -> None:
+    """What a replaced value keeps alive beyond its bytes, measured against SUPERSEDED_OVERHEAD_BYTES."""
+    n = 20_000
+    history = WatchHistory(max_revisions=10 * n, max_bytes=1 << 40)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):  # one path, rewritten: every value but the last is superseded, the keyspace holds none
+        history.record(i + 1, b"/ctx/p", "set", "n1", (b"%05d" % i + b"v" * 95, 0, i, "n1", 0, 0))
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    beyond = used / n - EVENT_OVERHEAD_BYTES - 100  # minus the record and the value's own bytes
+    assert beyond <= SUPERSEDED_OVERHEAD_BYTES, f"{beyond:.0f} bytes per superseded value measured"

@@ -21,10 +21,11 @@ No value is copied. ``entry`` is the keyspace's own immutable entry tuple for
 the file after the change (None for a delete), so a change whose file has not
 been written since shares its value with the keyspace and costs the window
 only its index record. A value the keyspace has since replaced stays alive
-only while its change is in the window: those *superseded* values are what
-the window really costs, and they are counted in ``bytes`` (with a fixed
-``EVENT_OVERHEAD_BYTES`` per change plus the path), which the ``max_bytes``
-bound holds down. The alternative, re-deriving values from the log entry's
+only while its change is in the window: those *superseded* values (and their
+entry tuples) are what the window really costs, and they are counted in
+``bytes`` (with a fixed ``EVENT_OVERHEAD_BYTES`` per change plus the path,
+and ``SUPERSEDED_OVERHEAD_BYTES`` per superseded value), which the
+``max_bytes`` bound holds down. The alternative, re-deriving values from the log entry's
 ops, cannot produce the value of an INCR, APPEND or partial JSON.SET without
 replaying from an earlier state, and would tie the window to the log's own
 compaction, which with Raft is driven by follower catch-up instead.
@@ -53,9 +54,15 @@ from vfsd.store.keyspace import VALUE, Entry
 #: slot, the revision's list slot and an int, and the latest-change map entry, measured with
 #: tracemalloc on CPython 3.11 (see tests/test_watch_history.py).
 EVENT_OVERHEAD_BYTES: Final = 200
+#: What a superseded change keeps alive besides its value's bytes: the entry tuple and the bytes object's
+#: header (measured the same way; compat/bench_watch_history.py shows both against real allocations).
+SUPERSEDED_OVERHEAD_BYTES: Final = 96
 
 #: One change: (revision, path, op, origin, entry or None for a delete).
 Change = tuple[int, bytes, str, str, "Entry | None"]
+
+
+_DROPPED: Final = (0, b"", "", "", None)  # stands in for a dropped change until the front is reclaimed
 
 
 class Compacted(Exception):
@@ -91,7 +98,9 @@ class WatchHistory:
         self._start = 0
         self._base = 0
         self._latest: dict[bytes, int] = {}  # path -> number of its newest change in the window
-        self._superseded: set[int] = set()  # numbers of changes whose value the keyspace has replaced
+        # One byte per change, parallel to _changes: 1 once the keyspace has replaced its value (a flag array,
+        # not a set of change numbers: a set would cost ~70 bytes per superseded change).
+        self._superseded = bytearray()
 
     def set_bounds(self, max_revisions: int, max_bytes: int) -> None:
         """New bounds (CONFIG SET), applied at once."""
@@ -112,13 +121,15 @@ class WatchHistory:
         number = self._base + len(changes)
         previous = self._latest.get(path)
         if previous is not None:
-            old = changes[previous - self._base]
-            if old[4] is not None and previous not in self._superseded:
-                self._superseded.add(previous)
-                self.bytes += len(old[4][VALUE])
+            at = previous - self._base
+            old = changes[at]
+            if old[4] is not None and not self._superseded[at]:
+                self._superseded[at] = 1
+                self.bytes += len(old[4][VALUE]) + SUPERSEDED_OVERHEAD_BYTES
         self._latest[path] = number
         changes.append((revision, path, op, origin, entry))
         self._revs.append(revision)
+        self._superseded.append(0)
         self.bytes += EVENT_OVERHEAD_BYTES + len(path)
         self.head = revision
         self._enforce_bounds()
@@ -151,17 +162,17 @@ class WatchHistory:
         latest, superseded = self._latest, self._superseded
         for i in range(self._start, stop):
             _, path, _, _, entry = changes[i]
-            number = self._base + i
             self.bytes -= EVENT_OVERHEAD_BYTES + len(path)
-            if number in superseded:
-                superseded.discard(number)
-                self.bytes -= len(entry[VALUE])  # type: ignore[index]
-            if latest.get(path) == number:
+            if superseded[i]:
+                self.bytes -= len(entry[VALUE]) + SUPERSEDED_OVERHEAD_BYTES  # type: ignore[index]
+            if latest.get(path) == self._base + i:
                 del latest[path]
+            changes[i] = _DROPPED  # release the entry now, not when the front is reclaimed
         self._start = stop
         if stop > 1024 and stop * 2 > len(changes):  # reclaim the dropped front now and then
             del changes[:stop]
             del revs[:stop]
+            del superseded[:stop]
             self._base += stop
             self._start = 0
 
