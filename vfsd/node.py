@@ -286,6 +286,11 @@ class Node:
         if "watch_history_max_revisions" in changes or "watch_history_max_bytes" in changes:
             self.history.set_bounds(self.settings.watch_history_max_revisions, self.settings.watch_history_max_bytes)
 
+    def desired_state_installed(self, index: int) -> None:
+        """The desired plane's state up to ``index`` was replaced without its changes (a Raft snapshot
+        installed from the leader): the watch history restarts there, and watches behind it end as compacted."""
+        self.watchers.history_reset(index)
+
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT (in place: clients hold a reference to the counters)."""
         Stats.__init__(self.stats)
