@@ -56,7 +56,7 @@ def test_a_client_that_does_not_read_is_paused_at_the_soft_limit_and_loses_nothi
     r.config_set("client-output-buffer-limit", "normal 0 16mb 0")
     r.set("big", VALUE)
     baseline = rss_bytes(node)
-    requests = 400  # 400 MiB of replies if nothing held the batch back
+    requests = 100  # 100 MiB of replies if nothing held the batch back: six times the soft limit
     hog = pipeline_without_reading(node.port, requests, first=b"CLIENT SETNAME hog\r\n")
     wait_for(lambda: r.info("stats")["client_output_pauses"] >= 1, what="the pause")
     line = client_line(r, "hog")
