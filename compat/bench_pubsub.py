@@ -28,8 +28,10 @@ like on whatever this machine is doing at the time.
    in one process, counting bytes (every message has the same size).
    redis-py readers: 50 ``PubSub`` objects, 10 threads in each of 5 processes.
 
-Every throughput figure is the best of ``--repeats`` runs, and each comes with the server's own CPU time
-per request (from /proc), which moves much less than ops/s when other tenants share the machine.
+Every throughput figure is the best of ``--repeats`` runs (the variants of a workload, such as 0 and 10,000
+patterns, taken in turn in each round, so that the machine's load falls on them alike), and each comes with
+the server's own CPU time per request (from /proc), which moves much less than ops/s when other tenants
+share the machine.
 A markdown table compares each ratio with its target (issue 11): patterns
 >= 0.8 of vfsd's no-pattern figure and >= 10x redis-server at 10,000 patterns;
 fan-out >= 0.5 (raw) and >= 0.9 (redis-py) of redis-server. The exit code is
@@ -152,17 +154,6 @@ def redis_benchmark(server: Server, requests: int, *args: str, clients: int = 50
     return float(rows[-1][1].strip('"'))
 
 
-def best_of(repeats: int, server: Server, requests: int, *args: str) -> float:
-    """The best of ``repeats`` runs (highest ops/s, lowest CPU per request): on a shared machine the other
-    tenants only ever slow a run down, so the best run is the closest to what the server itself costs."""
-    best_ops, best_cpu = 0.0, float("inf")
-    for _ in range(repeats):
-        best_ops = max(best_ops, redis_benchmark(server, requests, *args))
-        best_cpu = min(best_cpu, CPU_US[server.name])
-    CPU_US[server.name] = best_cpu
-    return best_ops
-
-
 @dataclass
 class Row:
     workload: str
@@ -177,56 +168,61 @@ class Row:
         self.redis_cpu_us = CPU_US.get("redis-server", 0.0) if self.redis is not None else 0.0
 
 
+def measured_with_patterns(srv: dict[str, Server], name: str, pattern_prefix: bytes, counts: tuple[int, ...],
+                           requests: dict[int, int], repeats: int, *args: str) -> dict[int, tuple[float, float]]:
+    """(best ops/s, lowest CPU per request) for each pattern count, the counts taken in turn in every round so
+    that a change in the machine's load falls on all of them alike."""
+    best: dict[int, tuple[float, float]] = {count: (0.0, float("inf")) for count in counts}
+    for _ in range(repeats):
+        for count in counts:
+            holders = PatternHolders(srv[name], pattern_prefix, count)
+            try:
+                ops = redis_benchmark(srv[name], requests[count], *args)
+            finally:
+                holders.close()
+            best[count] = (max(best[count][0], ops), min(best[count][1], CPU_US[srv[name].name]))
+    return best
+
+
 def patterns_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[Row]:
     rows = []
     for name in ("redis", "vfsd"):
         command(srv[name], b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA")
-    counts = (0, 1000, 10_000)
-    for count in counts:
-        results: dict[str, float] = {}
+    workloads = [("PUBLISH", b"/ctx/app", (0, 1000, 10_000), ("PUBLISH", "/ctx/bench/news", "xxx"))]
+    workloads += [(f"SET {path}/...", b"__keyspace@0__:/ctx/app", (0, 10_000),
+                   ("SET", f"{path}/bench/__rand_int__", "xxx")) for path in ("/ctx", "/run")]
+    for label, prefix, counts, args in workloads:
+        results = {}
         for name in ("redis", "vfsd"):
-            holders = PatternHolders(srv[name], b"/ctx/app", count)
-            try:
-                # redis-server slows down so much with many patterns that fewer requests give the same figure
-                n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 50)
-                results[name] = best_of(repeats, srv[name], n, "PUBLISH", "/ctx/bench/news", "xxx")
-            finally:
-                holders.close()
-        rows.append(Row(f"PUBLISH, {count:,} non-matching patterns", results["vfsd"], results["redis"]))
-        print(f"  {rows[-1]}", flush=True)
-    for path in ("/ctx", "/run"):
-        for count in (0, 10_000):
-            results = {}
-            for name in ("redis", "vfsd"):
-                holders = PatternHolders(srv[name], b"__keyspace@0__:/ctx/app", count)
-                try:
-                    n = requests if name == "vfsd" or count < 10_000 else max(2000, requests // 50)
-                    if path == "/ctx" and name == "vfsd":
-                        n = max(2000, requests // 4)  # durable writes: about 10,000/s
-                    results[name] = best_of(repeats, srv[name], n, "SET", f"{path}/bench/__rand_int__", "xxx")
-                finally:
-                    holders.close()
-            rows.append(Row(f"SET {path}/..., {count:,} non-matching keyspace patterns", results["vfsd"],
-                            results["redis"]))
+            # redis-server slows down so much with many patterns that fewer requests give the same figure;
+            # vfsd's /ctx writes are durable (fsynced), about 10,000/s at best
+            n = {c: requests if name == "vfsd" or c < 10_000 else max(2000, requests // 50) for c in counts}
+            if name == "vfsd" and "/ctx" in label:
+                n = dict.fromkeys(counts, max(2000, requests // 4))
+            results[name] = measured_with_patterns(srv, name, prefix, counts, n, repeats, *args)
+        kind = "patterns" if label == "PUBLISH" else "keyspace patterns"
+        for count in counts:
+            CPU_US["vfsd"], CPU_US["redis-server"] = results["vfsd"][count][1], results["redis"][count][1]
+            rows.append(Row(f"{label}, {count:,} non-matching {kind}", results["vfsd"][count][0],
+                            results["redis"][count][0]))
             print(f"  {rows[-1]}", flush=True)
     return rows
 
 
 def notification_cost_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[Row]:
     vfsd = srv["vfsd"]
-    results = {}
-    cpu = {}
-    for flags in (b"KEA", b""):
-        command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", flags)
-        results[flags] = best_of(repeats, vfsd, requests, "SET", "/run/bench/__rand_int__", "xxx")
-        cpu[flags] = CPU_US["vfsd"]
+    best = {flags: (0.0, float("inf")) for flags in (b"KEA", b"")}
+    for _ in range(repeats):  # on and off in turn, so that the machine's load falls on both alike
+        for flags in best:
+            command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", flags)
+            ops = redis_benchmark(vfsd, requests, "SET", "/run/bench/__rand_int__", "xxx")
+            best[flags] = (max(best[flags][0], ops), min(best[flags][1], CPU_US["vfsd"]))
     command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", b"KEA")
     rows = []
     for flags, label in ((b"KEA", "on, no subscriber"), (b"", "off")):
-        CPU_US["vfsd"] = cpu[flags]
-        rows.append(Row(f"SET /run/..., notifications {label}", results[flags], None))
-    for row in rows:
-        print(f"  {row}", flush=True)
+        CPU_US["vfsd"] = best[flags][1]
+        rows.append(Row(f"SET /run/..., notifications {label}", best[flags][0], None))
+        print(f"  {rows[-1]}", flush=True)
     return rows
 
 
