@@ -49,6 +49,10 @@ _PREFIX_STAR = 1  # literal prefix then one '*': every subject with the prefix m
 _GLOB = 2  # anything else: the exact matcher decides
 
 
+_ZERO_ONLY: list[int] = [0]  # shared, never mutated: the lengths to probe when only the fallback bucket can match
+_NONE: list[int] = []
+
+
 def _shape(pattern: bytes, prefix: bytes) -> int:
     if len(prefix) == len(pattern):
         return _EXACT
@@ -157,22 +161,28 @@ class PatternIndex(Generic[V]):
         return value
 
     def _candidate_lengths(self, subject: bytes) -> list[int]:
-        """The prefix lengths worth probing for ``subject``: all of them only if it passes the gate."""
+        """The prefix lengths worth probing for ``subject``: all of them only if it passes the gate.
+
+        (A head in the gate is exactly ``_gate_len`` bytes long, so a shorter subject never passes.)
+        """
         lengths = self._lengths
         if not lengths:
             return lengths
         gate = self._gate_len
-        if gate and len(subject) >= gate and subject[:gate] in self._gate:
+        if gate and subject[:gate] in self._gate:
             return lengths
-        return [0] if lengths[0] == 0 else []
+        return _ZERO_ONLY if lengths[0] == 0 else _NONE
 
     def match(self, subject: bytes) -> list[tuple[bytes, V]]:
         """Every ``(pattern, value)`` whose pattern matches ``subject`` (Redis glob semantics)."""
+        lengths = self._candidate_lengths(subject)
+        if not lengths:  # the usual case on a busy node: nothing near
+            return []
         found: list[tuple[bytes, V]] = []
         buckets = self._buckets
         values = self._values
         size = len(subject)
-        for n in self._candidate_lengths(subject):
+        for n in lengths:
             if n > size:
                 break
             bucket = buckets.get(subject[:n])
