@@ -212,8 +212,8 @@ def patterns_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[R
 def notification_cost_rows(srv: dict[str, Server], requests: int, repeats: int) -> list[Row]:
     vfsd = srv["vfsd"]
     best = {flags: (0.0, float("inf")) for flags in (b"KEA", b"")}
-    for _ in range(repeats):  # on and off in turn, so that the machine's load falls on both alike
-        for flags in best:
+    for round_ in range(repeats):  # on and off in turn, first one then the other, so load falls on both alike
+        for flags in (list(best) if round_ % 2 == 0 else list(best)[::-1]):
             command(vfsd, b"CONFIG", b"SET", b"notify-vfs-events", flags)
             ops = redis_benchmark(vfsd, requests, "SET", "/run/bench/__rand_int__", "xxx")
             best[flags] = (max(best[flags][0], ops), min(best[flags][1], CPU_US["vfsd"]))
