@@ -13,7 +13,7 @@ from tests.test_node_e2e import raw
 
 
 def test_slow_subscriber_is_disconnected_others_unaffected(server: VfsdProcess, r: redis.Redis) -> None:
-    r.config_set("client-output-buffer-limit-pubsub", "65536")
+    r.config_set("client-output-buffer-limit", "pubsub 65536 0 0")
     try:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -28,7 +28,7 @@ def test_slow_subscriber_is_disconnected_others_unaffected(server: VfsdProcess, 
         assert r.set("/run/still-serving", "yes") and r.get("/run/still-serving") == b"yes"
         slow.close()
     finally:
-        r.config_set("client-output-buffer-limit-pubsub", str(32 * 1024 * 1024))
+        r.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")
 
 
 def test_maxclients(node_factory) -> None:  # type: ignore[no-untyped-def]

@@ -85,6 +85,13 @@ CORES = [
     "vfsd.store.values",
     "vfsd.store.zset",
     "vfsd.store.blocked",
+    "vfsd.resp.output_limits",
+    "vfsd.resp.pushes",
+    "vfsd.watch.patterns",
+    "vfsd.watch.history",
+    "vfsd.watch.watchers",
+    "vfsd.watch.feed",
+    "vfsd.pubsub",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.

@@ -12,11 +12,13 @@ import dataclasses
 import os
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vfsd.paths import DEFAULT_ROOTS, PLANES, Router
+from vfsd.resp.output_limits import DEFAULT as DEFAULT_OUTPUT_LIMITS
+from vfsd.resp.output_limits import OutputLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +30,19 @@ class Setting:
     doc: str
     redis_name: str
     live: bool = False
+    #: Raises ValueError (its text is the error) when a value of the right type is still not acceptable.
+    check: Callable[[Any], object] | None = None
 
 
 MiB = 1024 * 1024
+
+
+def _positive(name: str) -> Callable[[int], None]:
+    def check(value: int) -> None:
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    return check
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
@@ -56,9 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
             "max-inline-bytes", live=True),
     Setting("max_query_buffer_bytes", "limits", int, 1024 * MiB,
             "Most bytes buffered for one client's unfinished command.", "client-query-buffer-limit", live=True),
-    Setting("pubsub_output_limit_bytes", "limits", int, 32 * MiB,
-            "A subscriber whose unsent replies exceed this is disconnected (slow consumer).",
-            "client-output-buffer-limit-pubsub", live=True),
+    Setting("client_output_buffer_limit", "limits", str, DEFAULT_OUTPUT_LIMITS.format(),
+            "Redis's client-output-buffer-limit: per class, hard and soft limits on unsent output and soft seconds; "
+            "normal clients also pause at their soft limit.", "client-output-buffer-limit", live=True,
+            check=OutputLimits.parse),
     Setting("peer_max_frame_bytes", "limits", int, 16 * MiB,
             "Largest frame a peer may send this node, header included.", "peer-max-frame-bytes"),
     Setting("peer_send_queue_max_bytes", "limits", int, 64 * MiB,
@@ -69,6 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
             "notify-keyspace-events", live=True),
     Setting("notify_vfs_events", "notifications", str, "KEA",
             "notify-keyspace-events flags for VFS paths (all events by default).", "notify-vfs-events", live=True),
+    Setting("vfs_event_max_value_bytes", "notifications", int, 1 * MiB,
+            "A __vfs__ event leaves out a value larger than this (it says the size instead): JSON-escaping a large "
+            "value would hold up every client.", "vfs-event-max-value-bytes", live=True),
     Setting("expire_sweep_interval_ms", "expiry", int, 100, "How often the active expiry sweep runs.",
             "expire-sweep-interval-ms", live=True),
     Setting("expire_sweep_max_keys", "expiry", int, 1000, "Most keys one sweep expires (the rest wait for the next).",
@@ -89,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("script_max_instructions", "scripting", int, 500_000_000,
             "Most Lua VM instructions a desired-plane script (or a FUNCTION LOAD) may run; the same on every node "
             "because the entry carries it.", "script-max-instructions", live=True),
+    Setting("watch_history_max_revisions", "watch", int, 100_000,
+            "VFS.WATCH FROM can resume at most this many revisions back.", "watch-history-max-revisions", live=True,
+            check=_positive("watch_history_max_revisions")),
+    Setting("watch_history_max_bytes", "watch", int, 64 * MiB,
+            "Most memory the watch history may hold (index records plus values the keyspace has replaced).",
+            "watch-history-max-bytes", live=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -108,7 +130,6 @@ RANGES: dict[str, tuple[int, int]] = {
     "max_array_len": (1024, (1 << 31) - 1),
     "max_inline_bytes": (1024, (1 << 31) - 1),
     "max_query_buffer_bytes": (1024 * 1024, INT64_MAX),
-    "pubsub_output_limit_bytes": (0, INT64_MAX),
     "expire_sweep_interval_ms": (1, 3_600_000),
     "expire_sweep_max_keys": (1, (1 << 31) - 1),
     "snapshot_every_entries": (1, INT64_MAX),
@@ -134,11 +155,12 @@ class Config:
     max_array_len: int = 1024 * 1024
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 1024 * MiB
-    pubsub_output_limit_bytes: int = 32 * MiB
+    client_output_buffer_limit: str = DEFAULT_OUTPUT_LIMITS.format()
     peer_max_frame_bytes: int = 16 * MiB
     peer_send_queue_max_bytes: int = 64 * MiB
     notify_keyspace_events: str = ""
     notify_vfs_events: str = "KEA"
+    vfs_event_max_value_bytes: int = 1 * MiB
     expire_sweep_interval_ms: int = 100
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000
@@ -147,6 +169,8 @@ class Config:
     busy_reply_threshold_ms: int = 5000
     script_max_memory_bytes: int = 256 * MiB
     script_max_instructions: int = 500_000_000
+    watch_history_max_revisions: int = 100_000
+    watch_history_max_bytes: int = 64 * MiB
     roots: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROOTS))
     #: The ``[collectors]`` table as written (validated by ``vfsd.collectors``).
     collectors: Mapping[str, Any] = field(default_factory=dict)
@@ -231,6 +255,7 @@ def coerce(setting: Setting, raw: Any) -> Any:
         low, high = RANGES.get(setting.name, (0, INT64_MAX))
         if not low <= value <= high:
             raise _invalid(setting, raw, f"must be between {low} and {high} inclusive")
+        _check(setting, value)
         return value
     if not isinstance(raw, str):
         raise ConfigError(f"{setting.name}: expected a string, got {raw!r}", "argument must be a string")
@@ -254,7 +279,17 @@ def coerce(setting: Setting, raw: Any) -> Any:
             raise ConfigError(f"save: {exc} in {raw!r} (pairs of <seconds> <changes>)", str(exc)) from None
     if setting.name == "node_id" and raw:
         check_node_id(raw)
+    _check(setting, raw)
     return raw
+
+
+def _check(setting: Setting, value: Any) -> None:
+    """A setting's own check (``Setting.check``): ValueError's text is Redis's reason."""
+    if setting.check is not None:
+        try:
+            setting.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.name}: {exc}", str(exc)) from None
 
 
 def parse_save_points(text: str) -> list[tuple[int, int]]:

@@ -38,7 +38,7 @@ class Stats:
     """Counters for INFO stats: plain attributes, since the client shell bumps them on every batch."""
 
     __slots__ = ("total_connections_received", "total_commands_processed", "net_input_bytes", "net_output_bytes",
-                 "error_replies", "protocol_errors", "client_output_limit_disconnections", "rejected_connections",
+                 "error_replies", "protocol_errors", "client_output_limit_disconnections", "client_output_pauses", "rejected_connections",
                  "error_codes", "used_memory_peak", "ops_rate", "input_rate", "output_rate")
 
     def __init__(self) -> None:
@@ -49,6 +49,7 @@ class Stats:
         self.error_replies = 0
         self.protocol_errors = 0
         self.client_output_limit_disconnections = 0
+        self.client_output_pauses = 0
         self.rejected_connections = 0
         #: Error replies by their first word (``ERR``, ``WRONGTYPE``...), for INFO errorstats.
         self.error_codes: dict[str, int] = {}

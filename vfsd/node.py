@@ -31,13 +31,17 @@ from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.metrics import Stats
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
+from vfsd.resp.output_limits import OutputLimitError, OutputLimits
 from vfsd.resp.types import OK, ErrorReply
-from vfsd.server import Client
+from vfsd.server import Client, PushFlusher
 from vfsd.store.cursors import ScanCursors
 from vfsd.store.dump import DumpCorruption
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
 from vfsd.store.saver import Saver
+from vfsd.watch.feed import DesiredFeed
+from vfsd.watch.history import WatchHistory
+from vfsd.watch.watchers import Watchers
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,19 @@ class Node:
         self.keyspace = Keyspace()
         self.scan_cursors = ScanCursors()
         self.router = Router(self.config.roots)
+        cfg = self.config
         self.pubsub = PubSub()
-        self.notifier = Notifier(self.pubsub, self.config.notify_keyspace_events, self.config.notify_vfs_events)
+        #: Every desired-plane change of the recent past, for VFS.WATCH ... FROM (vfsd.watch.history).
+        self.history = WatchHistory(cfg.watch_history_max_revisions, cfg.watch_history_max_bytes)
+        self.watchers = Watchers(self.history)
+        self.notifier = Notifier(self.pubsub, self.watchers, cfg.notify_keyspace_events, cfg.notify_vfs_events,
+                                 cfg.vfs_event_max_value_bytes)
+        #: Client output is bounded by class (client-output-buffer-limit); shown normalised by CONFIG GET.
+        self.output_limits = OutputLimits.parse(cfg.client_output_buffer_limit)
+        self.settings.client_output_buffer_limit = self.output_limits.format()
+        #: Writes every client's queued pushes once per event-loop iteration.
+        self.flusher = PushFlusher(self)
+        self.watchers.on_open = self.flusher.schedule
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
         #: The generator behind RANDOMKEY, SPOP, SRANDMEMBER... on the local and active planes (the
@@ -73,20 +88,22 @@ class Node:
         #: Clients parked in blocking pops (BLPOP, BZPOPMIN...); dispatch serves its ready keys.
         self.blocking = Blocker(self)
         self.blocking_ready = self.blocking.ready
-        cfg = self.config
         self.data_dir = DataDir(cfg.data_dir)
         #: The peer port (Raft, gossip): configured, port + 10000, or derived once a free client port is bound.
         self.peer_port = cfg.peer_port
         sink = self.notifier
+        self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
             "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "log": DesiredPlane(self.keyspace, cfg.node_id, sink, cfg.data_dir, sorted(log_roots),
+            "log": DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
                                 snapshot_every_entries=cfg.snapshot_every_entries,
                                 segment_max_bytes=cfg.wal_segment_max_bytes,
-                                script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router),
+                                script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router,
+                                replay_sink=self.desired_feed.replay),
         }
+        self.desired_feed.machine = self.planes["log"].machine
         self.local_plane = self.planes["local"]
         #: EVAL/FCALL: the node's Lua runtime and busy-script handling (vfsd.commands.scripting).
         self.scripting = NodeScripting(self)
@@ -152,6 +169,8 @@ class Node:
         except OSError as exc:
             self.data_dir.release()
             raise StartupError(f"cannot read data dir {self.data_dir.path}: {exc}") from None
+        # The replay refilled the history with the changes after the snapshot; it is complete from there.
+        self.history.reset(self.planes["log"].snapshot_index)
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
@@ -331,10 +350,19 @@ class Node:
 
     def apply_settings(self, changes: dict[str, Any]) -> None:
         """CONFIG SET: validate everything first, then apply all or nothing."""
+        output_limits = self.output_limits
+        if "client_output_buffer_limit" in changes:  # only the classes named change, as in Redis
+            try:
+                output_limits = output_limits.updated(changes["client_output_buffer_limit"])
+            except OutputLimitError as exc:
+                raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit')"
+                                 f" - {exc}") from None
+            changes = {**changes, "client_output_buffer_limit": output_limits.format()}
         for name, value in changes.items():  # each value was checked by config.coerce
             setattr(self.settings, name, value)
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
+        self.notifier.max_value_bytes = self.settings.vfs_event_max_value_bytes
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
@@ -344,6 +372,14 @@ class Node:
         if "max_bulk_bytes" in changes:  # immediate planes check it when they run; the log carries it per entry
             for plane in (self.planes["local"], self.planes["eventual"]):
                 plane.ctx.max_bulk_bytes = changes["max_bulk_bytes"]
+        self.output_limits = output_limits
+        if "watch_history_max_revisions" in changes or "watch_history_max_bytes" in changes:
+            self.history.set_bounds(self.settings.watch_history_max_revisions, self.settings.watch_history_max_bytes)
+
+    def desired_state_installed(self, index: int) -> None:
+        """The desired plane's state up to ``index`` was replaced without its changes (a Raft snapshot
+        installed from the leader): the watch history restarts there, and watches behind it end as compacted."""
+        self.watchers.history_reset(index)
 
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT (in place: clients hold a reference to the counters)."""

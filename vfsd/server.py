@@ -2,12 +2,26 @@
 
 Each connection feeds received bytes to its ``RequestParser``, runs every
 complete command through ``dispatch`` and writes the batch of replies with a
-single ``transport.write`` (pipelining costs one syscall per batch). A command
-on the desired plane answers with a Future; the connection then holds its
-later commands back until it resolves, so replies keep their order and a client
-reads its own writes. Backpressure is explicit: a client that does not read its
-replies stops being read from, and a subscriber that falls too far behind is
-disconnected, as Redis's client-output-buffer-limit does.
+single write (pipelining costs one syscall per batch). A command on the
+desired plane answers with a Future; the connection then holds its later
+commands back until it resolves, so replies keep their order and a client
+reads its own writes.
+
+Output is bounded per client by ``client-output-buffer-limit``
+(``resp.output_limits``). A batch stops running when the replies queued for
+a normal client pass its soft limit: the rest of the batch waits in the
+backlog, reading stops, and both resume once the transport has drained
+(``resume_writing``). A client whose queue passes its hard limit, or stays
+past its soft limit longer than the soft seconds, is disconnected and counted.
+Large replies are written as the pieces the encoder made (the value's own
+bytes object among them), never joined into one copy.
+
+Pushes (pub/sub messages, VFS.WATCH events) arrive already encoded
+(``resp.pushes``); each client queues their pieces and the ``PushFlusher``
+writes every client's queue once per event-loop iteration, so a burst of
+messages to many subscribers costs one write per subscriber, not one per
+message. A push raised by the client's own command goes into that command's
+batch instead, to keep its place among the replies.
 """
 
 from __future__ import annotations
@@ -26,8 +40,11 @@ from vfsd.commands.table import CommandSpec
 from vfsd.paths import GROUP, LOCAL, PLANE_NAMES, PathError
 from vfsd.resp.encoder import encode_into
 from vfsd.resp.fast import FastRequestParser as RequestParser
-from vfsd.resp.types import QUEUED, ErrorReply, Push
+from vfsd.resp.output_limits import ClassLimit, LimitClock
+from vfsd.resp.pushes import Message, encoded_message
+from vfsd.resp.types import QUEUED, ErrorReply, SimpleString
 from vfsd.store.keyspace import REV
+from vfsd.watch.watchers import Watch
 
 if TYPE_CHECKING:
     from vfsd.node import Node
@@ -36,6 +53,19 @@ log = logging.getLogger(__name__)
 Future = asyncio.Future
 
 _ids = itertools.count(1)
+
+#: An argument at least this large is joined from its received pieces on a worker thread, not on the event
+#: loop (``bytes.join`` releases the GIL for large joins): one large SET must not stall other clients for the
+#: copy. Smaller ones are joined where they complete (a few milliseconds at most).
+JOIN_OFF_LOOP_BYTES = 4 << 20
+#: A batch whose replies total more than this is written as pieces (writelines) rather than joined: the
+#: large values among them are then handed to the socket as they are, never copied.
+JOIN_MAX_BYTES = 256 * 1024
+#: Pieces at least this large are never copied into a joined run (see ``_coalesce``).
+LARGE_PIECE_BYTES = 64 * 1024
+#: One catch-up step of a VFS.WATCH replay: at most about this many changes and this many bytes of output.
+CATCH_UP_CHANGES = 1024
+CATCH_UP_BYTES = 1 << 20
 
 PROTECTED = (
     b"-DENIED Running in protected mode because no password is set for the default user. In this mode "
@@ -62,6 +92,7 @@ class Client(asyncio.Protocol):
             max_array_len=settings.max_array_len,
             max_inline_bytes=settings.max_inline_bytes,
             max_query_buffer_bytes=settings.max_query_buffer_bytes,
+            defer_bulk_bytes=JOIN_OFF_LOOP_BYTES,
         )
         self.proto = 2
         self.authenticated = not settings.requirepass
@@ -83,12 +114,28 @@ class Client(asyncio.Protocol):
         self.watch_dirty = False  # set by the keyspace when a WATCHed key changes
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
+        self.shard_channels: set[bytes] = set()
+        self.vfs_watches: dict[bytes, Watch] = {}
+        #: Subscribed to anything (a channel, pattern, shard channel or VFS.WATCH): kept by the pubsub
+        #: commands, since dispatch's fast path reads it on every command.
+        self.subscribed = False
         self.backlog: deque[list[bytes]] = deque()
         self.waiting: asyncio.Future[Any] | None = None
         self.closing = False
         self._paused_reading = False
         self._write_paused = False
         self._batch: list[bytes] | None = None  # replies of the batch being run, not yet written
+        self._batch_bytes = 0  # pushes added to that batch
+        # Output: pushes queued since the last flush, and what the transport held at the last look (an
+        # upper bound until the next: the transport only ever drains between looks).
+        self._pushq: list[bytes] = []
+        self._pushq_bytes = 0
+        self._transport_bytes = 0
+        self._limit_clock = LimitClock()
+        self._push_check_at = node.output_limits.pubsub.check_at_bytes  # subscribers' class; see deliver()
+        self._output_paused = False  # commands held back until the replies drain (normal soft limit)
+        self._catch_up_scheduled = False
+        self._joins_pending = 0  # batches held while their large arguments are joined off the loop
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -117,6 +164,9 @@ class Client(asyncio.Protocol):
             return
         node.clients[self.id] = self
         node.stats.total_connections_received += 1
+        soft = node.output_limits.normal.soft_bytes
+        if 0 < soft < 64 * 1024:  # asyncio's default high-water mark: pause_writing must come by the soft limit
+            transport.set_write_buffer_limits(high=soft)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -127,17 +177,41 @@ class Client(asyncio.Protocol):
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()
+        self._pushq = []
+        self._pushq_bytes = 0
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
         self.stats.net_input_bytes += len(data)
         commands = self.parser.feed(data)
-        if self.waiting is not None or self.backlog:
+        if self.parser.deferred:
+            self._join_large_arguments(commands)
+            return
+        if self.waiting is not None or self.backlog or self._output_paused or self._joins_pending:
             self.backlog.extend(commands)
             self._pause_reading()
             return
         self.run(commands)
+
+    def _join_large_arguments(self, commands: list[list[bytes]]) -> None:
+        """Hold ``commands`` (and reading) while their large arguments are joined on a worker thread."""
+        large = list(self.parser.deferred)
+        self.parser.deferred.clear()
+        self.backlog.extend(commands)
+        self._pause_reading()
+        self._joins_pending += 1
+        future = asyncio.get_running_loop().run_in_executor(None, _join_all, large)
+        future.add_done_callback(lambda f: self._large_arguments_joined(f, large))
+
+    def _large_arguments_joined(self, future: asyncio.Future[list[bytes]], large: list[Any]) -> None:
+        self._joins_pending -= 1
+        if self.closing or future.cancelled():
+            return
+        for bulk, value in zip(large, future.result()):
+            bulk.resolve(value)
+        if not self._joins_pending and self.waiting is None and not self._output_paused:
+            self._continue_backlog()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -145,25 +219,50 @@ class Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self.waiting is None:
+        if self.transport is not None:
+            self._transport_bytes = self.transport.get_write_buffer_size()
+        if self._output_paused:
+            self._unpause()
+        elif self.waiting is None and not self.backlog:
             self._resume_reading()
+        if not self.closing and any(not w.live for w in self.vfs_watches.values()):
+            self._catch_up()
 
     # -- running commands -------------------------------------------------------
 
+    def output_class(self) -> ClassLimit:
+        """This client's client-output-buffer-limit class: pubsub once subscribed to anything, else normal."""
+        limits = self.node.output_limits
+        return limits.pubsub if self.subscriptions() else limits.normal
+
     def run(self, commands: list[list[bytes]]) -> None:
-        """Run a batch of parsed commands and write their replies at once."""
+        """Run a batch of parsed commands and write their replies at once.
+
+        Stops early, leaving the rest in the backlog, when the replies queued for a
+        normal client pass its soft limit (see the module docstring).
+        """
         out: list[bytes] = []
         self._batch = out
+        self._batch_bytes = 0
         stats = self.stats
         now_ms = self.node.tick()
+        limit = self.output_class()
+        # Bytes this batch may add before the limits need a look; replies are counted as they are made.
+        budget = limit.check_at_bytes - self._transport_bytes - self._pushq_bytes
+        produced = 0
         done = 0
         for argv in commands:
             done += 1
+            mark = len(out)
             reply = dispatch(self, argv)
             kind = type(reply)
-            if kind is Replies:
+            if kind is bytes:
+                encode_into(out, reply, self.proto)
+                produced += len(reply) + 16
+            elif kind is Replies:
                 for part in reply:
                     encode_into(out, part, self.proto)
+                produced += sum(map(len, out[mark:]))
             elif isinstance(reply, Future):
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
@@ -174,8 +273,16 @@ class Client(asyncio.Protocol):
                 if kind is ErrorReply:
                     stats.count_error(str(reply))
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
+                produced += 16 if kind is SimpleString or kind is int or reply is None else sum(map(len, out[mark:]))
             if self.closing:
                 break
+            if produced + self._batch_bytes >= budget and done < len(commands):
+                if self._over_limit(produced + self._batch_bytes, now_ms):
+                    if not self.closing:  # paused: the rest runs once the replies have drained
+                        self.backlog = deque(commands[done:])
+                    break
+                limit = self.output_class()
+                budget = limit.hard_bytes - self._transport_bytes - self._pushq_bytes if limit.hard_bytes else float("inf")
         else:
             if self.parser.error is not None and not self.closing:
                 out.append(b"-ERR Protocol error: " + str(self.parser.error).encode() + b"\r\n")
@@ -187,12 +294,88 @@ class Client(asyncio.Protocol):
             self.last_active_ms = now_ms
         self._batch = None
         transport = self.transport
-        if out and transport is not None:
-            data = b"".join(out)
-            stats.net_output_bytes += len(data)
-            transport.write(data)
+        if out and transport is not None and not transport.is_closing():
+            self._write(out, now_ms)
         if self.closing and transport is not None:
             transport.close()
+        elif self._output_paused and not self._write_paused:
+            # The transport is below its high-water mark already: nothing to wait for.
+            asyncio.get_running_loop().call_soon(self._unpause)
+
+    def _over_limit(self, batch_bytes: int, now_ms: int) -> bool:
+        """Mid-batch look at the limits; True when the batch must stop (cut off, or paused at the soft limit)."""
+        queued = self._queued_bytes() + batch_bytes
+        limit = self.output_class()
+        reason = limit.verdict(queued, now_ms, self._limit_clock)
+        if reason is not None:
+            self._cut_off(reason, queued)
+            return True
+        if limit is self.node.output_limits.normal and limit.soft_bytes and queued >= limit.soft_bytes:
+            self._pause_output()
+            return True
+        return False
+
+    def _pause_output(self) -> None:
+        """Hold this client's commands (and stop reading it) until its replies drain (resume_writing)."""
+        if not self._output_paused:
+            self._output_paused = True
+            self.stats.client_output_pauses += 1
+        self._pause_reading()
+
+    def _unpause(self) -> None:
+        if self._output_paused:
+            self._output_paused = False
+            self._continue_backlog()
+
+    def _queued_bytes(self) -> int:
+        """Output not yet sent: what the transport holds plus the pushes waiting for the next flush."""
+        transport = self.transport
+        self._transport_bytes = transport.get_write_buffer_size() if transport is not None else 0
+        return self._transport_bytes + self._pushq_bytes
+
+    def _write(self, pieces: list[bytes], now_ms: int) -> None:
+        """Hand a batch to the transport (joined when small, as pieces when large), then check the limits."""
+        transport = self.transport
+        assert transport is not None
+        size = sum(map(len, pieces))
+        if size <= JOIN_MAX_BYTES or len(pieces) == 1:
+            transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        else:
+            transport.writelines(_coalesce(pieces))
+        self.stats.net_output_bytes += size
+        queued = self._queued_bytes()
+        limit = self.output_class()
+        if queued >= limit.check_at_bytes:
+            reason = limit.verdict(queued, now_ms, self._limit_clock)
+            if reason is not None:
+                self._cut_off(reason, queued)
+            elif limit is self.node.output_limits.normal and limit.soft_bytes and queued >= limit.soft_bytes:
+                self._pause_output()
+        elif self._limit_clock.soft_since_ms is not None:
+            self._limit_clock.soft_since_ms = None
+
+    def _cut_off(self, reason: str, queued: int) -> None:
+        """Disconnect a client past its output limit (Redis: "closed for overcoming of output buffer limits")."""
+        if self.closing:
+            return
+        log.warning("client id=%d addr=%s closed for overcoming of output buffer limits (%s limit, %d bytes queued)",
+                    self.id, self.addr, reason, queued)
+        self.node.stats.client_output_limit_disconnections += 1
+        self.closing = True
+        self._pushq = []
+        self._pushq_bytes = 0
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _continue_backlog(self) -> None:
+        """Run what was held back (a desired-plane reply came, or the output drained), then read again."""
+        if self.closing or self.transport is None or self.transport.is_closing() or self._joins_pending:
+            return
+        backlog, self.backlog = self.backlog, deque()
+        if backlog or self.parser.error is not None:
+            self.run(list(backlog))
+        if self.waiting is None and not self._write_paused and not self._output_paused and not self.backlog:
+            self._resume_reading()
 
     def _resumed(self, future: asyncio.Future[Any]) -> None:
         if self.waiting is not future:
@@ -205,12 +388,14 @@ class Client(asyncio.Protocol):
         if type(reply) is ErrorReply:
             self.node.stats.count_error(str(reply))
         encode_into(out, reply, self.proto)
-        self.transport.write(b"".join(out))
-        backlog, self.backlog = self.backlog, deque()
-        if backlog or self.parser.error is not None:
-            self.run(list(backlog))
-        if self.waiting is None and not self._write_paused:
-            self._resume_reading()
+        self._write(out, self.node.tick())
+        if self.closing:
+            return
+        if self._output_paused:  # the reply alone passed the soft limit: let it drain first
+            if not self._write_paused:
+                asyncio.get_running_loop().call_soon(self._unpause)
+            return
+        self._continue_backlog()
 
     def close_after_write(self) -> None:
         """Close once the replies of the current batch are written (QUIT)."""
@@ -300,23 +485,62 @@ class Client(asyncio.Protocol):
     # -- pub/sub ----------------------------------------------------------------
 
     def subscriptions(self) -> int:
-        return len(self.channels) + len(self.patterns)
+        """What makes a client "subscribed" (RESP2 subscribed context, the pubsub output class)."""
+        return len(self.channels) + len(self.patterns) + len(self.shard_channels) + len(self.vfs_watches)
 
-    def deliver(self, message: list[bytes]) -> None:
+    def pubsub_count(self) -> int:
+        """The count (un)subscribe replies carry: channels, patterns and VFS watches (shard channels count apart,
+        as in Redis 7), so a client sees 0 only once it has left subscribed mode for them all."""
+        return len(self.channels) + len(self.patterns) + len(self.vfs_watches)
+
+    def deliver(self, message: Message) -> None:
+        """Queue a push (already encoded, see ``resp.pushes``); the flusher writes it this iteration.
+
+        The hot line of a fan-out: one call per message per subscriber, so the limit it checks
+        against is cached (``_push_check_at``, refreshed at each flush) rather than looked up.
+        """
+        pieces, size = message.frames[self.proto]  # type: ignore[misc]
+        batch = self._batch
+        if batch is not None:  # raised by this client's own command: keep it in order with its replies
+            batch += pieces
+            self._batch_bytes += size
+            return
+        queue = self._pushq
+        if not queue:
+            if self.closing:
+                return
+            self.node.flusher.add(self)
+        queue += pieces
+        queued = self._pushq_bytes + size
+        self._pushq_bytes = queued
+        if queued + self._transport_bytes >= self._push_check_at:
+            self._check_push_limits()
+
+    def _check_push_limits(self) -> None:
+        limit = self.output_class()
+        queued = self._queued_bytes()
+        if queued >= limit.check_at_bytes:
+            reason = limit.verdict(queued, self.node.now_ms(), self._limit_clock)
+            if reason is not None:
+                self._cut_off(reason, queued)
+
+    def flush_pushes(self) -> None:
+        """Write the queued pushes in one go (called by the PushFlusher, once per loop iteration)."""
+        queue, size = self._pushq, self._pushq_bytes
+        if not queue:
+            return
+        self._pushq = []
+        self._pushq_bytes = 0
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closing or transport is None or transport.is_closing():
             return
-        if self._batch is not None:  # raised by this client's own command: keep it in order with its replies
-            encode_into(self._batch, Push(message), self.proto)
-            return
-        out: list[bytes] = []
-        encode_into(out, Push(message), self.proto)
-        transport.write(b"".join(out))
-        if transport.get_write_buffer_size() > self.node.settings.pubsub_output_limit_bytes:
-            log.warning("client id=%d addr=%s closed for overcoming of output buffer limits", self.id, self.addr)
-            self.node.stats.client_output_limit_disconnections += 1
-            self.closing = True
-            transport.abort()
+        if size <= JOIN_MAX_BYTES:
+            transport.write(b"".join(queue))
+        else:
+            transport.writelines(_coalesce(queue))
+        self.stats.net_output_bytes += size
+        self._transport_bytes = transport.get_write_buffer_size()
+        self._push_check_at = self.node.output_limits.pubsub.check_at_bytes
 
     def unsubscribe_all(self) -> None:
         pubsub = self.node.pubsub
@@ -324,8 +548,68 @@ class Client(asyncio.Protocol):
             pubsub.unsubscribe(self, channel)
         for pattern in self.patterns:
             pubsub.punsubscribe(self, pattern)
+        for channel in self.shard_channels:
+            pubsub.sunsubscribe(self, channel)
         self.channels.clear()
         self.patterns.clear()
+        self.shard_channels.clear()
+        watchers = self.node.watchers
+        for watch in self.vfs_watches.values():
+            watchers.unwatch(watch)
+        self.vfs_watches.clear()
+        self.subscribed = False
+
+    # -- VFS.WATCH ---------------------------------------------------------------
+
+    def add_watch(self, pattern: bytes, *, ordered: bool, after: int | None, values: bool) -> Watch:
+        """Start (or restart) a VFS.WATCH on ``pattern``; raises Compacted for a FROM out of the window."""
+        node = self.node
+        watchers = node.watchers
+        old = self.vfs_watches.pop(pattern, None)
+        if old is not None:
+            watchers.unwatch(old)
+        watch = watchers.watch(self, pattern, ordered=ordered, after=after, values=values,
+                               current_revision=node.planes["log"].machine.applied_index)
+        self.vfs_watches[pattern] = watch
+        self.subscribed = True
+        if not watch.live:
+            self._schedule_catch_up()
+        return watch
+
+    def remove_watch(self, pattern: bytes) -> bool:
+        watch = self.vfs_watches.pop(pattern, None)
+        if watch is None:
+            return False
+        self.node.watchers.unwatch(watch)
+        self.subscribed = bool(self.subscriptions())
+        return True
+
+    def watch_compacted(self, watch: Watch, oldest: int) -> None:
+        """The window moved past a watch still catching up: it ends, and says why."""
+        if self.vfs_watches.get(watch.pattern) is watch:
+            del self.vfs_watches[watch.pattern]
+        self.deliver(encoded_message([b"vfs.unwatch", watch.pattern, self.pubsub_count(), b"compacted", oldest]))
+        self.subscribed = bool(self.subscriptions())
+
+    def _schedule_catch_up(self) -> None:
+        if not self._catch_up_scheduled:
+            self._catch_up_scheduled = True
+            asyncio.get_running_loop().call_soon(self._catch_up)
+
+    def _catch_up(self) -> None:
+        """One replay step for each watch still behind, paced by this client's socket."""
+        self._catch_up_scheduled = False
+        if self.closing or self.transport is None or self._write_paused:
+            return  # resume_writing calls again once the socket has drained
+        watchers = self.node.watchers
+        # A step stays well inside the subscriber's limit (a single revision larger than that still goes whole).
+        step_bytes = int(min(CATCH_UP_BYTES, self.node.output_limits.pubsub.check_at_bytes // 4))
+        behind = False
+        for watch in list(self.vfs_watches.values()):
+            if not watch.live and not watchers.catch_up(watch, CATCH_UP_CHANGES, step_bytes):
+                behind = True
+        if behind and not self._write_paused:
+            self._schedule_catch_up()  # after this iteration's flush; resume_writing restarts a paused one
 
     # -- introspection ----------------------------------------------------------
 
@@ -337,18 +621,81 @@ class Client(asyncio.Protocol):
             flags += "x"
         return flags or "N"
 
+    def output_bytes(self) -> int:
+        """omem: replies and pushes queued and not yet sent."""
+        return self._queued_bytes()
+
     def info_line(self) -> str:
+        """One CLIENT LIST line. obl/oll: bytes and pieces of pushes waiting for this iteration's flush;
+        omem: everything queued and unsent (the transport's buffer plus those); argv-mem: commands
+        parsed but held back (a desired-plane reply pending, or output paused at the soft limit)."""
         now = time.monotonic()
+        qbuf = self.parser.buffered_bytes
+        omem = self.output_bytes()
+        argv_mem = sum(len(arg) for argv in self.backlog for arg in argv)
+        events = ("" if self._paused_reading else "r") + ("w" if omem else "")
         return (
             f"id={self.id} addr={self.addr} laddr={self.laddr} fd={self.fd} name={self.name.decode(errors='replace')} "
             f"age={int(now - self.created)} idle={max(0, self.node.now_ms() - self.last_active_ms) // 1000} flags={self.flags()} db=0 "
-            f"sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
+            f"sub={len(self.channels)} psub={len(self.patterns)} ssub={len(self.shard_channels)} "
             f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "
-            f"qbuf={self.parser.buffered_bytes} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
-            f"omem={self.transport.get_write_buffer_size() if self.transport else 0} tot-mem=0 events=r "
+            f"qbuf={qbuf} qbuf-free=0 argv-mem={argv_mem} multi-mem=0 rbs=0 rbp=0 obl={self._pushq_bytes} "
+            f"oll={len(self._pushq)} omem={omem} tot-mem={omem + qbuf + argv_mem} events={events} "
             f"cmd={self.last_cmd[:32].decode(errors='replace').lower()} user=default redir=-1 resp={self.proto} "
             f"lib-name={self.lib_name.decode(errors='replace')} lib-ver={self.lib_ver.decode(errors='replace')}"
         )
+
+
+def _join_all(large: list[Any]) -> list[bytes]:
+    """Worker-thread side of ``_join_large_arguments``."""
+    return [bulk.join() for bulk in large]
+
+
+def _coalesce(pieces: list[bytes]) -> list[bytes]:
+    """Join runs of small pieces; leave large ones (a big value) as they are, for writelines."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for piece in pieces:
+        if len(piece) >= LARGE_PIECE_BYTES:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(piece)
+        else:
+            run.append(piece)
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
+class PushFlusher:
+    """Writes each client's queued pushes once per event-loop iteration (many messages, one write).
+
+    The first push queued in an iteration schedules one ``flush`` with ``call_soon``; it first
+    seals the VFS.WATCH groups of the revision being applied, then writes every waiting client.
+    """
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self._waiting: list[Client] = []
+        self._scheduled = False
+
+    def add(self, client: Client) -> None:
+        self._waiting.append(client)
+        if not self._scheduled:
+            self.schedule()
+
+    def schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        self.node.watchers.seal()
+        waiting, self._waiting = self._waiting, []
+        for client in waiting:
+            client.flush_pushes()
 
 
 def _fmt_addr(addr: Any) -> str:

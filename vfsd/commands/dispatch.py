@@ -38,7 +38,7 @@ FAST: dict[bytes, CommandSpec] = {}
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
 IN_MULTI_IMMEDIATE = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
 SUBSCRIBED_ALLOWED = frozenset({"subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe",
-                                "sunsubscribe", "ping", "quit", "reset"})
+                                "sunsubscribe", "vfs.watch", "vfs.unwatch", "ping", "quit", "reset"})
 
 
 def build_lookup() -> None:
@@ -132,8 +132,7 @@ def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     spec = FAST.get(argv[0])
-    if (spec is not None and client.authenticated and client.multi is None
-            and not client.channels and not client.patterns):
+    if spec is not None and client.authenticated and client.multi is None and not client.subscribed:
         # The hot path, equivalent to the general one below for a plain client running a
         # one-key command: check arity, route the key, run or propose.
         arity = spec.arity
@@ -178,7 +177,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
                 raise wrong_arity(spec.name)
         if not client.authenticated and "no_auth" not in spec.flags:
             raise NOAUTH
-        if client.multi is not None or client.proto == 2 and (client.channels or client.patterns):
+        if client.multi is not None or client.proto == 2 and client.subscribed:
             name = spec.parent.name if spec.parent else spec.name
             if client.proto == 2 and client.subscriptions() and name not in SUBSCRIBED_ALLOWED:
                 raise ErrorReply(

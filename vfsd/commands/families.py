@@ -16,6 +16,7 @@ from vfsd.commands import (  # noqa: F401
     sort,
     strings,
     vfs,
+    watch,
     zsets,
 )
 from vfsd.commands.dispatch import build_lookup

@@ -167,6 +167,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         pubsub_clients = sum(1 for c in node.clients.values() if c.subscriptions())
         sections.append("# Clients\r\n" + _fields({
             "connected_clients": len(node.clients), "maxclients": settings.maxclients,
+            "client_recent_max_output_buffer": max((c.output_bytes() for c in node.clients.values()), default=0),
             "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients(), "tracking_clients": 0,
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
@@ -177,6 +178,8 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "used_memory": rss, "used_memory_human": _human(rss), "used_memory_rss": rss,
             "used_memory_rss_human": _human(rss), "used_memory_peak": peak, "used_memory_peak_human": _human(peak),
             "maxmemory": 0, "maxmemory_policy": "noeviction",
+            "mem_clients_normal": sum(c.output_bytes() + c.parser.buffered_bytes for c in node.clients.values()),
+            "mem_clients_slaves": 0,
             "mem_allocator": "pymalloc",
         }))
     if want("persistence"):
@@ -197,8 +200,13 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "keyspace_hits": sum(plane.ctx.hits for plane in node.planes.values()),
             "keyspace_misses": sum(plane.ctx.misses for plane in node.planes.values()),
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
+            "pubsubshard_channels": len(node.pubsub.shard_channels),
             "total_error_replies": stats.error_replies, "protocol_errors": stats.protocol_errors,
+            # Redis 7.4's name, and vfsd's earlier one: clients cut off at their output buffer limit.
+            "client_output_buffer_limit_disconnections": stats.client_output_limit_disconnections,
             "client_output_limit_disconnections": stats.client_output_limit_disconnections,
+            # Times a normal client's commands were held back because its unsent replies passed the soft limit.
+            "client_output_pauses": stats.client_output_pauses,
         }))
     if want("replication"):
         sections.append("# Replication\r\n" + _fields({"role": "master", "connected_slaves": 0}))
@@ -223,6 +231,10 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         for plane, n in counts.items():
             fields[f"files_{plane}"] = n
         fields.update(node.planes["log"].info())
+        history = node.history
+        fields.update({"watch_history_oldest_revision": history.oldest, "watch_history_changes": len(history),
+                       "watch_history_bytes": history.bytes, "watch_history_dropped_revisions": history.dropped_revisions,
+                       "vfs_watches": node.watchers.count})
         sections.append("# Vfsd\r\n" + _fields(fields))
     return "\r\n".join(sections)
 

@@ -53,7 +53,8 @@ class DesiredPlane:
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
                  snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,
-                 script_max_memory_bytes: int = 256 << 20, router: Router | None = None) -> None:
+                 script_max_memory_bytes: int = 256 << 20, router: Router | None = None,
+                 replay_sink: ChangeSink | None = None) -> None:
         self.origin = origin
         self.data_dir = os.path.join(data_dir, "desired")
         self.machine = StateMachine(db, log_roots, sink, router=router, script_max_memory_bytes=script_max_memory_bytes)
@@ -62,6 +63,8 @@ class DesiredPlane:
         self.segment_max_bytes = segment_max_bytes
         self.log_roots = log_roots
         self._sink = sink
+        #: Change events of the log replay at start-up go here (the watch history), not to ``sink``.
+        self._replay_sink: ChangeSink = replay_sink or _quiet
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfsd-wal")
         self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -77,13 +80,14 @@ class DesiredPlane:
     # -- start and stop ---------------------------------------------------------
 
     def open(self) -> None:
-        """Recover: install the newest snapshot, then replay the log after it (no events are raised)."""
+        """Recover: install the newest snapshot, then replay the log after it (its change events go to
+        ``replay_sink`` only: nobody is subscribed yet)."""
         os.makedirs(self.data_dir, exist_ok=True)
         check_own_files(self.data_dir)
         self.snapshots = SnapshotStore(self.data_dir)
         self.wal = WriteAheadLog.open(self.data_dir, segment_max_bytes=self.segment_max_bytes)
         machine = self.machine
-        sink, machine.ctx.notify = machine.ctx.notify, _quiet
+        sink, machine.ctx.notify = machine.ctx.notify, self._replay_sink
         try:
             try:
                 snap = self.snapshots.load()

@@ -30,12 +30,17 @@ _DIGITS = tuple(len(str(n)) for n in range(10000))
 class FastRequestParser:
     """Same interface as ``RequestParser``: ``feed``, ``error``, ``buffered_bytes``."""
 
-    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean", "_oversize_header", "error")
+    __slots__ = ("_strict", "_reader", "_max_array_len", "_fast_max_bytes", "_clean", "_oversize_header", "error",
+                 "deferred")
 
     def __init__(self, *, max_bulk_bytes: int = 512 * 1024 * 1024, max_array_len: int = 1024 * 1024,
-                 max_inline_bytes: int = 64 * 1024, max_query_buffer_bytes: int = 1024 * 1024 * 1024) -> None:
+                 max_inline_bytes: int = 64 * 1024, max_query_buffer_bytes: int = 1024 * 1024 * 1024,
+                 defer_bulk_bytes: int = 0) -> None:
         self._strict = RequestParser(max_bulk_bytes=max_bulk_bytes, max_array_len=max_array_len,
-                                     max_inline_bytes=max_inline_bytes, max_query_buffer_bytes=max_query_buffer_bytes)
+                                     max_inline_bytes=max_inline_bytes, max_query_buffer_bytes=max_query_buffer_bytes,
+                                     defer_bulk_bytes=defer_bulk_bytes)
+        #: Large payloads waiting to be joined (see ``parser.LargeBulk``): the strict parser's own list.
+        self.deferred = self._strict.deferred
         self._reader = hiredis.Reader()
         self._max_array_len = max_array_len
         self._fast_max_bytes = min(max_bulk_bytes, max_query_buffer_bytes)

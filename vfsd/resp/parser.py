@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["MAX_HEADER_LINE_BYTES", "ProtocolError", "RequestParser"]
+__all__ = ["MAX_HEADER_LINE_BYTES", "LargeBulk", "ProtocolError", "RequestParser"]
 
 # Redis's PROTO_INLINE_MAX_SIZE as applied to the `*<n>` and `$<len>` lines.
 MAX_HEADER_LINE_BYTES: Final = 64 * 1024
@@ -159,6 +159,35 @@ def _split_args(line: bytes) -> list[bytes]:
         args.append(bytes(current))
 
 
+class LargeBulk:
+    """A large argument whose bytes have arrived but are not yet joined into one object.
+
+    With ``defer_bulk_bytes`` set, the parser hands these out (in ``deferred``) instead of
+    copying a large payload on the spot: the shell joins them where the copy does not hold
+    up other clients (``bytes.join`` releases the GIL for large joins), then ``resolve``s
+    each into its place in the command.
+    """
+
+    __slots__ = ("parts", "size", "_args", "_index")
+
+    def __init__(self, parts: list[bytes], size: int, args: list[bytes], index: int) -> None:
+        self.parts = parts
+        self.size = size
+        self._args = args
+        self._index = index
+
+    def join(self) -> bytes:
+        """The payload as one bytes object (the one copy it costs), releasing the received pieces;
+        meant for a worker thread, so that neither the copy nor the frees hold up the event loop."""
+        value = b"".join(self.parts)
+        self.parts = []
+        return value
+
+    def resolve(self, value: bytes) -> None:
+        """Put the joined payload in its command."""
+        self._args[self._index] = value
+
+
 class RequestParser:
     """Turns a client's byte stream into commands (lists of bytes arguments).
 
@@ -184,6 +213,8 @@ class RequestParser:
         "_remaining",
         "_bulk_len",
         "_command_consumed_bytes",
+        "_defer_bulk_bytes",
+        "deferred",
     )
 
     def __init__(
@@ -193,6 +224,7 @@ class RequestParser:
         max_array_len: int = 1024 * 1024,
         max_inline_bytes: int = 64 * 1024,
         max_query_buffer_bytes: int = 1024 * 1024 * 1024,
+        defer_bulk_bytes: int = 0,
     ) -> None:
         assert max_bulk_bytes >= 0 and max_array_len >= 0
         assert max_inline_bytes >= 0 and max_query_buffer_bytes >= 1
@@ -223,6 +255,10 @@ class RequestParser:
         self._remaining = 0
         self._bulk_len = -1
         self._command_consumed_bytes = 0
+        # Payloads at least this large (0: none) come out as LargeBulk placeholders, listed in
+        # ``deferred`` until the caller takes them; smaller ones are joined at once.
+        self._defer_bulk_bytes = defer_bulk_bytes
+        self.deferred: list[LargeBulk] = []
 
     @property
     def buffered_bytes(self) -> int:
@@ -247,8 +283,13 @@ class RequestParser:
             if self._held_bytes < self._resume_at_bytes and (
                     resume_on is None or resume_on not in data):
                 return []
-            data = b"".join(held)
-            held.clear()
+            if self._bulk_len >= 0:
+                # A payload is complete: take it from the held pieces (copied once, or not at all
+                # for a payload that is one whole segment), and go on with what follows its CRLF.
+                data = self._take_payload(held)
+            else:
+                data = b"".join(held)
+            self._held = []
             self._held_bytes = 0
         elif not data:
             return []
@@ -261,6 +302,48 @@ class RequestParser:
             self._held = []
             self._held_bytes = self._command_consumed_bytes = 0
         return commands
+
+    def _take_payload(self, held: list[bytes]) -> bytes:
+        """Append the held payload (``_bulk_len`` bytes from the start of ``held``) to the command in
+        progress; return the bytes after its CRLF (skipped unchecked, as Redis does)."""
+        size = self._bulk_len
+        # Every part stays immutable ``bytes`` (a partial last segment is sliced, at most one read's worth): only
+        # then does ``bytes.join`` release the GIL while it copies, which is what LargeBulk is for.
+        parts: list[bytes] = []
+        need = size
+        i = 0
+        offset = 0  # where the rest starts within held[i]
+        while need:
+            segment = held[i]
+            if len(segment) <= need:
+                if segment:
+                    parts.append(segment)
+                need -= len(segment)
+                i += 1
+            else:
+                parts.append(segment[:need])
+                offset, need = need, 0
+        skip = 2
+        while skip:  # the CRLF after the payload may straddle segments
+            step = min(skip, len(held[i]) - offset)
+            skip -= step
+            offset += step
+            if offset == len(held[i]) and skip:
+                i, offset = i + 1, 0
+        rest_parts = [held[i][offset:]] + held[i + 1:] if i < len(held) else []
+        args = self._args
+        assert args is not None
+        if self._defer_bulk_bytes and size >= self._defer_bulk_bytes:
+            self.deferred.append(LargeBulk(parts, size, args, len(args)))
+            args.append(b"")
+        elif len(parts) == 1 and type(parts[0]) is bytes:
+            args.append(parts[0])  # the whole segment is the payload: no copy at all
+        else:
+            args.append(b"".join(parts))
+        self._remaining -= 1
+        self._bulk_len = -1
+        self._command_consumed_bytes += size + 2
+        return b"".join(rest_parts)
 
     def _parse(self, buf: bytes, out: list[list[bytes]]) -> None:
         """Parse `buf` (the unparsed tail) from offset 0, appending commands to `out`.
