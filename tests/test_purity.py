@@ -57,6 +57,15 @@ CORES = [
     "vfsd.commands.strings",
     "vfsd.commands.keys",
     "vfsd.commands.json",
+    "vfsd.raft",
+    "vfsd.raft.config",
+    "vfsd.raft.core",
+    "vfsd.raft.memlog",
+    "vfsd.raft.messages",
+    "vfsd.raft.progress",
+    "vfsd.raft.quorum",
+    "vfsd.raft.readonly",
+    "vfsd.raft.records",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.
