@@ -66,6 +66,9 @@ CORES = [
     "vfsd.raft.quorum",
     "vfsd.raft.readonly",
     "vfsd.raft.records",
+    "vfsd.sim",
+    "vfsd.sim.linearizability",
+    "vfsd.sim.raft",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.
