@@ -1123,9 +1123,10 @@ class RaftCore:
                 continue
             self._send(Heartbeat(self.cluster_id, self.member_id, pid, self.term,
                                  min(log.commit, pr.match), round_number))
-            if pr.state is FlowState.REPLICATE and pr.match < log.last_index and pr.match == pr.match_at_heartbeat:
-                # No acknowledgement for a whole interval: an append or its answer was
-                # probably lost. An empty append at next - 1 finds out at no flow cost.
+            if pr.state is FlowState.REPLICATE and pr.match < log.last_index and not pr.acked_recently:
+                # Behind, and no acknowledgement for a whole interval: an append or its
+                # answer was probably lost. An empty append at next - 1 finds out at no
+                # flow-control cost (success moves match; a gap is rejected: probe).
                 self._send_empty_append(pr)
             elif pr.state is FlowState.SNAPSHOT:
                 if pr.snapshot_stalled:
@@ -1133,7 +1134,7 @@ class RaftCore:
                     pr.paused = False
                     self._send_snapshot_chunks(pr)
                 pr.snapshot_stalled = True
-            pr.match_at_heartbeat = pr.match
+            pr.acked_recently = False
         if self._single_voter():
             self._release_reads()
 
@@ -1379,8 +1380,13 @@ class RaftCore:
         pr = self.progress[target]
         if pr.match == self.log.last_index:
             self._send_timeout_now(target)
-        else:
-            self._send_append(pr)
+        elif pr.state is not FlowState.SNAPSHOT:
+            # Catch the target up now rather than at the next heartbeat (thesis §3.10).
+            pr.paused = False
+            if pr.next <= self.log.last_index:
+                self._send_appends_while_possible(pr)
+            else:
+                self._send_empty_append(pr)
         return None
 
     # -- messages that are not part of the term protocol ---------------------------

@@ -82,7 +82,7 @@ class Progress:
         "inflights",
         "recent_active",
         "read_round",
-        "match_at_heartbeat",
+        "acked_recently",
         "snapshot_index",
         "snapshot_sent",
         "snapshot_acked",
@@ -98,7 +98,7 @@ class Progress:
         self.inflights = Inflights(max_messages, max_bytes)
         self.recent_active = False  # heard from since the last check-quorum round
         self.read_round = 0  # newest ReadIndex round this follower confirmed
-        self.match_at_heartbeat = 0  # match when the last heartbeat went out
+        self.acked_recently = False  # an acknowledgement arrived since the last heartbeat
         self.snapshot_index = 0  # SNAPSHOT: the snapshot being sent
         self.snapshot_sent = 0  # bytes of it sent
         self.snapshot_acked = 0  # bytes of it the follower confirmed
@@ -137,6 +137,7 @@ class Progress:
         if index <= self.match:
             return False
         self.paused = False
+        self.acked_recently = True
         self.match = index
         if self.next <= index:
             self.next = index + 1
