@@ -17,7 +17,8 @@ messages that had to wait for it, the snapshot, the committed entries and the re
 Faults (the *nemesis*): messages dropped, delayed (hence reordered) and duplicated;
 partitions, symmetric and one-way, and isolating the leader; crashes (the disk keeps
 only what was written: a crash during a write keeps a random prefix of it, in the
-order the shell writes: snapshot, truncation, entries, hard state), restarts, every
+order the shell writes: snapshot, truncation, entries, hard state), crashes injected
+right after a vote is granted durably, restarts, every
 process crashing at once, wiped data directories (the process comes back under a new
 member id and an *operator* replaces the old member); clock skew jumps (for entry
 time stamps); membership changes; leadership transfers; snapshots and compaction.
@@ -70,6 +71,7 @@ from vfsd.raft import (
     SnapshotMeta,
     message_from_wire,
 )
+from vfsd.raft.messages import VoteResponse
 from vfsd.sim.linearizability import History, check_history
 
 __all__ = ["DEFAULT_STEPS", "SimConfig", "SimFailure", "SimReport", "RaftSimulation", "run_seed", "measure_failover"]
@@ -101,7 +103,9 @@ class SimConfig:
     voters: int | None = None  # None: 3..5, chosen by the seed
     learners: int | None = None  # None: 0..2, chosen by the seed
     steps: int = DEFAULT_STEPS  # events in the fault phase
-    raft: RaftSettings = SIM_RAFT_SETTINGS
+    #: None: SIM_RAFT_SETTINGS with pre-vote and check-quorum each off in one seed of
+    #: five (safety must not depend on them; they only keep leaders stable).
+    raft: RaftSettings | None = None
     liveness_ticks: int = 400  # bound for the liveness phase
     #: Share of messages passed through msgpack and message_from_wire on the way
     #: (strict decoding of everything the cores send; sampled because it costs a
@@ -218,6 +222,8 @@ class RaftSimulation:
         rng = self.rng = random.Random(config.seed)
         self.voters = config.voters if config.voters is not None else rng.randint(3, 5)
         self.learners = config.learners if config.learners is not None else rng.choice((0, 0, 1, 2))
+        self.settings = config.raft if config.raft is not None else replace(
+            SIM_RAFT_SETTINGS, pre_vote=rng.random() >= 0.2, check_quorum=rng.random() >= 0.2)
         self.report = SimReport(config.seed, self.voters, self.learners)
         self.now = 0
         self._queue: list[tuple[int, int, int, Any, Any]] = []
@@ -261,7 +267,7 @@ class RaftSimulation:
         learners = [self._new_member() for _ in range(self.learners)]
         for m in members + learners:
             disk = _Disk()
-            core = RaftCore.bootstrap(self.config.raft, cluster_id=CLUSTER_ID, member_id=m.member_id,
+            core = RaftCore.bootstrap(self.settings, cluster_id=CLUSTER_ID, member_id=m.member_id,
                                       members=members, learners=learners, rng=random.Random(self.rng.random()),
                                       now_ms=0, snapshots=_Source(disk))
             self._start(m.name, m.member_id, 0, core, disk)
@@ -405,6 +411,10 @@ class RaftSimulation:
             disk.hard_state = rd.hard_state
         for m in rd.messages_after_persist:
             self._send(proc, m)
+        if self.faults_on and self._buggify_crash(rd):
+            # Power loss right after the write: nothing of this Ready is applied.
+            self._crash(proc, downtime_ms=self.rng.randint(0, 60))
+            return
         if rd.snapshot is not None:
             meta = rd.snapshot.meta
             proc.kv = _decode_kv(rd.snapshot.data)
@@ -438,6 +448,15 @@ class RaftSimulation:
         proc.core.advance(rd)
         self._maybe_compact(proc)
         self._after_input(proc)
+
+    def _buggify_crash(self, rd: Ready) -> bool:
+        """Crash at the moments that matter most (as FoundationDB's "buggify"): right
+        after a vote was granted durably (PySyncObj #84: is the vote remembered?), and,
+        rarely, right after any write."""
+        rng = self.rng
+        if any(isinstance(m, VoteResponse) and m.granted for m in rd.messages_after_persist):
+            return rng.random() < 0.25
+        return rng.random() < 0.003
 
     def _disk_append(self, proc: _Process, entries: list[Entry]) -> None:
         disk = proc.disk
@@ -751,7 +770,7 @@ class RaftSimulation:
             return
         disk = old.disk
         applied = disk.snapshot.index if disk.snapshot is not None else 0
-        core = RaftCore.restore(self.config.raft, cluster_id=CLUSTER_ID, member_id=old.member_id,
+        core = RaftCore.restore(self.settings, cluster_id=CLUSTER_ID, member_id=old.member_id,
                                 hard_state=disk.hard_state, snapshot=disk.snapshot, entries=list(disk.entries),
                                 applied_index=applied, rng=random.Random(self.rng.random()),
                                 now_ms=self.now + old.skew_ms, snapshots=_Source(disk),
@@ -780,7 +799,7 @@ class RaftSimulation:
         self.removed.add(victim.member_id)
         new = Member(f"{victim.name}-{self.rng.getrandbits(24):06x}", victim.name, victim.address)
         disk = _Disk()
-        core = RaftCore.restore(self.config.raft, cluster_id=CLUSTER_ID, member_id=new.member_id,
+        core = RaftCore.restore(self.settings, cluster_id=CLUSTER_ID, member_id=new.member_id,
                                 hard_state=HardState(), snapshot=None, entries=[], applied_index=0,
                                 rng=random.Random(self.rng.random()), now_ms=self.now, snapshots=_Source(disk))
         self._trace.append((self.now, "wiped", (victim.member_id, new.member_id)))
@@ -806,7 +825,7 @@ class RaftSimulation:
         if roll < 0.3 and len(config.members) < 8:
             member = self._new_member()
             disk = _Disk()
-            core = RaftCore.restore(self.config.raft, cluster_id=CLUSTER_ID, member_id=member.member_id,
+            core = RaftCore.restore(self.settings, cluster_id=CLUSTER_ID, member_id=member.member_id,
                                     hard_state=HardState(), snapshot=None, entries=[], applied_index=0,
                                     rng=random.Random(self.rng.random()), now_ms=self.now, snapshots=_Source(disk))
             self._start(member.name, member.member_id, 0, core, disk)
@@ -901,7 +920,7 @@ class RaftSimulation:
         members = [p for p in members if p.up]
         probes: dict[str, ProposalId] = {}
         proposed_at: dict[str, int] = {}
-        retry_ms = 3 * self.config.raft.election_ticks * TICK_MS
+        retry_ms = 3 * self.settings.election_ticks * TICK_MS
         applied_ids: set[tuple[str, int]] = set()
 
         def probe(proc: _Process) -> None:
