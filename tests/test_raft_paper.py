@@ -474,6 +474,20 @@ def test_an_isolated_leader_never_serves_a_read_and_fails_it_when_it_steps_down(
     assert net.nodes["n1"].read_states == []
 
 
+def test_a_forwarded_read_whose_answer_is_lost_fails_after_its_timeout() -> None:
+    net = Network(3)
+    net.elect("n1")
+    net.drop = lambda m: isinstance(m, ReadIndex)
+    net.core("n2").read_index(b"lost", net.now_ms)
+    net.stabilize()
+    net.drop = None
+    net.tick_all(SETTINGS.forwarded_read_timeout_ticks - 1)  # the leader keeps n2 following
+    assert net.nodes["n2"].dropped_reads == []
+    net.tick_all()
+    assert [(d.context, d.reason) for d in net.nodes["n2"].dropped_reads] == [
+        (b"lost", "no answer from the leader in time")]
+
+
 def test_reads_and_proposals_without_a_leader_fail_at_once() -> None:
     net = Network(3)
     core = net.core("n2")

@@ -158,13 +158,17 @@ class RaftSettings:
     max_snapshot_bytes: int = 4096 * MiB
     #: Most reads pending on a leader, and forwarded reads pending on a follower.
     max_pending_reads: int = 65536
+    #: A read forwarded to the leader and not answered after this many ticks fails
+    #: ("no answer from the leader"), so a lost answer cannot hold it forever.
+    forwarded_read_timeout_ticks: int = 20
     #: Proposal ids remembered to drop duplicated forwards.
     proposal_dedup_window: int = 65536
 
     def __post_init__(self) -> None:
         positive = ("election_ticks", "heartbeat_ticks", "max_append_bytes", "max_inflight_appends",
                     "max_inflight_bytes", "max_uncommitted_bytes", "max_apply_bytes", "snapshot_chunk_bytes",
-                    "snapshot_chunks_in_flight", "max_snapshot_bytes", "max_pending_reads", "proposal_dedup_window")
+                    "snapshot_chunks_in_flight", "max_snapshot_bytes", "max_pending_reads", "proposal_dedup_window",
+                    "forwarded_read_timeout_ticks")
         for name in positive:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
@@ -361,7 +365,8 @@ class RaftCore:
         self._uncommitted_bytes = 0
         self._next_seq = proposal_seq_base + 1
         self._seen_proposals: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._forwarded_reads: OrderedDict[bytes, None] = OrderedDict()
+        self._forwarded_reads: OrderedDict[bytes, int] = OrderedDict()  # context -> tick it was forwarded
+        self._ticks = 0
         self._incoming: _IncomingSnapshot | None = None
         self._snapshot_cache: tuple[SnapshotMeta, bytes] | None = None
         self._commit_told_to: dict[str, int] = {}  # leader: commit index each follower was last told
@@ -590,6 +595,13 @@ class RaftCore:
     def tick(self, now_ms: int) -> None:
         """One logical tick (see the module docstring for what counts ticks)."""
         self._now_ms = now_ms
+        self._ticks += 1
+        forwarded = self._forwarded_reads
+        if forwarded:
+            oldest = self._ticks - self.settings.forwarded_read_timeout_ticks
+            while forwarded and next(iter(forwarded.values())) <= oldest:
+                context, _ = forwarded.popitem(last=False)
+                self._dropped_reads.append(DroppedRead(context, "no answer from the leader in time"))
         self._tick_role()
 
     def propose(self, data: bytes, now_ms: int) -> ProposalId:
@@ -618,7 +630,7 @@ class RaftCore:
             if len(self._forwarded_reads) >= self.settings.max_pending_reads:
                 self._dropped_reads.append(DroppedRead(context, TOO_MANY_READS))
                 return
-            self._forwarded_reads[context] = None
+            self._forwarded_reads[context] = self._ticks
             self._forward_reads.append(context)
         else:
             self._dropped_reads.append(DroppedRead(context, NO_LEADER))
