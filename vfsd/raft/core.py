@@ -370,6 +370,7 @@ class RaftCore:
         self._incoming: _IncomingSnapshot | None = None
         self._snapshot_cache: tuple[SnapshotMeta, bytes] | None = None
         self._commit_told_to: dict[str, int] = {}  # leader: commit index each follower was last told
+        self._commit_flushed = -1  # leader: commit index when commit notices were last considered
         # Output accumulated for the next Ready.
         self._outbox: list[Message] = []
         self._forward_proposals: list[Proposal] = []
@@ -682,9 +683,10 @@ class RaftCore:
         self._flush()
         log = self.log
         rd = Ready()
-        hard = self._hard_state()
         prev = self._prev_hard_state
-        if hard != prev:
+        hard_key = (self.term, self.voted_for, log.commit)
+        hard = prev if hard_key == self._hard_key else HardState(*hard_key)
+        if hard is not prev:
             rd.hard_state = hard
         vote_changed = hard.term != prev.term or hard.voted_for != prev.voted_for
         rd.entries = log.unstable()
@@ -704,11 +706,11 @@ class RaftCore:
                 (rd.messages if m.EARLY else rd.messages_after_persist).append(m)
         rd.read_states, rd.dropped_proposals, rd.dropped_reads = (
             self._read_states, self._dropped_proposals, self._dropped_reads)
-        soft = self._soft_state()
-        if soft != self._prev_soft_state:
-            rd.soft_state = self._prev_soft_state = soft
-        self._soft_key = (soft.leader_id, soft.role, soft.term)
-        self._hard_key = (hard.term, hard.voted_for, hard.commit)
+        soft_key = (self.leader_id, self.role, self.term)
+        if soft_key != self._soft_key:
+            rd.soft_state = self._prev_soft_state = SoftState(*soft_key)
+            self._soft_key = soft_key
+        self._hard_key = hard_key
         if self._config_changed:
             rd.config = log.config
             self._config_changed = False
@@ -825,6 +827,7 @@ class RaftCore:
         own.become_replicate()
         self._uncommitted_bytes = sum(e.size_bytes for e in log.entries[log.commit - log.snapshot.index:])
         self._commit_told_to = {}
+        self._commit_flushed = -1
         # §8 / §5.4.2: entries of earlier terms commit only with one of our own.
         self._append([(("", 0), EntryKind.NOOP, b"")])
 
@@ -1508,6 +1511,9 @@ class RaftCore:
                     self._send_appends_while_possible(pr)
         if self.reads.round_wanted:
             self._broadcast_read_round()
+        if log.commit == self._commit_flushed:
+            return
+        self._commit_flushed = log.commit
         told = self._commit_told_to
         for pr in self.progress.values():
             if pr.member_id == self.member_id:
@@ -1543,12 +1549,6 @@ class RaftCore:
             if m.commit > told.get(m.recipient, 0):
                 told[m.recipient] = m.commit
         self._outbox.append(m)
-
-    def _hard_state(self) -> HardState:
-        return HardState(self.term, self.voted_for, self.log.commit)
-
-    def _soft_state(self) -> SoftState:
-        return SoftState(self.leader_id, self.role, self.term)
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1

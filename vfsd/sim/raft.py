@@ -822,14 +822,17 @@ class RaftSimulation:
         voters = [m.member_id for m in config.voters]
         learners = [m.member_id for m in config.learners]
         roll = rng.random()
-        if roll < 0.3 and len(config.members) < 8:
+        if roll < 0.4 and len(config.members) < 8:
             member = self._new_member()
             disk = _Disk()
             core = RaftCore.restore(self.settings, cluster_id=CLUSTER_ID, member_id=member.member_id,
                                     hard_state=HardState(), snapshot=None, entries=[], applied_index=0,
                                     rng=random.Random(self.rng.random()), now_ms=self.now, snapshots=_Source(disk))
             self._start(member.name, member.member_id, 0, core, disk)
-            self.plan = [lambda: ConfChange.add_learner(member)]
+            if roll < 0.1 and len(voters) < 5:  # straight in as a voter, empty log and all
+                self.plan = [lambda: ConfChange.add_voter(member)]
+            else:
+                self.plan = [lambda: ConfChange.add_learner(member)]
         elif roll < 0.55 and learners and len(voters) < 5:
             target = rng.choice(learners)
             self.plan = [lambda: ConfChange.promote(target)]
