@@ -776,3 +776,36 @@ def test_a_restarted_node_knows_its_peers_from_its_log_alone() -> None:
     net.crash("n2")
     restarted = net.restart("n2")
     assert restarted.core.config.members["n4"].address == "n4.test:17000"
+
+
+def _chunk(meta_index: int, meta_term: int, total: int, offset: int, data: bytes, term: int = 3) -> SnapshotChunk:
+    from vfsd.raft.messages import SnapshotMeta
+
+    meta = SnapshotMeta(meta_index, meta_term, 0, MembershipConfig([member("n1"), member("n2")]))
+    return SnapshotChunk(CLUSTER, "n1", "n2", term, meta, total, offset, data)
+
+
+def test_a_follower_holding_the_snapshots_last_entry_keeps_its_log() -> None:
+    """§7: "If the follower has an entry at the snapshot's index and term, it retains the
+    entries following it": no transfer, no install, just a commit to that point."""
+    log = [config_entry(1, 1, "n1", "n2")] + [entry(i, 2) for i in range(2, 11)]
+    core = restored("n2", log, term=3)
+    core.step(_chunk(8, 2, 1000, 0, b"x" * 100), 0)
+    rd = cycle(core)
+    assert rd.snapshot is None and core.commit_index == 8 and core.last_index == 10
+    assert [(m.reject, m.index) for m in of(rd, AppendResponse)] == [(False, 8)]
+
+
+def test_snapshot_chunks_must_arrive_in_order_and_fit_the_limit() -> None:
+    core = restored("n2", [config_entry(1, 1, "n1", "n2")], term=3,
+                    settings=RaftSettings(max_snapshot_bytes=100))
+    core.step(_chunk(9, 2, 6, 3, b"def"), 0)  # a chunk past what has arrived: "send from 0"
+    core.step(_chunk(9, 2, 6, 0, b"abc"), 0)
+    core.step(_chunk(9, 2, 6, 0, b"abc"), 0)  # duplicate: still 3 bytes
+    from vfsd.raft.messages import SnapshotChunkResponse
+
+    assert [m.offset for m in of(cycle(core), SnapshotChunkResponse)] == [0, 3, 3]
+    core.step(_chunk(9, 2, 6, 3, b"def"), 0)
+    rd = cycle(core)
+    assert rd.snapshot is not None and rd.snapshot.data == b"abcdef" and core.commit_index == 9
+    assert "max_snapshot_bytes" in (core.step(_chunk(20, 3, 101, 0, b"a"), 0) or "")
