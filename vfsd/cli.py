@@ -111,7 +111,8 @@ def sim_raft(seeds: int | None, seed: int | None, nodes: int | None, steps: int 
     click.echo(f"raft: {count} seeds, {failed} failed; {total_steps} steps in {elapsed:.1f} s "
                f"({total_steps / elapsed:,.0f} steps/s, {count / elapsed:.1f} seeds/s)")
     if count > 1:
-        click.echo(failover_summary([measure_failover(s, voters=nodes or 3) for s in range(first, first + min(count, 50))]))
+        voters = max(nodes or 3, 3)  # failover needs a majority left after the leader crashes
+        click.echo(failover_summary([measure_failover(s, voters=voters) for s in range(first, first + min(count, 50))]))
     if failed:
         raise SystemExit(1)
 
