@@ -285,18 +285,33 @@ class Ready:
     address) are news, present only when changed.
     """
 
+    #: Step 2, last: save (HardStateStore) when not None; durable before step 3 if the
+    #: term or vote changed (Raft §5.2), optional when only ``commit`` moved.
     hard_state: HardState | None = None
+    #: Whether step 2 must be fsynced before step 3 (False: nothing there must be).
     must_sync: bool = False
+    #: Step 2, first: a snapshot from the leader, to save, compact the log to, then
+    #: install in the state machine (step 4). Its ``meta.config`` is the membership.
     snapshot: IncomingSnapshot | None = None
+    #: Step 2: drop write-ahead log entries with index >= this before appending.
     truncate_from: int | None = None
+    #: Step 2: append to the write-ahead log (contiguous, after the truncation point).
     entries: list[Entry] = field(default_factory=list)
+    #: Step 5: apply in order, only after step 2 is durable.
     committed_entries: list[Entry] = field(default_factory=list)
+    #: Step 1: send now (the shell may also send them later, with step 3).
     messages: list[Message] = field(default_factory=list)
+    #: Step 3: send only once step 2 is durable.
     messages_after_persist: list[Message] = field(default_factory=list)
+    #: Step 6: serve each read once the applied index reaches its index.
     read_states: list[ReadState] = field(default_factory=list)
+    #: Step 7: answer these proposals' clients with the reason (-TRYAGAIN ...).
     dropped_proposals: list[DroppedProposal] = field(default_factory=list)
+    #: Step 7: answer these reads' clients with the reason.
     dropped_reads: list[DroppedRead] = field(default_factory=list)
+    #: News: leader, role and term, when any changed since the last Ready.
     soft_state: SoftState | None = None
+    #: News: the configuration in force (member ids, names, addresses) when it changed.
     config: MembershipConfig | None = None
     #: Last log index this Ready makes durable (entries or snapshot); used by advance.
     persisted_index: int = 0
