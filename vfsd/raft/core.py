@@ -427,7 +427,7 @@ class RaftCore:
         """The first start of a member of a new cluster. Every initial member must be
         bootstrapped with the same members: each then holds the same entry 1 (term 1,
         the initial configuration), committed by construction as in etcd. The first
-        Ready persists it."""
+        Ready persists it. ``proposal_seq_base``: see ``restore``."""
         config = MembershipConfig(members, learners)
         if member_id not in config:
             raise RestoreError(f"member {member_id} bootstraps a cluster it is not a member of")
@@ -464,7 +464,12 @@ class RaftCore:
         log compaction did not finish); a commit index past the end of the log (torn
         tail after the hard state was saved, PySyncObj #197) is lowered to the log's
         end; a term below the last entry's is raised to it, with no vote. Anything else
-        inconsistent raises RestoreError."""
+        inconsistent raises RestoreError.
+
+        ``proposal_seq_base``: this run's proposals are numbered from it + 1. It must
+        exceed every number an earlier run of this member used, or an entry proposed
+        before the restart could be taken for a new proposal's (a boot counter kept in
+        the data directory, shifted left by 32 bits, does)."""
         meta = snapshot if snapshot is not None else ZERO_SNAPSHOT
         kept = _entries_after_snapshot(meta, entries)
         last_index = meta.index + len(kept)
