@@ -321,3 +321,36 @@ def test_a_core_restarts_from_the_write_ahead_log_and_snapshot_store(tmp_path: P
     # Entries 3.. are w0..; the snapshot covers 1-4, so w2.. are replayed.
     assert [e.data for e in rd.committed_entries] == [b"w2", b"w3", b"w4", b"w5"]
     reopened.close()
+
+
+def test_a_one_voter_data_dir_from_before_raft_comes_up_as_a_one_voter_cluster(tmp_path: Path) -> None:
+    """Today's desired plane writes machine payloads straight into the log (term 1, no
+    configuration anywhere). The shell restores it with the configuration supplied in
+    the snapshot meta (index 0 when there is no snapshot): the node elects itself and
+    its existing entries stay committed; new entries follow them."""
+    wal = WriteAheadLog.open(tmp_path)
+    legacy = [msgpack.packb({"t": 1000 + i, "o": "n1", "ops": [[b"SET", b"/ctx/k", b"%d" % i]]}, use_bin_type=True)
+              for i in range(3)]
+    wal.append([LogEntry(i + 1, 1, data) for i, data in enumerate(legacy)])
+    wal.close()
+    wal = WriteAheadLog.open(tmp_path)
+    entries = [decode_entry(e.index, e.term, e.data) for e in wal.entries(1, wal.last_index + 1)]
+
+    class NoSnapshots:
+        def snapshot_data(self, index: int) -> bytes | None:
+            return None
+
+    core = RaftCore.restore(SETTINGS, cluster_id=CLUSTER, member_id="n1-1a2b", hard_state=HardState(),
+                            snapshot=m.SnapshotMeta(0, 0, 0, MembershipConfig([member("n1-1a2b")])),
+                            entries=entries, applied_index=3, rng=random.Random(0), now_ms=2000,
+                            snapshots=NoSnapshots())
+    assert [e.time_ms for e in entries] == [1000, 1001, 1002]
+    for _ in range(2 * SETTINGS.election_ticks):
+        core.tick(2000)
+        while core.has_ready():
+            core.advance(core.ready())
+    assert core.role_name == "leader" and core.commit_index == 4  # the legacy entries and the no-op
+    core.propose(b"new", 2001)
+    rd = core.ready()
+    assert [(e.index, e.term) for e in rd.entries] == [(5, core.term)] and rd.entries[0].time_ms >= 2001
+    wal.close()
