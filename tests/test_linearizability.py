@@ -151,7 +151,7 @@ def small_histories(draw: Any) -> list[Operation]:
     return ops
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(small_histories())
 def test_the_checker_agrees_with_brute_force(ops: list[Operation]) -> None:
     assert check_key(ops).ok is brute_force(ops)

@@ -97,7 +97,7 @@ def over_the_wire(message: m.Message) -> Any:
     return msgpack.unpackb(msgpack.packb(message.to_wire(), use_bin_type=True), raw=False)
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(messages())
 def test_every_message_survives_msgpack_unchanged(message: m.Message) -> None:
     assert message_from_wire(over_the_wire(message)) == message
@@ -190,7 +190,7 @@ wire_values = st.recursive(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(0, 17), st.booleans(), st.integers(0, 5), st.lists(wire_values, max_size=6))
 def test_no_input_from_a_peer_makes_the_core_raise(kind: int, addressed: bool, term: int, body: list[Any]) -> None:
     """Garbage, and well-formed headers with garbage bodies (which reach the core's own
@@ -202,7 +202,7 @@ def test_no_input_from_a_peer_makes_the_core_raise(kind: int, addressed: bool, t
     core.has_ready() and core.advance(core.ready())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(messages(), st.data())
 def test_a_valid_message_with_one_field_replaced_decodes_or_is_refused(message: m.Message, data: Any) -> None:
     wire = list(over_the_wire(message))
