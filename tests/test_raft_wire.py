@@ -88,8 +88,9 @@ def messages(draw: Any) -> m.Message:
     if kind == t.READ_INDEX:
         return m.ReadIndex(*head, draw(st.lists(st.binary(max_size=8), max_size=3)))
     if kind == t.READ_INDEX_RESPONSE:
-        return m.ReadIndexResponse(*head, draw(st.lists(st.binary(max_size=8), max_size=3)), draw(small),
-                                   draw(st.booleans()), draw(st.text(max_size=20)))
+        reject = draw(st.booleans())
+        return m.ReadIndexResponse(*head, draw(st.lists(st.binary(max_size=8), max_size=3)),
+                                   draw(small if reject else st.integers(1, 1000)), reject, draw(st.text(max_size=20)))
     return m.TransferLeadership(*head, draw(ids))
 
 
@@ -152,6 +153,7 @@ MALFORMED = [
     ([14, CLUSTER, "a", "b", 1, ["ctx"]], "every item must be bytes"),
     ([13, CLUSTER, "a", "b", 1, [1], "x" * 600], "reason"),
     ([16, CLUSTER, "a", "b", 1, ""], "target"),
+    ([15, CLUSTER, "a", "b", 1, [b"r"], 0, False, ""], "index: expected an integer in 1.."),
 ]
 
 

@@ -576,7 +576,9 @@ def _decode_body(kind: int, head: tuple[str, str, str, int], body: list[Any]) ->
         return ReadIndex(*head, _bytes_list(contexts, "contexts"))
     if kind == t.READ_INDEX_RESPONSE:
         contexts, index, reject, reason = _fixed(body, 4, "read index response")
-        return ReadIndexResponse(*head, _bytes_list(contexts, "contexts"), _uint(index, "index"),
+        # Every leader has committed at least entry 1: a read released at 0 is a bug.
+        _uint(index, "index", 0 if reject is True else 1)
+        return ReadIndexResponse(*head, _bytes_list(contexts, "contexts"), index,
                                  _bool(reject, "reject"), _reason(reason))
     if kind == t.TRANSFER_LEADERSHIP:
         (target,) = _fixed(body, 1, "transfer leadership")
