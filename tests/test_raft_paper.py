@@ -28,6 +28,7 @@ from vfsd.raft.messages import (
     Heartbeat,
     PreVote,
     PreVoteResponse,
+    Propose,
     ReadIndex,
     SnapshotChunk,
     TimeoutNow,
@@ -529,10 +530,16 @@ def test_a_proposal_forwarded_to_a_node_that_no_longer_leads_is_rejected_back() 
     net.elect("n1")
     pid = net.core("n2").propose(b"w", net.now_ms)
     net.process()
-    net.nodes["n1"].core._become_follower(2, None)  # n1 lost leadership meanwhile
+    held = [m for m in net.outbox if isinstance(m, Propose)]
+    net.outbox = [m for m in net.outbox if not isinstance(m, Propose)]
+    net.core("n1").transfer_leadership("n3", net.now_ms)  # n1 stops leading meanwhile
+    net.stabilize()
+    assert net.leader() == "n3"
+    net.outbox.extend(held)  # the forward reaches n1 only now
     net.stabilize()
     (dropped,) = net.nodes["n2"].dropped_proposals
-    assert dropped.proposal == pid and dropped.reason in ("no leader", "not the leader")
+    assert dropped.proposal == pid and dropped.reason == "not the leader"
+    assert b"w" not in net.applied_data("n3")
 
 
 def test_entry_times_never_run_backwards_across_leaders() -> None:
