@@ -19,7 +19,7 @@ the new ones intersect. When a change takes effect is decided in ``core``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -133,9 +133,6 @@ class MembershipConfig:
 
     def __contains__(self, member_id: object) -> bool:
         return member_id in self.members
-
-    def is_empty(self) -> bool:
-        return not self.members
 
     def apply(self, change: ConfChange) -> MembershipConfig:
         """The configuration after ``change``; ConfChangeError if it does not fit."""
@@ -281,7 +278,3 @@ def decode_change(data: bytes) -> ConfChange:
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ConfigWireError(f"membership change is not msgpack: {exc}") from None
     return ConfChange.from_wire(obj)
-
-
-def member_ids(members: Sequence[Member]) -> list[str]:
-    return [m.member_id for m in members]

@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 
 from vfsd.raft.config import (
     MAX_ID_CHARS,
-    ConfChange,
     ConfigWireError,
     MembershipConfig,
     decode_change,
@@ -604,8 +603,3 @@ def message_from_wire(obj: Any) -> Message:
         raise WireError(f"{MessageType(kind).name.lower()} from {head[1]}: {exc}") from None
     except (TypeError, ValueError) as exc:  # e.g. unpacking a field that is not a list
         raise WireError(f"{MessageType(kind).name.lower()} from {head[1]}: malformed: {exc}") from None
-
-
-def change_of(proposal: Proposal) -> ConfChange:
-    """The membership change a CONFIG proposal carries (validated on decode)."""
-    return decode_change(proposal.data)

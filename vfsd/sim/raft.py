@@ -1052,14 +1052,6 @@ def measure_failover(seed: int, voters: int = 3, settings: RaftSettings | None =
     return FailoverMeasure(first // TICK_MS, (elected - crashed_at) // TICK_MS, (committed - crashed_at) // TICK_MS)
 
 
-def summarize(reports: list[SimReport]) -> dict[str, int]:
-    keys = ("steps", "sim_ms", "terms_led", "committed", "client_ops", "reads_served", "crashes", "wipes",
-            "snapshots_installed", "conf_changes", "transfers", "messages", "history_ops")
-    return {k: sum(getattr(r, k) for r in reports) for k in keys}
-
-
-
-
 def failover_summary(measures: list[FailoverMeasure]) -> str:
     """One line per measure: median, 90th percentile and maximum, in ticks."""
 
