@@ -58,6 +58,7 @@ import msgpack
 
 from vfsd.raft import (
     ConfChange,
+    ConfChangeError,
     Entry,
     EntryKind,
     HardState,
@@ -807,6 +808,8 @@ class RaftSimulation:
         if leader is None or self.wiped or self.plan or self.conf_in_flight:
             return
         config = leader.core.config
+        if any(m.member_id in self.removed for m in config.voters):
+            return  # a dead member still votes: another wipe could cost the quorum for good
         voters = [m for m in config.voters if m.member_id in self.procs and self.procs[m.member_id].up]
         if len(config.voters) < 3 or not voters:
             return
@@ -876,6 +879,20 @@ class RaftSimulation:
         if change is None:
             self.plan.pop(0)
             return
+        leader = self._leader()
+        if leader is not None:
+            # Like an operator reading the member list before each step: skip a step
+            # that already happened, give up a plan that no longer fits.
+            config = leader.core.config
+            if _change_done(change, config):
+                self._step_done(change)
+                return
+            try:
+                config.apply(change)
+            except ConfChangeError:
+                self.plan = []
+                self.wiped.clear()
+                return
         proc = self.rng.choice(up)
         pid = proc.core.propose_conf_change(change, self.now + proc.skew_ms)
         proc.conf_proposals[pid.seq] = change
@@ -892,14 +909,15 @@ class RaftSimulation:
         if leader is None or not self.plan:
             return
         change = self.plan[0]()
-        config = leader.core.config
-        done = change is None or _change_done(change, config)
-        if done:
-            self.plan.pop(0)
-            if change is not None and change.op.name.startswith("REMOVE"):
-                self.removed.add(change.member_id)
-            if not self.plan:
-                self.wiped.clear()
+        if change is None or _change_done(change, leader.core.config):
+            self._step_done(change)
+
+    def _step_done(self, change: ConfChange | None) -> None:
+        self.plan.pop(0)
+        if change is not None and change.op.name.startswith("REMOVE"):
+            self.removed.add(change.member_id)
+        if not self.plan:
+            self.wiped.clear()
 
     def _leader(self) -> _Process | None:
         best = None
