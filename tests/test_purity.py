@@ -92,6 +92,18 @@ CORES = [
     "vfsd.watch.watchers",
     "vfsd.watch.feed",
     "vfsd.pubsub",
+    "vfsd.raft",
+    "vfsd.raft.config",
+    "vfsd.raft.core",
+    "vfsd.raft.memlog",
+    "vfsd.raft.messages",
+    "vfsd.raft.progress",
+    "vfsd.raft.quorum",
+    "vfsd.raft.readonly",
+    "vfsd.raft.records",
+    "vfsd.sim",
+    "vfsd.sim.linearizability",
+    "vfsd.sim.raft",
 ]
 
 #: Clocks, sockets, event loops, threads, processes: the brief of a core is to have none.

@@ -80,6 +80,43 @@ def serve(config_path: str | None, collectors: bool | None, **flags: Any) -> Non
         runner.run(run())
 
 
+@main.group()
+def sim() -> None:
+    """Deterministic simulations of vfsd's cores; a failing seed prints how to reproduce it."""
+
+
+@sim.command("raft")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="How many seeds to run [default: 100].")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="The (first) seed [default: 0].")
+@click.option("--nodes", type=click.IntRange(1, 9), default=None, help="Voters [default: 3-5, drawn per seed].")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Events in the fault phase [default: 3000].")
+def sim_raft(seeds: int | None, seed: int | None, nodes: int | None, steps: int | None) -> None:
+    """Run the Raft simulation on seeds SEED .. SEED + SEEDS - 1; exit 1 if any fails."""
+    import time
+
+    from vfsd.sim.raft import DEFAULT_STEPS, SimFailure, failover_summary, measure_failover, run_seed
+
+    first = seed or 0
+    count = seeds if seeds is not None else (1 if seed is not None else 100)
+    failed = total_steps = 0
+    started = time.perf_counter()
+    for s in range(first, first + count):
+        try:
+            total_steps += run_seed(s, voters=nodes, steps=DEFAULT_STEPS if steps is None else steps).steps
+        except SimFailure as exc:
+            failed += 1
+            click.echo(str(exc) if failed == 1 else f"seed {s}: {exc.what.splitlines()[0]}\n{exc.config.reproduce()}",
+                       err=True)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    click.echo(f"raft: {count} seeds, {failed} failed; {total_steps} steps in {elapsed:.1f} s "
+               f"({total_steps / elapsed:,.0f} steps/s, {count / elapsed:.1f} seeds/s)")
+    if count > 1:
+        voters = max(nodes or 3, 3)  # failover needs a majority left after the leader crashes
+        click.echo(failover_summary([measure_failover(s, voters=voters) for s in range(first, first + min(count, 50))]))
+    if failed:
+        raise SystemExit(1)
+
+
 # -- small clients --------------------------------------------------------------
 
 def _client_options(f: Any) -> Any:

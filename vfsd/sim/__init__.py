@@ -1,0 +1,1 @@
+"""Deterministic simulations of vfsd's pure cores, and the checkers they use."""
