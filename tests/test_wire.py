@@ -58,7 +58,7 @@ MESSAGES = [
     SyncRecords(5, [(b"/hw/n1/cpu", 10, "n1", 1, b"\x81\xa1a\x01", 5000)], [b"/run/q"], (1, 3, 0x3FFF, b"/run/p")),
     SyncRecords(5, [], [], None),
     Records([(b"/run/a", 10, "n1", 0, b"", 0)]),
-    Split(3, "n0", 1 << 45, True),
+    Split(3, "n0", 1 << 45, 1 << 44),
 ]
 
 

@@ -239,11 +239,14 @@ class Membership:
         self.members: dict[str, Member] = {name: self.me}
         #: Reaped identities: name -> boot (insertion order = reaping order).
         self.reaped: dict[str, int] = {}
+        #: The recently reaped, for reconnection after a long partition: name -> (address, when).
+        self._lost: dict[str, tuple[str, int]] = {}
         #: Identities superseded by a restart, or left: (name, boot) -> until when they still count.
         self.retired: dict[tuple[str, int], int] = {}
         self.health = 0
         self.updates: TransmitQueue[str, Update] = TransmitQueue(profile.max_queued_updates)
         self.out: list[tuple[str, Message]] = []
+        self.out_by_address: list[tuple[str, Message]] = []
         self.events: list[MemberEvent] = []
         self.counters: dict[str, int] = {}
         self.leaving = False
@@ -352,7 +355,7 @@ class Membership:
                 t = probe.timeout_ms
         if self.next_reap_ms < t and (self._dead or self.retired):
             t = self.next_reap_ms
-        if self._dead and self.next_reconnect_ms < t:
+        if (self._dead or self._lost) and self.next_reconnect_ms < t:
             t = self.next_reconnect_ms
         for relay in self._relays.values():
             r = relay.expires_ms if relay.done else relay.nack_ms
@@ -448,17 +451,25 @@ class Membership:
                 del self._relays[seq]
 
     def _reconnect(self, now_ms: int) -> None:
-        """Ping one random dead member now and then, so a healed partition is found quickly."""
+        """Ping one random dead (or recently reaped) member now and then, so the two sides of a
+        healed partition find each other quickly."""
+        for name in [n for n, (_, at) in self._lost.items() if now_ms - at > self.profile.horizon_ms]:
+            del self._lost[name]
         dead = [n for n in self._dead if self.members[n].state == DEAD]
-        if not dead:
+        if not dead and not self._lost:
             return
         if self.rng.random() >= min(1.0, self.profile.reconnect_fanout / self.alive_count()):
             return
-        m = self.members[self.rng.choice(dead)]
+        pick = self.rng.randrange(len(dead) + len(self._lost))
         seq = self._next_seq()
-        self._reconnects[seq] = m.name
+        self._reconnects[seq] = ""
         if len(self._reconnects) > 64:
             self._reconnects.pop(next(iter(self._reconnects)))
+        if pick >= len(dead):  # reaped: by address (the transport may have forgotten the name)
+            name = list(self._lost)[pick - len(dead)]
+            self.out_by_address.append((self._lost[name][0], Ping(seq, name, ())))
+            return
+        m = self.members[dead[pick]]
         updates = [(DEAD_OP, m.name, m.boot, m.incarnation, self.name), *self.piggyback()]
         self.out.append((m.name, Ping(seq, m.name, updates)))
 
@@ -481,6 +492,8 @@ class Membership:
         self.view ^= identity_hash(m.name, m.boot)
         self.updates.discard(m.name)
         self._remember_reaped(m.name, m.boot)
+        if m.address:
+            self._lost[m.name] = (m.address, now_ms)
         self.count("reaped")
         self.events.append(MemberEvent(m.name, "reaped", STATE_NAMES[previous], m.incarnation, m.boot, m.address,
                                        now_ms, m.flaps))
@@ -567,6 +580,7 @@ class Membership:
             self.view ^= identity_hash(name, boot)
             self._track(m)
             self.reaped.pop(name, None)
+            self._lost.pop(name, None)
             self.events.append(MemberEvent(name, "alive", None, inc, boot, address, now_ms, 0))
             self._queue((ALIVE_OP, name, boot, inc, address))
             return True
@@ -608,13 +622,21 @@ class Membership:
             return
         self._declare(m, LEFT if by == name else DEAD, inc, by, now_ms)
 
-    def merge_rows(self, rows: list[Row], now_ms: int) -> None:
+    def merge_rows(self, rows: list[Row], now_ms: int, *, adopt_reaped: bool = False) -> None:
         """A pull reply's rows (memberlist ``mergeState``): what we do not know is added in its
-        state; a member reported dead is only suspected until we confirm it ourselves."""
+        state; a member reported dead is only suspected until we confirm it ourselves.
+
+        ``adopt_reaped``: the rows come from the member we reset to rejoin: whom it reaped, we
+        reap too, even if we have heard from them since (they have yet to reset themselves).
+        """
         for name, address, boot, inc, state, _seen in rows:
             if state == REAPED:
                 m = self.members.get(name)
-                if (m is None or m.boot < boot) and name != self.name:
+                if name == self.name:
+                    continue
+                if m is not None and m.boot == boot and adopt_reaped:
+                    self._forget(m, now_ms)
+                elif m is None or m.boot < boot:
                     if m is not None:
                         self._retire(m, now_ms)
                     self._remember_reaped(name, boot)
@@ -729,6 +751,7 @@ class Membership:
         self.members = {self.name: self.me}
         self.view = identity_hash(self.name, boot)
         self.reaped.clear()
+        self._lost.clear()
         self.retired.clear()
         self.active.clear()
         self._dead.clear()

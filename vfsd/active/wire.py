@@ -23,14 +23,14 @@ refused one layer up, where the wall clock is known (``GossipAgent``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 from vfsd.active.digest import DEPTH, FANOUT_BITS, LEAVES
 from vfsd.active.lww import TOMBSTONE, Record
-from vfsd.paths import PathError, check_path
+from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, PathError, check_path
 
 U63 = (1 << 63) - 1
 U64 = (1 << 64) - 1
@@ -88,8 +88,15 @@ class WireError(ValueError):
         self.detail = detail
 
 
-def _always(key: bytes) -> bool:
-    return True
+def on_roots(roots: Mapping[str, str]) -> Callable[[bytes], bool]:
+    """A key filter: whether a path lies under a root the roots table gives the eventual plane."""
+    eventual = frozenset(root.encode() for root, plane in roots.items() if plane == EVENTUAL)
+
+    def accepts(key: bytes) -> bool:
+        end = key.find(b"/", 1)
+        return (key if end < 0 else key[:end]) in eventual
+
+    return accepts
 
 
 @dataclass(frozen=True)
@@ -97,11 +104,12 @@ class Limits:
     """What this node accepts from peers.
 
     ``kinds``: value kinds it can store (the codec's; types added later register theirs).
-    ``accepts_key``: whether a path belongs to a replicated (eventual) root.
+    ``accepts_key``: whether a path belongs to a replicated (eventual) root; the shell passes
+    ``on_roots(config.roots)``; the default is the default roots table.
     """
 
     kinds: frozenset[int] = frozenset({0, 1})
-    accepts_key: Callable[[bytes], bool] = field(default=_always)
+    accepts_key: Callable[[bytes], bool] = field(default_factory=lambda: on_roots(DEFAULT_ROOTS))
     max_value_bytes: int = (1 << 20) - 4096
     max_records: int = 65_536
     max_versions: int = 262_144
@@ -279,12 +287,16 @@ class Records:
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Two sides that each reaped the other (or one reaped the other) meet again."""
+    """Two sides that each reaped the other (or one reaped the other) meet again.
+
+    ``reaped_you``: the boot of the receiver's identity the sender reaped (0: none), so a
+    receiver that has reset since, and is someone new, knows the news is not about it.
+    """
 
     alive: int
     min_name: str
     collected_max: int
-    reaped_you: bool
+    reaped_you: int
     TYPE = MsgType.SPLIT
 
     def to_wire(self) -> list[Any]:
@@ -547,7 +559,7 @@ def _d_records(p: list[Any], limits: Limits) -> Records:
 def _d_split(p: list[Any], limits: Limits) -> Split:
     p = _fields(p, 4, "split")
     return Split(_int(p[0], "split.alive", 0, U32), _name(p[1], "split.min_name"),
-                 _int(p[2], "split.collected_max"), _bool(p[3], "split.reaped_you"))
+                 _int(p[2], "split.collected_max"), _int(p[3], "split.reaped_you"))
 
 
 _DECODERS: dict[MsgType, Callable[[list[Any], Limits], Message]] = {
