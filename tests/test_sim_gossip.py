@@ -20,7 +20,7 @@ import pytest
 from vfsd.active.hlc import physical_ms
 from vfsd.active.profile import LAN
 from vfsd.active.wire import DEAD, LEFT, SUSPECT, MsgType
-from vfsd.sim.gossip import BASE_WALL_MS, SimConfig, Simulation, random_config, run_seed
+from vfsd.sim.gossip import BASE_WALL_MS, SimConfig, Simulation, run_random
 
 QUIET = dict(loss=0.0, duplicate=0.0, delay_ms=(1, 5), partitions=0, crashes=0, stalls=0, skewed=0, ops_per_s=0)
 
@@ -48,15 +48,15 @@ CHUNKS, PER_CHUNK = 10, 20
 def test_random_seeds_stay_safe_and_converge_after_healing(chunk: int) -> None:
     failures = []
     for seed in range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK):
-        result = run_seed(random_config(seed, nodes=(3, 5), safety_ms=4000))
+        result = run_random(seed)
         if not result.ok:
             failures.append(result.summary())
     assert not failures, "\n".join(failures)
 
 
 def test_a_run_is_a_function_of_its_seed_alone() -> None:
-    code = ("from vfsd.sim.gossip import random_config, run_seed; "
-            "r = run_seed(random_config(7, nodes=(4, 4), safety_ms=3000)); print(r.summary(), r.bytes)")
+    code = ("from vfsd.sim.gossip import run_random; "
+            "r = run_random(7, nodes=(4, 4), safety_ms=3000); print(r.summary(), r.bytes)")
     root = str(Path(__file__).resolve().parents[1])
     outs = set()
     for hashseed in ("1", "2"):

@@ -171,9 +171,18 @@ class GossipAgent:
 
     def flush(self, now_ms: int) -> None:
         """Push what changed since the last push to ``gossip_nodes`` peers, now."""
+        self._keep_gossip_schedule(now_ms)
         if self.replica.queue.fresh() or self.membership.updates.fresh():
             self._gossip(now_ms, fresh_only=True)
         self._after(now_ms)
+
+    def _keep_gossip_schedule(self, now_ms: int) -> None:
+        """Gossip rounds fall every ``gossip_interval_ms`` whether or not there is anything to
+        send; an idle node's next round is the next one on that schedule, so what it learns
+        now is relayed then (memberlist's ticker), not at once."""
+        if self.next_gossip_ms <= now_ms and not (self.replica.queue or self.membership.updates):
+            interval = self.profile.gossip_interval_ms
+            self.next_gossip_ms += ((now_ms - self.next_gossip_ms) // interval + 1) * interval
 
     def tick(self, now_ms: int) -> None:
         self._check_stall(now_ms)
@@ -207,6 +216,7 @@ class GossipAgent:
     def receive(self, sender: str, msg_type: int, body: Any, now_ms: int) -> None:
         """A gossip-family frame from peer ``sender`` (its node id)."""
         self._check_stall(now_ms)
+        self._keep_gossip_schedule(now_ms)
         try:
             header, payload = decode_header(body)
             msg = decode(msg_type, payload, self.limits)

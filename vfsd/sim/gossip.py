@@ -36,16 +36,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from vfsd.active.agent import GossipAgent
 from vfsd.active.digest import version_hash
-from vfsd.active.hlc import HLC, pack, physical_ms
+from vfsd.active.hlc import HLC
 from vfsd.active.lww import Tombstones
 from vfsd.active.membership import ActiveSet, Member, identity_hash
 from vfsd.active.profile import LAN, GossipProfile
 from vfsd.active.wire import ALIVE as ALIVE_STATE
-from vfsd.active.wire import MsgType
 
 BASE_WALL_MS = 1_700_000_000_000
 
@@ -143,6 +140,7 @@ class SimResult:
     messages: int = 0
     bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    reproduce: str = ""
 
     @property
     def ok(self) -> bool:
@@ -154,7 +152,8 @@ class SimResult:
         line = (f"seed {self.seed}: {state}: converged after {rounds}; {self.writes} writes, {self.deletes} deletes, "
                 f"{self.messages} messages, {self.bytes} bytes")
         if not self.ok:
-            line += "\n  " + "\n  ".join(self.problems[:10]) + f"\n  reproduce: vfsd sim gossip --seed {self.seed}"
+            line += "\n  " + "\n  ".join(self.problems[:10])
+            line += f"\n  reproduce: {self.reproduce or f'vfsd sim gossip --seed {self.seed}'}"
         return line
 
 
@@ -618,11 +617,20 @@ class Simulation:
                          problems, self.writes, self.deletes, self.messages, bytes_sent, counters)
 
 
-def run_seed(config: SimConfig) -> SimResult:
-    return Simulation(config).run()
+def run_seed(config: SimConfig, reproduce: str = "") -> SimResult:
+    result = Simulation(config).run()
+    result.reproduce = reproduce
+    return result
 
 
-def random_config(seed: int, *, nodes: tuple[int, int] = (3, 7), safety_ms: int = 8000) -> SimConfig:
+def run_random(seed: int, *, nodes: tuple[int, int] = (3, 5), safety_ms: int = 4000) -> SimResult:
+    """One random scenario (``random_config``), with the command that reproduces it."""
+    span = f"{nodes[0]}" if nodes[0] == nodes[1] else f"{nodes[0]}-{nodes[1]}"
+    return run_seed(random_config(seed, nodes=nodes, safety_ms=safety_ms),
+                    f"vfsd sim gossip --seed {seed} --nodes {span} --safety-ms {safety_ms}")
+
+
+def random_config(seed: int, *, nodes: tuple[int, int] = (3, 5), safety_ms: int = 4000) -> SimConfig:
     """A random scenario for ``seed``: cluster size, fault mix and rates all drawn from it."""
     rng = random.Random(seed * 7919 + 1)
     return SimConfig(
@@ -762,7 +770,7 @@ class _SharedActive(ActiveSet):
         return min((n for n in self.shared if n not in self.out), default=None)
 
 
-def _bootstrapped(n: int, seed: int, profile: GossipProfile) -> Simulation:
+def _bootstrapped(n: int, seed: int, profile: GossipProfile, aligned: bool = False) -> Simulation:
     """``n`` nodes that already know each other (a settled cluster), on a lossless network,
     with anti-entropy off so dissemination and detection are measured alone."""
     config = SimConfig(seed=seed, nodes=n, profile=profile, loss=0.0, duplicate=0.0, delay_ms=(1, 5),
@@ -793,16 +801,25 @@ def _bootstrapped(n: int, seed: int, profile: GossipProfile) -> Simulation:
         m.view = view
         node.agent.replica.fresh = False
         node.agent.replica.next_sync_ms = 1 << 62
+        if aligned:  # every node gossips at the same instant: synchronous rounds, as models assume
+            node.agent.next_gossip_ms = wall + profile.gossip_interval_ms
         node.agent.ready()
         node.settle()
     return sim
 
 
-def scaling(n: int, seed: int = 1, profile: GossipProfile = LAN, *, failure: bool = True) -> list[ScaleResult]:
+def scaling(n: int, seed: int = 1, profile: GossipProfile = LAN, *, failure: bool = True,
+            aligned: bool = False) -> list[ScaleResult]:
     """Rounds, time at the profile's interval, and bytes per node for one update to reach
-    every node, and for one failure to be known everywhere."""
+    every node, and for one failure to be known everywhere (dead or left in every view).
+
+    Bytes per node are everything every node sent meanwhile (probes included), over ``n``.
+    ``aligned``: all nodes gossip in the same instant, as round-based models (Serf's) assume;
+    otherwise each node keeps its own phase, as real nodes do, and a relay waits half a round
+    on average instead of a whole one.
+    """
     results: list[ScaleResult] = []
-    sim = _bootstrapped(n, seed, profile)
+    sim = _bootstrapped(n, seed, profile, aligned)
     nodes = list(sim.nodes.values())
     sim.run_until(sim.now + 2 * profile.probe_interval_ms)  # let probing settle in
     writer = nodes[0]
@@ -847,6 +864,17 @@ def scaling(n: int, seed: int = 1, profile: GossipProfile = LAN, *, failure: boo
     return results
 
 
+def scaling_report(n: int, seed: int = 1, profile: GossipProfile = LAN) -> list[str]:
+    """The scaling run at ``n`` nodes as printable lines, beside the round-based model."""
+    lines = [r.line() for r in scaling(n, seed, profile)]
+    aligned = scaling(n, seed, profile, failure=False, aligned=True)[0]
+    lines.append(aligned.line().replace("one update      ", "one update, rounds", 1))
+    rounds, seconds = serf_model(n, profile.gossip_nodes, profile.gossip_interval_ms)
+    lines.append(f"{n:>6} nodes  model: 99.99% after {rounds} rounds = {seconds:.2f} s (push gossip, fanout "
+                 f"{profile.gossip_nodes}, {profile.gossip_interval_ms} ms; Serf publishes ~2.2 s for 1,000 nodes)")
+    return lines
+
+
 def _bytes(nodes: list[SimNode]) -> int:
     return sum(node.agent.bytes_sent for node in nodes)
 
@@ -862,9 +890,3 @@ def serf_model(n: int, fanout: int = 3, interval_ms: int = 200, rounds_cap: int 
     return rounds_cap, rounds_cap * interval_ms / 1000
 
 
-def _encoded(body: Any) -> int:
-    return len(msgpack.packb(body, use_bin_type=True))
-
-
-__all__ = ["MemoryStore", "SimConfig", "SimResult", "Simulation", "run_seed", "random_config", "scaling",
-           "serf_model", "pack", "physical_ms", "MsgType"]
