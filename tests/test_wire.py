@@ -173,3 +173,11 @@ def test_a_corrupted_field_is_refused_or_decodes_to_a_valid_message(msg: Any, da
         decode(msg.TYPE, body, LIMITS)
     except WireError:
         pass
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_from_wire_is_the_inverse_of_to_wire(msg: Any) -> None:
+    back = type(msg).from_wire(msgpack.unpackb(msgpack.packb(msg.to_wire(), use_bin_type=True), raw=False), LIMITS)
+    assert plain(back.to_wire()) == plain(msg.to_wire())
+    with pytest.raises(WireError):
+        type(msg).from_wire(["not", "this"], LIMITS)

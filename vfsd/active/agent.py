@@ -20,9 +20,10 @@ Driving it (what the asyncio shell does)::
     # after any of the above:
     ready = agent.ready()
     if ready.persist_high_water_ms is not None: write it durably (fsync) FIRST
+    for event in ready.events: add_peer(name, address) on "alive", remove_peer on "reaped";
+                               write /itg/<event.name>
     for out in ready.messages: transport.send(out.to, GOSSIP_FAMILY, out.type, out.body)
                                # out.to is None: transport.send_to_address(out.address, ...)
-    for event in ready.events: write /itg/<event.name>; add_peer/remove_peer as it says
     if ready.reset: republish this node's own documents (the replica dropped them)
 
 Checks on every message, in order, each counted in ``counters`` by reason and the
@@ -99,9 +100,10 @@ class Ready:
 
     ``persist_high_water_ms``: durably store this HLC high-water mark before sending any
     of ``messages`` (they carry timestamps up to it); restart with ``HLC.resume(mark)``.
+    ``events``: member state changes, for ``/itg/<name>`` and for the transport's peer list
+    (add a peer on "alive" with its address, remove it on "reaped"): before the messages,
+    which may be addressed to a member just learnt.
     ``messages``: send each; order per peer matters (FIFO), order across peers does not.
-    ``events``: member state changes, for ``/itg/<name>`` (and the transport's peer list:
-    add a peer on "alive" with its address, remove it on "reaped").
     ``reset``: the replica dropped its state to rejoin (it had been reaped by the
     cluster); the node's own documents must be written again.
     """
@@ -430,15 +432,17 @@ class GossipAgent:
             return
         self.count("gossip_rounds")
         message = Gossip(updates, records)
+        payload = message.to_wire()  # once, for every peer
         for peer in peers:
-            self._emit(peer, message, now_ms)
+            self._emit(peer, message, now_ms, payload)
 
-    def _emit(self, to: str, msg: Message, now_ms: int) -> None:
+    def _emit(self, to: str, msg: Message, now_ms: int, payload: list[Any] | None = None) -> None:
         member = self.membership.get(to)
         seen = self.replica.marks.seen(to, member.boot) if member is not None else 0
         self._seq += 1
-        header = Header(self.boot, self._seq, self.hlc.now(now_ms), seen, self.membership.view)
-        self._queue_out(Outgoing(to, None, int(msg.TYPE), encode(header, msg)))
+        header = [self.boot, self._seq, self.hlc.now(now_ms), seen, self.membership.view]
+        body = header + (payload if payload is not None else msg.to_wire())
+        self._queue_out(Outgoing(to, None, int(msg.TYPE), body))
 
     def _emit_to_address(self, address: str, msg: Message, now_ms: int) -> None:
         self._seq += 1

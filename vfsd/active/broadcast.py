@@ -20,6 +20,7 @@ items sent most often, then the oldest, are dropped — the repair path
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -31,8 +32,10 @@ class TransmitQueue(Generic[K, V]):
     __slots__ = ("tiers", "where", "max_items", "dropped")
 
     def __init__(self, max_items: int = 4096) -> None:
-        #: tiers[t] holds the items transmitted t times, oldest first (dicts keep insertion order).
-        self.tiers: list[dict[K, V]] = [{}]
+        #: tiers[t] holds the items transmitted t times, oldest first. OrderedDicts, not dicts:
+        #: items leave from the front, and a dict with many deleted entries at its front makes
+        #: every walk from the front pay for them (quadratic under churn).
+        self.tiers: list[OrderedDict[K, V]] = [OrderedDict()]
         self.where: dict[K, int] = {}
         self.max_items = max_items
         self.dropped = 0
@@ -48,12 +51,18 @@ class TransmitQueue(Generic[K, V]):
 
     def push(self, key: K, value: V) -> None:
         """Queue ``value`` under ``key`` with no transmissions yet, replacing what was there."""
-        tier = self.where.get(key)
+        where = self.where
+        tier = where.get(key)
+        fresh = self.tiers[0]
+        if tier == 0:  # rewritten before it was sent: the newest value, and newest in line
+            fresh[key] = value
+            fresh.move_to_end(key)
+            return
         if tier is not None:
             del self.tiers[tier][key]
-        self.tiers[0][key] = value
-        self.where[key] = 0
-        if len(self.where) > self.max_items:
+        fresh[key] = value
+        where[key] = 0
+        if len(where) > self.max_items:
             self._drop_one()
 
     def discard(self, key: K) -> None:
@@ -109,7 +118,7 @@ class TransmitQueue(Generic[K, V]):
                 del where[key]
                 continue
             while after >= len(tiers):
-                tiers.append({})
+                tiers.append(OrderedDict())
             tiers[after][key] = value
             where[key] = after
         # Items left in tiers at or beyond a limit that shrank (the cluster got smaller) are done.
@@ -122,12 +131,11 @@ class TransmitQueue(Generic[K, V]):
     def _drop_one(self) -> None:
         for tier in reversed(self.tiers):
             if tier:
-                key = next(iter(tier))  # the oldest of the most-sent
-                del tier[key]
+                key, _ = tier.popitem(last=False)  # the oldest of the most-sent
                 del self.where[key]
                 self.dropped += 1
                 return
 
     def clear(self) -> None:
-        self.tiers = [{}]
+        self.tiers = [OrderedDict()]
         self.where.clear()

@@ -10,8 +10,8 @@ buckets by a CRC-32 of its bytes; the tree has ``DEPTH`` + 1 levels with fan-out
 (1, 16, 256, 4096, 65536 nodes), and a node's hash is the XOR of the record
 hashes below it, with a count of the records below it beside. XOR makes every
 update O(DEPTH): a write XORs ``old ^ new`` into one node per level, which is the
-whole cost the local write path pays (measured in tests/test_digest.py's
-docstring). Two replicas holding the same versions have equal trees, whatever
+whole cost of a write — and that only for the bucket at once, the levels above when
+anti-entropy next reads the tree (measured in tests/test_digest.py's docstring). Two replicas holding the same versions have equal trees, whatever
 order they got them in; a difference shows as unequal hashes along the path from
 the root to the bucket, so anti-entropy (``vfsd.active.gossip``) compares a root,
 descends only into unequal children, and exchanges versions only for the buckets
@@ -50,13 +50,6 @@ def leaf_of(key: bytes) -> int:
     return crc32(key) & LEAF_MASK
 
 
-def _mix(x: int) -> int:
-    # splitmix64's finaliser: every input bit affects every output bit.
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
-    return x ^ (x >> 31)
-
-
 def origin_hash(origin: str) -> int:
     h = _origin_hashes.get(origin)
     if h is None:
@@ -67,36 +60,80 @@ def origin_hash(origin: str) -> int:
 
 
 def version_hash(kh: int, hlc: int, origin: str) -> int:
-    """The hash of one record's version, given ``kh = key_hash(key)``. Never 0 in practice."""
-    return _mix(((kh << 32) | origin_hash(origin)) ^ _mix(hlc & MASK64) ^ (hlc >> 64))
+    """The hash of one record's version, given ``kh = key_hash(key)``. Never 0 in practice.
+
+    ``mix((kh << 32 | crc32(origin)) ^ hlc * K1)`` where ``mix(x) = (x * K2 mod 2**64)``
+    folded by ``x ^ x >> 32``: two multiplications by odd 64-bit constants, so every input
+    bit reaches the upper output half and the fold brings it down. Not a cryptographic hash
+    (peers are authenticated; a digest only has to tell honest replicas apart), but not
+    separable either: swapping versions between two keys changes the XOR of their hashes.
+    It runs twice per local write, so it is kept to five integer operations."""
+    x = ((((kh << 32) | origin_hash(origin)) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
+    return x ^ (x >> 32)
+
+
+def version_hash_with(pk: int, hlc: int) -> int:
+    """``version_hash`` given ``pk = kh << 32 | crc32(origin)`` already combined (the write path)."""
+    x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
+    return x ^ (x >> 32)
 
 
 class Digest:
-    """The hash tree plus the bucket index (bucket -> keys)."""
+    """The hash tree plus the bucket index (bucket -> keys).
 
-    __slots__ = ("hashes", "counts", "buckets")
+    A write changes one bucket's hash at once and leaves the change to its ancestors
+    *pending*, folded in when anti-entropy next reads the tree (``settle``): a path a
+    collector rewrites a thousand times between two pulls costs one ancestor update, not a
+    thousand, and the write path pays two dict operations.
+    """
+
+    __slots__ = ("_hashes", "counts", "buckets", "_pending")
 
     def __init__(self) -> None:
-        #: hashes[level][index]; level 0 is the root, level DEPTH the buckets. Zero nodes are absent.
-        self.hashes: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
+        #: _hashes[level][index]; level 0 is the root, level DEPTH the buckets. Zero nodes are absent.
+        self._hashes: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
         self.counts: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
         self.buckets: dict[int, list[bytes]] = {}
+        #: bucket -> XOR not yet applied to the levels above it.
+        self._pending: dict[int, int] = {}
+
+    @property
+    def hashes(self) -> list[dict[int, int]]:
+        self.settle()
+        return self._hashes
+
+    def settle(self) -> None:
+        """Fold the pending bucket changes into the levels above."""
+        pending = self._pending
+        if not pending:
+            return
+        levels = self._hashes
+        for leaf, delta in pending.items():
+            if not delta:
+                continue
+            for level in range(DEPTH - 1, -1, -1):
+                nodes = levels[level]
+                idx = leaf >> (FANOUT_BITS * (DEPTH - level))
+                value = nodes.get(idx, 0) ^ delta
+                if value:
+                    nodes[idx] = value
+                else:
+                    del nodes[idx]
+        pending.clear()
 
     # -- updates (the local write path calls these) --------------------------------
 
     def xor(self, kh: int, delta: int) -> None:
         """Replace one version by another at a key already held: XOR ``old ^ new``."""
-        if not delta:
-            return
         leaf = kh & LEAF_MASK
-        for level in range(DEPTH, -1, -1):
-            nodes = self.hashes[level]
-            idx = leaf >> (FANOUT_BITS * (DEPTH - level))
-            value = nodes.get(idx, 0) ^ delta
-            if value:
-                nodes[idx] = value
-            else:
-                nodes.pop(idx, None)
+        leaves = self._hashes[DEPTH]
+        value = leaves.get(leaf, 0) ^ delta
+        if value:
+            leaves[leaf] = value
+        else:
+            leaves.pop(leaf, None)
+        pending = self._pending
+        pending[leaf] = pending.get(leaf, 0) ^ delta
 
     def add(self, key: bytes, kh: int, h: int) -> None:
         """A key not held before, with version hash ``h``."""
@@ -131,25 +168,29 @@ class Digest:
 
     def clear(self) -> None:
         for level in range(DEPTH + 1):
-            self.hashes[level].clear()
+            self._hashes[level].clear()
             self.counts[level].clear()
         self.buckets.clear()
+        self._pending.clear()
 
     # -- reads (anti-entropy) --------------------------------------------------------
 
     def root(self) -> int:
-        return self.hashes[0].get(0, 0)
+        self.settle()
+        return self._hashes[0].get(0, 0)
 
     def __len__(self) -> int:
         return self.counts[0].get(0, 0)
 
     def node(self, level: int, idx: int) -> tuple[int, int]:
         """``(hash, count)`` of one node."""
-        return self.hashes[level].get(idx, 0), self.counts[level].get(idx, 0)
+        self.settle()
+        return self._hashes[level].get(idx, 0), self.counts[level].get(idx, 0)
 
     def children(self, level: int, idx: int) -> list[tuple[int, int, int]]:
         """``(child index, hash, count)`` of the non-empty children of node ``(level, idx)``."""
-        hashes, counts = self.hashes[level + 1], self.counts[level + 1]
+        self.settle()
+        hashes, counts = self._hashes[level + 1], self.counts[level + 1]
         first = idx << FANOUT_BITS
         out = []
         for child in range(first, first + FANOUT):

@@ -70,7 +70,7 @@ from typing import Protocol
 from zlib import crc32
 
 from vfsd.active.broadcast import TransmitQueue
-from vfsd.active.digest import DEPTH, Digest, leaf_of, span, version_hash
+from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash, version_hash_with
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import AT, HLC_, KIND, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, expiry_of, rank
 from vfsd.active.membership import Membership
@@ -95,6 +95,8 @@ RECORD_OVERHEAD = 32
 MESSAGE_SLACK = 4096
 #: Concurrent pulls a replica runs as the puller.
 MAX_PULLS = 4
+#: Nodes asked for per SyncDescend: the answer (16 children each, ~22 bytes a child) stays under 400 KiB.
+DESCEND_MAX = 1024
 
 
 class ReplicaStore(Protocol):
@@ -157,6 +159,9 @@ class Replicator:
         self.profile = profile
         self.rng = rng
         self.digest = Digest()
+        self._leaves = self.digest._hashes[DEPTH]  # for the inlined write path
+        self._pending = self.digest._pending
+        self._origin_hash = origin_hash(name)
         self.tombstones = Tombstones()
         self.marks = Watermarks()
         self.queue: TransmitQueue[bytes, None] = TransmitQueue(profile.max_queued_paths)
@@ -199,17 +204,26 @@ class Replicator:
     def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
         """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
         kh = crc32(key)
-        h = version_hash(kh, hlc, self.name)
-        if old is not None:
-            self.digest.xor(kh, h ^ version_hash(kh, old[0], old[1]))
+        h = version_hash_with((kh << 32) | self._origin_hash, hlc)
+        if old is not None:  # the common case: a file rewritten (inlined Digest.xor)
+            leaf = kh & LEAF_MASK
+            delta = h ^ version_hash(kh, old[0], old[1])
+            leaves = self._leaves
+            value = leaves.get(leaf, 0) ^ delta
+            if value:
+                leaves[leaf] = value
+            else:
+                leaves.pop(leaf, None)
+            pending = self._pending
+            pending[leaf] = pending.get(leaf, 0) ^ delta
         else:
             t = self.tombstones.pop(key) if self.tombstones else None
             if t is not None:
                 self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
             else:
                 self.digest.add(key, kh, h)
-        if self.collected:
-            self.collected.pop(key, None)
+            if self.collected:
+                self.collected.pop(key, None)
         if not self.fresh:
             self.queue.push(key, None)
 
@@ -411,9 +425,9 @@ class Replicator:
                 self._ask_versions(pull, level, idx, span(level, idx)[0], b"")
             else:
                 descend.append(idx)
-        if descend:
+        for at in range(0, len(descend), DESCEND_MAX):  # each answer stays well inside a message
             pull.pending += 1
-            self.out.append((pull.peer, SyncDescend(pull.sid, level, descend)))  # type: ignore[arg-type]
+            self.out.append((pull.peer, SyncDescend(pull.sid, level, descend[at:at + DESCEND_MAX])))  # type: ignore[arg-type]
 
     def _ask_versions(self, pull: _Pull, level: int, idx: int, from_leaf: int, after: bytes) -> None:
         versions: list[Version] = []
@@ -621,6 +635,31 @@ class Replicator:
                 self.count("tombstones_collected_by_horizon")
         self.count("tombstones_collected", collected)
         return collected
+
+    def check(self) -> list[str]:
+        """Recompute the digest from the store and the tombstones; what disagrees (empty when the
+        hooks were called right). For tests and for a shell that suspects its own bookkeeping."""
+        fresh = Digest()
+        for key in self.store.keys():
+            v = self.store.version(key)
+            if v is not None:
+                kh = crc32(key)
+                fresh.add(key, kh, version_hash(kh, v[0], v[1]))
+        for key in self.tombstones.keys():
+            t = self.tombstones.get(key)
+            assert t is not None
+            if self.store.version(key) is not None:
+                return [f"{key!r}: both an entry and a tombstone"]
+            kh = crc32(key)
+            fresh.add(key, kh, version_hash(kh, t[0], t[1]))
+        problems = []
+        if fresh.hashes != self.digest.hashes or fresh.counts != self.digest.counts:
+            problems.append(f"digest root {self.digest.root():#x} != recomputed {fresh.root():#x}")
+        held = {k for b in self.digest.buckets.values() for k in b}
+        expected = {k for b in fresh.buckets.values() for k in b}
+        if held != expected:
+            problems.append(f"bucket index: {len(held - expected)} extra, {len(expected - held)} missing keys")
+        return problems
 
     def reset(self, floor: int) -> int:
         """Drop every record not newer than ``floor`` and start over fresh (see the module docstring)."""

@@ -53,7 +53,10 @@ Anti-entropy:
   by listing its versions rather than by descending further.
 * ``max_rows`` = 1024: membership rows per pull reply (a rotating window beyond that).
 * ``max_message_bytes`` = 1 MiB: the largest message the cores produce (repairs are
-  split to fit); the peer transport's frame limit must be at least this.
+  split to fit); the peer transport's frame limit must be at least this, and a value
+  larger than ``max_message_bytes - 4 KiB`` cannot be replicated.
+* ``max_queued_paths`` = 65536, ``max_queued_updates`` = 4096: the gossip queues' bounds;
+  past them the most-sent, oldest items are dropped and left to anti-entropy.
 
 Membership life cycle:
 

@@ -103,9 +103,13 @@ def on_roots(roots: Mapping[str, str]) -> Callable[[bytes], bool]:
 class Limits:
     """What this node accepts from peers.
 
-    ``kinds``: value kinds it can store (the codec's; types added later register theirs).
-    ``accepts_key``: whether a path belongs to a replicated (eventual) root; the shell passes
-    ``on_roots(config.roots)``; the default is the default roots table.
+    ``kinds``: value kinds it can store (default {0, 1}: raw bytes, documents; the types that
+    come later add theirs). ``accepts_key``: whether a path belongs to a replicated (eventual)
+    root; the shell passes ``on_roots(config.roots)`` (default: the default roots table).
+    ``max_value_bytes`` (default 1 MiB - 4 KiB; the agent uses ``max_message_bytes`` - 4 KiB):
+    the largest value a record may carry. The list caps (records 65536, versions 262144,
+    updates 4096, rows 100000, origins 65536, tree nodes 65536) bound what one message may
+    make us allocate, far above what a correct peer sends.
     """
 
     kinds: frozenset[int] = frozenset({0, 1})
@@ -577,6 +581,17 @@ _DECODERS: dict[MsgType, Callable[[list[Any], Limits], Message]] = {
     MsgType.RECORDS: _d_records,
     MsgType.SPLIT: _d_split,
 }
+
+
+def _from_wire(cls: Any, payload: list[Any], limits: Limits | None = None) -> Any:
+    """``Cls.from_wire(payload)``: the message from its payload, validated (``WireError`` if not)."""
+    return _DECODERS[cls.TYPE](payload, limits if limits is not None else _DEFAULT_LIMITS)
+
+
+for _cls in (Ping, Ack, PingReq, Nack, Gossip, SyncOpen, SyncReply, SyncDescend, SyncTree, SyncVersions,
+             SyncRecords, Records, Split):
+    _cls.from_wire = classmethod(_from_wire)  # type: ignore[attr-defined]
+_DEFAULT_LIMITS = Limits()
 
 
 def encode(header: Header, message: Message) -> list[Any]:

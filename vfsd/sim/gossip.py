@@ -606,6 +606,8 @@ class Simulation:
         problems = list(self.problems)
         if not ok:
             problems += self.diagnose() or ["the live roots still differ"]
+        for node in self.up_nodes():  # the digest every node kept incrementally is the one its state has
+            problems += [f"{node.name}: {p}" for p in node.agent.replica.check()]
         counters: dict[str, int] = dict(self.counters)
         for node in self.up_nodes():
             for k, v in node.agent.stats().items():
