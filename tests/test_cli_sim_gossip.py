@@ -37,3 +37,10 @@ def test_the_scaling_run_prints_update_failure_and_the_model() -> None:
     text = result.output
     assert "one update" in text and "failure detected" in text and "model: 99.99%" in text
     assert text.count("(100.00% reached)") == 3
+
+
+def test_the_write_path_cost_is_measured() -> None:
+    result = CliRunner().invoke(main, ["sim", "gossip", "--cost"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 4 and all(line.count("µs") == 1 for line in lines)

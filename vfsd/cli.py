@@ -197,10 +197,17 @@ def _span(text: str) -> tuple[int, int]:
               help="Simulated time of the fault phase before healing.")
 @click.option("--scale", type=click.IntRange(2), multiple=True,
               help="Instead: the scaling run (one update, one failure) at this many nodes; repeatable.")
-def sim_gossip(seed: int, seeds: int, nodes: str, safety_ms: int, scale: tuple[int, ...]) -> None:
-    """Active-plane gossip: faults, then heal and require convergence (or --scale N)."""
+@click.option("--cost", is_flag=True, help="Instead: what replication adds to one write, measured here.")
+def sim_gossip(seed: int, seeds: int, nodes: str, safety_ms: int, scale: tuple[int, ...], cost: bool) -> None:
+    """Active-plane gossip: faults, then heal and require convergence (or --scale N, --cost)."""
     from vfsd.sim import gossip as simulation
 
+    if cost:
+        from vfsd.sim.gossip_cost import report
+
+        for line in report():
+            click.echo(line)
+        return
     if scale:
         for n in scale:
             for line in simulation.scaling_report(n, seed or 1):

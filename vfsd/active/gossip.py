@@ -72,7 +72,7 @@ from zlib import crc32
 from vfsd.active.broadcast import TransmitQueue
 from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash, version_hash_with
 from vfsd.active.hlc import HLC, LOGICAL_BITS
-from vfsd.active.lww import AT, HLC_, KIND, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, expiry_of, rank
+from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
 from vfsd.active.membership import Membership
 from vfsd.active.profile import GossipProfile
 from vfsd.active.wire import (
@@ -204,10 +204,11 @@ class Replicator:
     def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
         """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
         kh = crc32(key)
-        h = version_hash_with((kh << 32) | self._origin_hash, hlc)
+        pk = (kh << 32) | self._origin_hash
+        h = version_hash_with(pk, hlc)
         if old is not None:  # the common case: a file rewritten (inlined Digest.xor)
             leaf = kh & LEAF_MASK
-            delta = h ^ version_hash(kh, old[0], old[1])
+            delta = h ^ (version_hash_with(pk, old[0]) if old[1] == self.name else version_hash(kh, old[0], old[1]))
             leaves = self._leaves
             value = leaves.get(leaf, 0) ^ delta
             if value:
@@ -284,7 +285,7 @@ class Replicator:
                 return False
             if hlc == lh and origin == lo:  # the same write: break the tie on the whole record
                 mine = self.record(key)
-                if mine is None or expiry_of(rec, mine) or rank(rec) <= rank(_effective(mine, now_ms)):
+                if mine is None or expiry_of(rec, mine) or rank(rec) <= rank(effective(mine, now_ms)):
                     return False  # (our entry expires at its deadline on our own clock)
         kh = crc32(key)
         h = version_hash(kh, hlc, origin)
@@ -687,12 +688,6 @@ class Replicator:
         self.count("resets")
         self.count("reset_dropped", dropped)
         return dropped
-
-
-def _effective(rec: Record, now_ms: int) -> Record:
-    if rec[KIND] != TOMBSTONE and 0 < rec[AT] <= now_ms:
-        return (rec[0], rec[HLC_], rec[ORIGIN], TOMBSTONE, b"", rec[AT])
-    return rec
 
 
 def _beats(mine: Record, other: Version, now_ms: int) -> bool:

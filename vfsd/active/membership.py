@@ -278,9 +278,6 @@ class Membership:
     def get(self, name: str) -> Member | None:
         return self.members.get(name)
 
-    def is_active(self, name: str) -> bool:
-        return name in self.active
-
     def sample(self, k: int, *, exclude: str | None = None, include_dead_ms: int | None = None,
                now_ms: int = 0) -> list[str]:
         """Up to ``k`` distinct random members (alive or suspect; plus dead ones that died

@@ -16,13 +16,15 @@ stall. Every write checks that it is stamped after everything its node has seen
 (causality despite skew).
 
 **Liveness phase**: every fault is healed, loss stops, and the run waits for
-convergence: every live node's *live root* — a hash over the versions of its live,
-unexpired entries — is equal, and equal to the expected state, derived from what
-survived: for each key, the highest-ranked record any live node ever held
-(a node's history restarts when it crashes or resets). That one comparison means no
-deleted key came back (a tombstone anywhere in the surviving history beats the older
-value), no expired key came back, and causally later writes won. A run that does
-not converge within ``converge_ms`` fails and prints its seed.
+convergence: every live node holds exactly the expected state, as of its own clock.
+The expected state is derived from what survived: for each key, the highest-ranked
+record any live node ever held (a node's history restarts when it crashes or resets).
+That comparison means no deleted key came back (a tombstone anywhere in the surviving
+history beats the older value), no expired key came back, and causally later writes
+won. Then every node's *live root* — a hash over the versions of its live entries —
+must be the same, and every node's incrementally kept digest must equal one recomputed
+from its state. A run that does not converge within ``converge_ms`` fails and prints
+the command that reproduces it.
 
 ``scaling`` runs one update, and one failure, through 1,000 or 10,000 nodes.
 """
@@ -35,6 +37,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from zlib import crc32
 
 from vfsd.active.agent import GossipAgent
 from vfsd.active.digest import version_hash
@@ -265,10 +268,14 @@ class SimNode:
         self.settle()
         return rev > 0
 
-    def live_root(self) -> int:
+    def live_root(self, earliest_ms: int, latest_ms: int) -> int:
+        """A hash over the versions of the live entries, leaving out those whose deadline falls
+        between the earliest and the latest clock of the cluster (live on some nodes, expired
+        on others, as each node's own clock says: both right)."""
         root = 0
-        for key, (hlc, origin) in self.store.live(self.wall()).items():
-            root ^= version_hash(_crc(key), hlc, origin)
+        for key, (_kind, _value, hlc, origin, deadline) in self.store.data.items():
+            if deadline == 0 or deadline > latest_ms:  # live by every clock (else: expired, or in between)
+                root ^= version_hash(crc32(key), hlc, origin)
         return root
 
 
@@ -283,12 +290,6 @@ def _later(old: tuple[int, str, bool, int] | None, new: tuple[int, str, bool, in
             return live
         return max(old, new)
     return new if new[:2] > old[:2] else old
-
-
-def _crc(key: bytes) -> int:
-    from zlib import crc32
-
-    return crc32(key)
 
 
 class Simulation:
@@ -606,7 +607,13 @@ class Simulation:
         problems = list(self.problems)
         if not ok:
             problems += self.diagnose() or ["the live roots still differ"]
-        for node in self.up_nodes():  # the digest every node kept incrementally is the one its state has
+        nodes = self.up_nodes()
+        if ok:  # the replicas agree: one root hash over their live entries
+            walls = [n.wall() for n in nodes]
+            roots = {n.live_root(min(walls), max(walls)) for n in nodes}
+            if len(roots) != 1:
+                problems.append(f"converged, yet {len(roots)} different live roots")
+        for node in nodes:  # the digest every node kept incrementally is the one its state has
             problems += [f"{node.name}: {p}" for p in node.agent.replica.check()]
         counters: dict[str, int] = dict(self.counters)
         for node in self.up_nodes():
