@@ -138,6 +138,30 @@ def test_bad_messages_are_refused_with_a_reason(reason: str, msg_type: int, payl
     assert info.value.reason == reason, info.value.detail
 
 
+def test_values_can_be_checked_for_their_kind_before_anything_is_applied() -> None:
+    def documents_are_msgpack(kind: int, value: bytes) -> bool:
+        try:
+            msgpack.unpackb(value)
+            return True
+        except Exception:
+            return kind != 1
+
+    strict = Limits(accepts_key=LIMITS.accepts_key, check_value=documents_are_msgpack)
+    good = [b"/run/a", 1, 0, 1, msgpack.packb({"a": 1}), 0]
+    bad = [b"/run/b", 1, 0, 1, b"\xc1", 0]  # 0xc1 is never valid msgpack
+    assert len(decode(MsgType.GOSSIP, gossip_body([good]), strict).records) == 1
+    with pytest.raises(WireError) as info:
+        decode(MsgType.GOSSIP, gossip_body([good, bad]), strict)
+    assert info.value.reason == "bad_value"
+
+
+@pytest.mark.parametrize("msg_type", [None, "5", [5], 5.0])
+def test_a_type_that_is_not_a_number_is_unknown(msg_type: object) -> None:
+    with pytest.raises(WireError) as info:
+        decode(msg_type, [], LIMITS)  # type: ignore[arg-type]
+    assert info.value.reason == "unknown_type"
+
+
 @pytest.mark.parametrize("body", [None, [], [1, 2, 3, 4], "header", [1, 2, 3, 4, -5], [1, 2, 3, 4, 1 << 64],
                                   [1.5, 2, 3, 4, 5], [1, 2, 3, 4, False]])
 def test_bad_headers_are_refused(body: Any) -> None:
@@ -158,7 +182,8 @@ def test_garbage_never_raises_anything_but_a_wire_error(msg_type: int, payload: 
     try:
         decode(msg_type, payload, LIMITS)
     except WireError as exc:
-        assert exc.reason in {"malformed", "out_of_range", "too_large", "bad_key", "unknown_kind", "unknown_type"}
+        assert exc.reason in {"malformed", "out_of_range", "too_large", "bad_key", "unknown_kind", "unknown_type",
+                              "bad_value"}
 
 
 @settings(max_examples=200, deadline=None)

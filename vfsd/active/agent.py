@@ -189,7 +189,8 @@ class GossipAgent:
     def tick(self, now_ms: int) -> None:
         self._check_stall(now_ms)
         self.membership.tick(now_ms)
-        self.replica.tick(now_ms)
+        if not self.membership.leaving:  # a node that left neither pulls nor collects
+            self.replica.tick(now_ms)
         if now_ms >= self.next_gossip_ms:
             interval = self.profile.gossip_interval_ms
             self.next_gossip_ms += ((now_ms - self.next_gossip_ms) // interval + 1) * interval
@@ -398,7 +399,7 @@ class GossipAgent:
 
     def _start_over(self, winner: str, header: Header, floor: int, now_ms: int) -> None:
         """We lost a split: drop what the other side may have collected, rejoin as a new identity."""
-        self.count("resets")
+        self.count("splits_lost")
         kept = self.membership.get(winner)
         self.boot = self.hlc.now(now_ms)
         self.replica.reset(floor)

@@ -593,7 +593,8 @@ class Replicator:
             self.count("pull_timeouts")
         if now_ms >= self.next_sync_ms:
             self.next_sync_ms = now_ms + self.profile.sync_interval_for(self.membership.alive_count())
-            peers = self.membership.sample(1)
+            # After a reset, only the member that told us to: until it answers, we wait for it.
+            peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
             if peers:
                 self.pull(peers[0], now_ms, want_rows=True)
         if now_ms >= self.next_gc_ms and (self.tombstones or self._collected_queue):

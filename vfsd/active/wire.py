@@ -114,6 +114,9 @@ class Limits:
 
     kinds: frozenset[int] = frozenset({0, 1})
     accepts_key: Callable[[bytes], bool] = field(default_factory=lambda: on_roots(DEFAULT_ROOTS))
+    #: ``check_value(kind, value) -> bool``: whether a wire value decodes for its kind (the
+    #: store's ``install`` must never fail on what passed). None: values are not looked into.
+    check_value: Callable[[int, bytes], bool] | None = None
     max_value_bytes: int = (1 << 20) - 4096
     max_records: int = 65_536
     max_versions: int = 262_144
@@ -418,6 +421,8 @@ def _records(origins_x: Any, records_x: Any, where: str, limits: Limits) -> list
             raise WireError("unknown_kind", f"{at}.kind: {kind} is not a kind this node stores")
         if len(value) > limits.max_value_bytes:
             raise WireError("too_large", f"{at}.value: {len(value)} bytes, at most {limits.max_value_bytes}")
+        if limits.check_value is not None and kind != TOMBSTONE and not limits.check_value(kind, value):
+            raise WireError("bad_value", f"{at}.value: not a valid value of kind {kind}")
         at_ms = _int(r[5], at + ".at_ms", 0, MAX_MS)
         out.append((key, hlc, origins[o], kind, value, at_ms))
     return out
@@ -446,8 +451,10 @@ def decode_header(body: Any) -> tuple[Header, list[Any]]:
 def decode(msg_type: int, payload: list[Any], limits: Limits) -> Message:
     """The message of type ``msg_type`` from its payload (the body after the header)."""
     try:
+        if type(msg_type) is not int and not isinstance(msg_type, MsgType):
+            raise TypeError
         kind = MsgType(msg_type)
-    except ValueError:
+    except (ValueError, TypeError):
         raise WireError("unknown_type", f"message type {msg_type!r} is not a gossip message") from None
     decoder = _DECODERS[kind]
     return decoder(payload, limits)
