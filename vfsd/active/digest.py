@@ -11,8 +11,8 @@ buckets by a CRC-32 of its bytes; the tree has ``DEPTH`` + 1 levels with fan-out
 hashes below it, with a count of the records below it beside. XOR makes every
 update O(DEPTH): a write XORs ``old ^ new`` into one node per level, which is the
 whole cost of a write — and that only for the bucket at once, the levels above when
-anti-entropy next reads the tree (measured in tests/test_digest.py's docstring). Two replicas holding the same versions have equal trees, whatever
-order they got them in; a difference shows as unequal hashes along the path from
+anti-entropy next reads the tree (measured by ``vfsd sim gossip --cost``). Two replicas
+holding the same versions have equal trees, whatever order they got them in; a difference shows as unequal hashes along the path from
 the root to the bucket, so anti-entropy (``vfsd.active.gossip``) compares a root,
 descends only into unequal children, and exchanges versions only for the buckets
 that differ (the level-by-level exchange Riak's hashtrees use).

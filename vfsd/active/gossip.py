@@ -58,6 +58,13 @@ highest version the other side ever collected is dropped, and the replica rejoin
 fresh, as a new identity. Records newer than that cannot be superseded by anything
 collected, so they merge safely; everything older comes back from the cluster.
 
+**Collection.** Every ``sync_interval_ms`` the replica drops the tombstones every member has
+acknowledged (``vfsd.active.lww``), and remembers their keys and versions for
+``left_grace_ms``: a peer that has not collected its own copy yet offers it back, and a
+replica that took it again would restart its wait, so two replicas could hand a tombstone
+back and forth for ever (under TTL churn, an ever growing pile). A remembered key refuses
+that tombstone, and any older record, until the memory lapses.
+
 Pure: time, randomness and I/O are the caller's.
 """
 
