@@ -131,3 +131,107 @@ def test_two_nodes_exchanging_messages_stay_ordered(walls_a: list[int], walls_b:
         reply = b.now(wall_b)
         back = a.update(reply, wall_a)
         assert back > reply > received > sent
+
+
+# --- drift bound ---------------------------------------------------------------
+
+def test_update_refuses_a_timestamp_beyond_the_drift_bound_and_leaves_the_clock_alone() -> None:
+    clock = HLC(max_drift_ms=60_000)
+    before = clock.now(1_000_000)
+    far_future = pack(1_000_000 + 60_001, 0)
+    assert clock.update(far_future, 1_000_000) is None
+    assert clock.last == before  # not dragged forward
+    assert clock.now(1_000_001) == pack(1_000_001, 0)
+
+
+def test_update_accepts_a_timestamp_exactly_at_the_drift_bound() -> None:
+    clock = HLC(max_drift_ms=60_000)
+    edge = pack(1_000_000 + 60_000, 5)
+    assert clock.update(edge, 1_000_000) == edge + 1
+    assert clock.admits(edge, 1_000_000)
+    assert not clock.admits(pack(1_060_001, 0), 1_000_000)
+    assert clock.drift_ms(edge, 1_000_000) == 60_000
+
+
+def test_timestamps_behind_are_never_refused() -> None:
+    clock = HLC(max_drift_ms=1)
+    assert clock.update(pack(5, 0), 10**9) == pack(10**9, 0)
+
+
+def test_default_drift_bound_tolerates_minutes_of_skew() -> None:
+    clock = HLC()
+    wall = 1_700_000_000_000
+    assert clock.update(pack(wall + 4 * 60_000, 0), wall) is not None
+    assert clock.update(pack(wall + 10 * 60_000, 0), wall) is None
+
+
+def test_bad_options_are_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        HLC(max_drift_ms=0)
+    with pytest.raises(ValueError):
+        HLC(reserve_ms=1)
+
+
+# --- persisted high-water mark -------------------------------------------------
+
+def test_high_water_mark_is_reserved_in_windows_not_per_timestamp() -> None:
+    clock = HLC(reserve_ms=10_000)
+    clock.now(1_000)
+    assert clock.high_water_due() == 11_000  # first reservation
+    persisted = [11_000]
+    for wall in range(1_001, 6_000, 7):
+        clock.now(wall)
+        mark = clock.high_water_due()
+        if mark is not None:
+            persisted.append(mark)
+    assert persisted == [11_000]  # 5 s of clock time fit in the first window's first half
+    clock.now(6_001)  # within half a window of the mark: renew
+    assert clock.high_water_due() == 16_001
+    assert clock.high_water_due() is None
+
+
+def test_a_jump_past_the_reserved_mark_is_reserved_at_once() -> None:
+    clock = HLC(reserve_ms=10_000)
+    clock.now(1_000)
+    clock.high_water_due()
+    clock.update(pack(200_000, 0), 1_000)  # a peer 199 s ahead, within the drift bound
+    assert clock.high_water_due() == 210_000
+
+
+def test_resumed_clock_is_above_everything_before_the_restart_even_with_a_clock_behind() -> None:
+    before = HLC(reserve_ms=10_000)
+    issued = [before.now(wall) for wall in (50_000, 50_000, 51_000)]
+    mark = before.high_water_due()
+    assert mark is not None
+    issued += [before.now(wall) for wall in range(51_001, 55_000, 100)]
+    assert before.high_water_due() is None  # still inside the reserved window
+    after = HLC.resume(mark, reserve_ms=10_000)  # restarted with the wall clock an hour behind
+    first = after.now(50_000 - 3_600_000)
+    assert first > max(issued)
+    assert after.reserved_ms == mark
+    assert after.high_water_due() == physical_ms(first) + 10_000  # it re-reserves before sending
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 100_000), st.booleans()), min_size=1, max_size=80),
+       st.integers(2, 20_000), st.integers(-200_000, 200_000))
+def test_every_sent_timestamp_stays_below_the_persisted_mark_and_resume_beats_it(
+    steps: list[tuple[int, bool]], reserve_ms: int, restart_offset_ms: int
+) -> None:
+    """Model the shell's obligation: before sending, persist what high_water_due returns."""
+    clock = HLC(reserve_ms=reserve_ms)
+    persisted = -1
+    sent: list[int] = []
+    for wall, send in steps:
+        ts = clock.now(wall)
+        if send:
+            mark = clock.high_water_due()
+            if mark is not None:
+                persisted = mark
+            sent.append(ts)
+            assert physical_ms(ts) <= persisted
+    if persisted >= 0:
+        resumed = HLC.resume(persisted, reserve_ms=reserve_ms)
+        assert resumed.now(max(0, steps[-1][0] + restart_offset_ms)) > max(sent)

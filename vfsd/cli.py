@@ -249,5 +249,54 @@ def watch(host: str, port: int, password: str | None, pattern: str) -> None:
         pass
 
 
+# -- simulations (the group is declared above, beside sim raft) ---------------------
+
+def _span(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        span = (int(low), int(high or low))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected N or N-M") from None
+    if not 2 <= span[0] <= span[1] <= 50:
+        raise click.BadParameter(f"{text!r}: cluster sizes run from 2 to 50 nodes")
+    return span
+
+
+@sim.command("gossip")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed (alone: reproduce that run).")
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="How many seeds to run.")
+@click.option("--nodes", default="3-5", show_default=True, help="Cluster size, or a range drawn per seed.")
+@click.option("--safety-ms", type=click.IntRange(1000), default=4000, show_default=True,
+              help="Simulated time of the fault phase before healing.")
+@click.option("--scale", type=click.IntRange(2), multiple=True,
+              help="Instead: the scaling run (one update, one failure) at this many nodes; repeatable.")
+@click.option("--cost", is_flag=True, help="Instead: what replication adds to one write, measured here.")
+def sim_gossip(seed: int, seeds: int, nodes: str, safety_ms: int, scale: tuple[int, ...], cost: bool) -> None:
+    """Active-plane gossip: faults, then heal and require convergence (or --scale N, --cost)."""
+    from vfsd.sim import gossip as simulation
+
+    if cost:
+        from vfsd.sim.gossip_cost import report
+
+        for line in report():
+            click.echo(line)
+        return
+    if scale:
+        for n in scale:
+            for line in simulation.scaling_report(n, seed or 1):
+                click.echo(line)
+        return
+    span, failed = _span(nodes), 0
+    for s in range(seed, seed + seeds):
+        result = simulation.run_random(s, nodes=span, safety_ms=safety_ms)
+        failed += not result.ok
+        if not result.ok or seeds <= 20:
+            click.echo(result.summary())
+    if seeds > 1:
+        click.echo(f"{seeds - failed} of {seeds} seeds converged safely")
+    if failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,176 @@
+"""The gossip agent (vfsd.active.agent): what the shell sees, message by message.
+
+Two or three agents wired by hand: every frame one hands out is passed to another
+explicitly, so each test shows exactly what crosses the wire.
+"""
+
+from __future__ import annotations
+
+import random
+
+from vfsd.active.agent import GossipAgent, Ready
+from vfsd.active.hlc import HLC, physical_ms
+from vfsd.active.profile import LAN
+from vfsd.active.wire import MsgType
+from vfsd.sim.gossip import MemoryStore
+
+T0 = 1_700_000_000_000
+
+
+class Node:
+    def __init__(self, name: str, seed: int = 1, hlc: HLC | None = None) -> None:
+        self.name = name
+        self.store = MemoryStore()
+        self.hlc = hlc or HLC()
+        self.agent = GossipAgent(name, f"{name}:7946", self.store, self.hlc, random.Random(seed), T0)
+        self.persisted: int | None = None
+
+    def ready(self) -> Ready:
+        r = self.agent.ready()
+        if r.persist_high_water_ms is not None:
+            self.persisted = r.persist_high_water_ms
+        return r
+
+    def write(self, key: bytes, value: bytes, now: int) -> None:
+        old = self.store.version(key)
+        rev = self.hlc.now(now)
+        self.store.data[key] = (0, value, rev, self.name, 0)
+        self.agent.wrote(key, old, rev)
+        self.agent.flush(now)
+
+
+def pump(nodes: dict[str, Node], now: int, rounds: int = 50, drop: set[int] | None = None) -> None:
+    """Deliver every message until the cluster is quiet (addresses resolve to names)."""
+    for _ in range(rounds):
+        moved = False
+        for node in list(nodes.values()):
+            for out in node.ready().messages:
+                to = out.to or out.address.split(":")[0]  # type: ignore[union-attr]
+                if to in nodes and (drop is None or out.type not in drop):
+                    nodes[to].agent.receive(node.name, out.type, out.body, now)
+                    moved = True
+        if not moved:
+            return
+
+
+def joined(n: int = 3) -> dict[str, Node]:
+    nodes = {f"n{i}": Node(f"n{i}", seed=i) for i in range(n)}
+    for name, node in nodes.items():
+        if name != "n0":
+            node.agent.join(["n0:7946"], T0)
+    pump(nodes, T0)
+    for node in nodes.values():
+        node.agent.tick(T0 + 10)
+    pump(nodes, T0 + 10)
+    return nodes
+
+
+def test_join_through_a_seed_teaches_everyone_everyone() -> None:
+    nodes = joined(3)
+    for node in nodes.values():
+        assert node.agent.membership.alive_count() == 3
+        assert not node.agent.replica.fresh
+
+
+def test_the_first_ready_asks_to_persist_a_high_water_mark_before_anything_is_sent() -> None:
+    node = Node("n0")
+    node.agent.join(["n1:7946"], T0)
+    ready = node.ready()
+    assert ready.messages and ready.persist_high_water_ms is not None
+    newest = max(out.body[2] for out in ready.messages)  # header.hlc
+    assert physical_ms(newest) <= ready.persist_high_water_ms
+    assert node.ready().persist_high_water_ms is None  # reserved: no disk write per message
+
+
+def test_a_local_write_is_pushed_at_once_and_rewrites_coalesce() -> None:
+    nodes = joined(3)
+    a = nodes["n0"]
+    for i in range(50):  # a collector rewriting one path in a burst: only the last value travels
+        old = a.store.version(b"/sum/n0/cpu")
+        rev = a.hlc.now(T0 + 20)
+        a.store.data[b"/sum/n0/cpu"] = (0, b"%d" % i, rev, "n0", 0)
+        a.agent.wrote(b"/sum/n0/cpu", old, rev)
+    a.agent.flush(T0 + 20)
+    ready = a.ready()
+    gossip = [o for o in ready.messages if o.type == MsgType.GOSSIP]
+    assert {o.to for o in gossip} == {"n1", "n2"}
+    records = gossip[0].body[5 + 2]
+    assert len(records) == 1 and records[0][4] == b"49"
+
+
+def test_records_from_an_unknown_sender_or_an_old_identity_are_refused() -> None:
+    nodes = joined(2)
+    b = nodes["n1"]
+    a = nodes["n0"]
+    a.write(b"/run/x", b"1", T0 + 30)
+    (out,) = [o for o in a.ready().messages if o.type == MsgType.GOSSIP]
+    b.agent.receive("stranger", out.type, out.body, T0 + 31)
+    assert b.agent.counters["refused_unknown_sender"] == 1 and b"/run/x" not in b.store.data
+    old = list(out.body)
+    old[0] = a.agent.boot - 1  # an older process of n0
+    b.agent.receive("n0", out.type, old, T0 + 31)
+    assert b.agent.counters["refused_stale_identity"] == 1 and b"/run/x" not in b.store.data
+    b.agent.receive("n0", out.type, out.body, T0 + 31)
+    assert b.store.data[b"/run/x"][1] == b"1"
+
+
+def test_a_data_message_overtaken_by_a_later_one_from_its_sender_is_dropped() -> None:
+    nodes = joined(2)
+    a, b = nodes["n0"], nodes["n1"]
+    a.write(b"/run/x", b"first", T0 + 40)
+    first = [o for o in a.ready().messages if o.type == MsgType.GOSSIP][0]
+    a.write(b"/run/y", b"second", T0 + 41)
+    second = [o for o in a.ready().messages if o.type == MsgType.GOSSIP][0]
+    b.agent.receive("n0", second.type, second.body, T0 + 42)
+    b.agent.receive("n0", first.type, first.body, T0 + 43)  # arrived late: it might carry stale state
+    assert b.agent.counters["refused_overtaken"] == 1
+    assert b"/run/y" in b.store.data and b"/run/x" not in b.store.data
+    b.agent.receive("n0", second.type, second.body, T0 + 44)  # a duplicate is dropped the same way
+    assert b.agent.counters["refused_overtaken"] == 2
+
+
+def test_a_fresh_replica_refuses_pushes_until_its_first_pull_is_answered() -> None:
+    nodes = joined(2)
+    a = nodes["n0"]
+    late = Node("n2", seed=9)
+    late.agent.membership.on_alive("n0", a.agent.boot, 0, "n0:7946", T0)
+    a.agent.membership.on_alive("n2", late.agent.boot, 0, "n2:7946", T0)
+    a.write(b"/run/x", b"1", T0 + 50)
+    for out in a.ready().messages:
+        if out.to == "n2" and out.type == MsgType.GOSSIP:
+            late.agent.receive("n0", out.type, out.body, T0 + 51)
+    assert late.agent.counters.get("refused_fresh") == 1 and not late.store.data
+
+
+def test_what_a_node_wrote_alone_is_restamped_when_it_joins() -> None:
+    seed_node = Node("n0")
+    seed_node.hlc.now(T0 + 120_000)  # the cluster's clock is two minutes ahead of ours
+    alone = Node("n1", seed=2)
+    alone.write(b"/hw/n1/cpu", b"inventory", T0)
+    before = alone.store.version(b"/hw/n1/cpu")
+    assert not [o for o in alone.ready().messages if o.type == MsgType.GOSSIP]  # nothing pushed alone
+    nodes = {"n0": seed_node, "n1": alone}
+    alone.agent.join(["n0:7946"], T0)
+    pump(nodes, T0)  # the seed pulls from the newcomer at once, too
+    after = alone.store.version(b"/hw/n1/cpu")
+    assert after is not None and after[0] > before[0] and after[0] > seed_node.hlc.last - (1 << 16) * 1000
+    assert seed_node.store.data[b"/hw/n1/cpu"][1] == b"inventory"
+
+
+def test_stats_name_everything_info_gossip_reports() -> None:
+    nodes = joined(2)
+    stats = nodes["n0"].agent.stats()
+    for key in ("members_alive", "members_suspect", "members_dead", "members_left", "records", "tombstones",
+                "queued_paths", "max_drift_ms_seen", "messages_sent", "health", "incarnation"):
+        assert key in stats
+    assert stats["members_alive"] == 2
+
+
+def test_seeds_that_never_answer_are_retried() -> None:
+    node = Node("n0")
+    node.agent.join(["n9:7946"], T0)
+    first = [o for o in node.ready().messages if o.address == "n9:7946"]
+    assert len(first) == 1
+    node.agent.tick(T0 + 10 * LAN.probe_interval_ms)
+    again = [o for o in node.ready().messages if o.address == "n9:7946"]
+    assert len(again) == 1

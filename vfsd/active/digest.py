@@ -1,0 +1,222 @@
+"""The anti-entropy digest: a fixed hash tree over the versions a replica holds.
+
+Theory of operation
+-------------------
+Each record (live entry or tombstone) contributes a 64-bit hash of its *version*,
+``(key, hlc, origin)`` — not of its value, which the replica already names
+uniquely by version, and not of its liveness, so an entry that expires keeps its
+hash (see ``vfsd.active.lww``). A key falls in one of ``LEAVES`` = 16**4 = 65536
+buckets by a CRC-32 of its bytes; the tree has ``DEPTH`` + 1 levels with fan-out 16
+(1, 16, 256, 4096, 65536 nodes), and a node's hash is the XOR of the record
+hashes below it, with a count of the records below it beside. XOR makes every
+update O(DEPTH): a write XORs ``old ^ new`` into one node per level, which is the
+whole cost of a write — and that only for the bucket at once, the levels above when
+anti-entropy next reads the tree (measured by ``vfsd sim gossip --cost``). Two replicas
+holding the same versions have equal trees, whatever order they got them in; a difference shows as unequal hashes along the path from
+the root to the bucket, so anti-entropy (``vfsd.active.gossip``) compares a root,
+descends only into unequal children, and exchanges versions only for the buckets
+that differ (the level-by-level exchange Riak's hashtrees use).
+
+Memory: the tree is sparse (dicts holding non-zero nodes only), plus, per bucket,
+the list of its keys — about 10 bytes per key on top of the keyspace, and no copy
+of any value. A million keys fill every bucket with about 15 keys, so a bucket's
+version list is a few hundred bytes.
+
+Hashes are stable across processes and versions (CRC-32 and a fixed 64-bit mix),
+never Python's randomized ``hash``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from zlib import crc32
+
+FANOUT_BITS = 4
+FANOUT = 1 << FANOUT_BITS
+DEPTH = 4
+LEAF_BITS = FANOUT_BITS * DEPTH
+LEAVES = 1 << LEAF_BITS
+LEAF_MASK = LEAVES - 1
+MASK64 = (1 << 64) - 1
+
+_origin_hashes: dict[str, int] = {}
+
+
+def key_hash(key: bytes) -> int:
+    return crc32(key)
+
+
+def leaf_of(key: bytes) -> int:
+    return crc32(key) & LEAF_MASK
+
+
+def origin_hash(origin: str) -> int:
+    h = _origin_hashes.get(origin)
+    if h is None:
+        if len(_origin_hashes) > 65536:  # a bounded cache: origins are node names, few
+            _origin_hashes.clear()
+        h = _origin_hashes[origin] = crc32(origin.encode())
+    return h
+
+
+def version_hash(kh: int, hlc: int, origin: str) -> int:
+    """The hash of one record's version, given ``kh = key_hash(key)``. Never 0 in practice.
+
+    ``mix((kh << 32 | crc32(origin)) ^ hlc * K1)`` where ``mix(x) = (x * K2 mod 2**64)``
+    folded by ``x ^ x >> 32``: two multiplications by odd 64-bit constants, so every input
+    bit reaches the upper output half and the fold brings it down. Not a cryptographic hash
+    (peers are authenticated; a digest only has to tell honest replicas apart), but not
+    separable either: swapping versions between two keys changes the XOR of their hashes.
+    It runs twice per local write, so it is kept to five integer operations."""
+    x = ((((kh << 32) | origin_hash(origin)) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
+    return x ^ (x >> 32)
+
+
+def version_hash_with(pk: int, hlc: int) -> int:
+    """``version_hash`` given ``pk = kh << 32 | crc32(origin)`` already combined (the write path)."""
+    x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
+    return x ^ (x >> 32)
+
+
+class Digest:
+    """The hash tree plus the bucket index (bucket -> keys).
+
+    A write changes one bucket's hash at once and leaves the change to its ancestors
+    *pending*, folded in when anti-entropy next reads the tree (``settle``): a path a
+    collector rewrites a thousand times between two pulls costs one ancestor update, not a
+    thousand, and the write path pays two dict operations.
+    """
+
+    __slots__ = ("_hashes", "counts", "buckets", "_pending")
+
+    def __init__(self) -> None:
+        #: _hashes[level][index]; level 0 is the root, level DEPTH the buckets. Zero nodes are absent.
+        self._hashes: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
+        self.counts: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
+        self.buckets: dict[int, list[bytes]] = {}
+        #: bucket -> XOR not yet applied to the levels above it.
+        self._pending: dict[int, int] = {}
+
+    @property
+    def hashes(self) -> list[dict[int, int]]:
+        self.settle()
+        return self._hashes
+
+    def settle(self) -> None:
+        """Fold the pending bucket changes into the levels above."""
+        pending = self._pending
+        if not pending:
+            return
+        levels = self._hashes
+        for leaf, delta in pending.items():
+            if not delta:
+                continue
+            for level in range(DEPTH - 1, -1, -1):
+                nodes = levels[level]
+                idx = leaf >> (FANOUT_BITS * (DEPTH - level))
+                value = nodes.get(idx, 0) ^ delta
+                if value:
+                    nodes[idx] = value
+                else:
+                    del nodes[idx]
+        pending.clear()
+
+    # -- updates (the local write path calls these) --------------------------------
+
+    def xor(self, kh: int, delta: int) -> None:
+        """Replace one version by another at a key already held: XOR ``old ^ new``."""
+        leaf = kh & LEAF_MASK
+        leaves = self._hashes[DEPTH]
+        value = leaves.get(leaf, 0) ^ delta
+        if value:
+            leaves[leaf] = value
+        else:
+            leaves.pop(leaf, None)
+        pending = self._pending
+        pending[leaf] = pending.get(leaf, 0) ^ delta
+
+    def add(self, key: bytes, kh: int, h: int) -> None:
+        """A key not held before, with version hash ``h``."""
+        leaf = kh & LEAF_MASK
+        bucket = self.buckets.get(leaf)
+        if bucket is None:
+            self.buckets[leaf] = [key]
+        else:
+            bucket.append(key)
+        for level in range(DEPTH, -1, -1):
+            idx = leaf >> (FANOUT_BITS * (DEPTH - level))
+            counts = self.counts[level]
+            counts[idx] = counts.get(idx, 0) + 1
+        self.xor(kh, h)
+
+    def remove(self, key: bytes, kh: int, h: int) -> None:
+        """A key no longer held at all (a tombstone collected, or a reset)."""
+        leaf = kh & LEAF_MASK
+        bucket = self.buckets[leaf]
+        bucket.remove(key)
+        if not bucket:
+            del self.buckets[leaf]
+        for level in range(DEPTH, -1, -1):
+            idx = leaf >> (FANOUT_BITS * (DEPTH - level))
+            counts = self.counts[level]
+            left = counts[idx] - 1
+            if left:
+                counts[idx] = left
+            else:
+                del counts[idx]
+        self.xor(kh, h)
+
+    def clear(self) -> None:
+        for level in range(DEPTH + 1):
+            self._hashes[level].clear()
+            self.counts[level].clear()
+        self.buckets.clear()
+        self._pending.clear()
+
+    # -- reads (anti-entropy) --------------------------------------------------------
+
+    def root(self) -> int:
+        self.settle()
+        return self._hashes[0].get(0, 0)
+
+    def __len__(self) -> int:
+        return self.counts[0].get(0, 0)
+
+    def node(self, level: int, idx: int) -> tuple[int, int]:
+        """``(hash, count)`` of one node."""
+        self.settle()
+        return self._hashes[level].get(idx, 0), self.counts[level].get(idx, 0)
+
+    def children(self, level: int, idx: int) -> list[tuple[int, int, int]]:
+        """``(child index, hash, count)`` of the non-empty children of node ``(level, idx)``."""
+        self.settle()
+        hashes, counts = self._hashes[level + 1], self.counts[level + 1]
+        first = idx << FANOUT_BITS
+        out = []
+        for child in range(first, first + FANOUT):
+            count = counts.get(child)
+            if count:
+                out.append((child, hashes.get(child, 0), count))
+        return out
+
+    def leaves_under(self, level: int, idx: int, from_leaf: int = 0) -> Iterator[int]:
+        """The non-empty buckets under node ``(level, idx)``, in order, from ``from_leaf`` on."""
+        shift = FANOUT_BITS * (DEPTH - level)
+        first, end = idx << shift, (idx + 1) << shift
+        start = max(first, from_leaf)
+        buckets = self.buckets
+        if end - start > 4 * len(buckets):  # sparse: walk the buckets we have instead
+            yield from sorted(b for b in buckets if start <= b < end)
+            return
+        for leaf in range(start, end):
+            if leaf in buckets:
+                yield leaf
+
+    def bucket(self, leaf: int) -> list[bytes]:
+        return self.buckets.get(leaf, [])
+
+
+def span(level: int, idx: int) -> tuple[int, int]:
+    """The buckets ``[first, end)`` under node ``(level, idx)``."""
+    shift = FANOUT_BITS * (DEPTH - level)
+    return idx << shift, (idx + 1) << shift

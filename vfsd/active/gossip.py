@@ -1,0 +1,711 @@
+"""Replication of the active plane: push gossip, anti-entropy pulls, tombstone collection.
+
+Theory of operation
+-------------------
+The replica keeps no copy of any value. Values live once, in the node's keyspace,
+reached through ``ReplicaStore`` (a Protocol the shell implements over
+``vfsd.store.keyspace.Keyspace``); this module keeps only small structures of its
+own: the digest tree and bucket index (``vfsd.active.digest``), the tombstones and
+watermarks (``vfsd.active.lww``) and a queue of *paths* to gossip
+(``vfsd.active.broadcast``).
+
+**Local writes** cost one hook call each (``wrote``, ``deleted``, ``expired``): a
+CRC-32 of the key, two version hashes, an XOR into one node per tree level, and a
+queue insert. The shell then calls ``GossipAgent.flush`` once per batch of writes,
+which pushes the newest value of every fresh path to ``gossip_nodes`` random peers
+at once; the path stays queued and rides on the next gossip rounds until it has
+been sent ``retransmit_limit(n)`` times (memberlist's TransmitLimitedQueue). A
+receiver that learns something new from a push queues it in turn: the epidemic of
+SWIM §4, which reaches every node in O(log n) rounds. Rapid rewrites of one path
+coalesce in the queue: only the newest value is ever read and sent.
+
+**Anti-entropy** repairs what pushes missed. Every ``sync_interval_for(n)`` a replica
+*pulls* from one random member (and at once from a member that comes back from
+suspect or dead, and from seeds on join):
+
+1. ``SyncOpen``: our root hash and record count (plus, on a join, our own row).
+2. ``SyncReply``: the responder's clock ``t``, its membership rows, and — unless the
+   roots agree — the hashes and counts of its root's 16 children.
+3. For each child whose hash differs and where the responder holds something: if we
+   hold at most ``sync_list_max`` records there (or it is a bucket), we send our
+   versions there (``SyncVersions``); otherwise we ask for its children
+   (``SyncDescend`` → ``SyncTree``) and repeat one level down.
+4. ``SyncRecords``: the responder answers a version list with every record it holds
+   there that is newer or that we lack, and the keys it wants from us (we push those
+   back in ``Records``). An answer larger than ``max_message_bytes`` is cut, with a
+   resume point; we ask again from there. A brand-new replica holds nothing, so its
+   first pull lists no versions at the root and receives the whole state in pages:
+   a new or restarted node gets the full state through the same repair path.
+5. When every request is answered, we *dominate* the responder's state as of ``t``,
+   and, through its rows, every member it dominated: ``Watermarks.dominate``. The
+   ``seen`` in each later message to a member is how far we dominate it, the
+   acknowledgement that lets it collect tombstones (``vfsd.active.lww``).
+
+Only the puller gains dominance; both sides gain data. A pull abandoned midway
+(timeout, lost message) gains nothing.
+
+**A fresh replica** (just started, or just reset) sends none of its own writes until
+its first pull is answered: it first merges the responder's clock and re-stamps the
+records it wrote while alone (``ReplicaStore.restamp``), so nothing it wrote before
+joining is older than what the cluster may already have collected.
+
+**Reset.** A member reaped by the cluster (dead past ``horizon_ms``) that comes back
+with its old identity may hold values whose tombstones the cluster has collected;
+merging it would bring them back. The agent detects the meeting (``Split``) and the
+side that lost — the one that was reaped, or, when each side reaped the other, the
+one with fewer live members — calls ``reset``: every record not newer than the
+highest version the other side ever collected is dropped, and the replica rejoins
+fresh, as a new identity. Records newer than that cannot be superseded by anything
+collected, so they merge safely; everything older comes back from the cluster.
+
+**Collection.** Every ``sync_interval_ms`` the replica drops the tombstones every member has
+acknowledged (``vfsd.active.lww``), and remembers their keys and versions for
+``left_grace_ms``: a peer that has not collected its own copy yet offers it back, and a
+replica that took it again would restart its wait, so two replicas could hand a tombstone
+back and forth for ever (under TTL churn, an ever growing pile). A remembered key refuses
+that tombstone, and any older record, until the memory lapses.
+
+Pure: time, randomness and I/O are the caller's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+from zlib import crc32
+
+from vfsd.active.broadcast import TransmitQueue
+from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash, version_hash_with
+from vfsd.active.hlc import HLC, LOGICAL_BITS
+from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
+from vfsd.active.membership import Membership
+from vfsd.active.profile import GossipProfile
+from vfsd.active.wire import (
+    Message,
+    Node,
+    Records,
+    Row,
+    SyncDescend,
+    SyncOpen,
+    SyncRecords,
+    SyncReply,
+    SyncTree,
+    SyncVersions,
+    Version,
+)
+
+#: Estimated msgpack overhead of one record beside its key and value (ints, list header, index).
+RECORD_OVERHEAD = 32
+#: Room kept free in a message for its header and framing.
+MESSAGE_SLACK = 4096
+#: Concurrent pulls a replica runs as the puller.
+MAX_PULLS = 4
+#: Nodes asked for per SyncDescend: the answer (16 children each, ~22 bytes a child) stays under 400 KiB.
+DESCEND_MAX = 1024
+
+
+class ReplicaStore(Protocol):
+    """What the replication core needs from the node's keyspace (one copy of every value).
+
+    The shell implements it over ``Keyspace``: ``version``/``read`` look an entry up (an
+    entry past its deadline but not yet swept still counts: the core knows its deadline);
+    ``install``/``remove`` apply a remote change with its revision and origin kept, and
+    raise the same change events and keyspace notifications a local write or delete
+    does; ``restamp`` gives one of this node's own entries a new revision and nothing
+    else; ``keys`` lists every key held, once, when the core starts.
+    """
+
+    def version(self, key: bytes) -> tuple[int, str] | None:
+        """``(revision, origin)`` of the entry at ``key``, or None."""
+
+    def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
+        """``(kind, wire value, revision, origin, deadline_ms or 0)`` of the entry, or None."""
+
+    def install(self, key: bytes, kind: int, value: bytes, hlc: int, origin: str, deadline_ms: int) -> None:
+        """Store a remote entry as it is (revision ``hlc``, origin, TTL deadline; 0: none)."""
+
+    def remove(self, key: bytes) -> None:
+        """Delete the entry at ``key``: a newer remote tombstone won, or a reset dropped it."""
+
+    def restamp(self, key: bytes, hlc: int) -> None:
+        """Give this node's own entry at ``key`` the revision ``hlc``; value, kind and TTL unchanged."""
+
+    def keys(self) -> Iterable[bytes]:
+        """Every key with an entry."""
+
+
+class _Pull:
+    __slots__ = ("sid", "peer", "address", "boot", "t", "rows", "pending", "deadline_ms", "want_rows", "started_ms",
+                 "active_ms", "records")
+
+    def __init__(self, sid: int, peer: str | None, address: str | None, want_rows: bool, now_ms: int,
+                 timeout_ms: int) -> None:
+        self.sid = sid
+        self.peer = peer
+        self.address = address
+        self.boot = 0
+        self.t = -1
+        self.rows: list[Row] = []
+        self.pending = 0
+        self.deadline_ms = now_ms + timeout_ms
+        self.want_rows = want_rows
+        self.started_ms = now_ms
+        self.active_ms = now_ms
+        self.records = 0
+
+
+class Replicator:
+    def __init__(self, name: str, store: ReplicaStore, hlc: HLC, membership: Membership, profile: GossipProfile,
+                 rng: random.Random, now_ms: int) -> None:
+        self.name = name
+        self.store = store
+        self.hlc = hlc
+        self.membership = membership
+        self.profile = profile
+        self.rng = rng
+        self.digest = Digest()
+        self._leaves = self.digest._hashes[DEPTH]  # for the inlined write path
+        self._pending = self.digest._pending
+        self._origin_hash = origin_hash(name)
+        self.tombstones = Tombstones()
+        self.marks = Watermarks()
+        self.queue: TransmitQueue[bytes, None] = TransmitQueue(profile.max_queued_paths)
+        #: True until the first pull is answered: own writes wait, then are re-stamped and sent;
+        #: records pushed by others are refused meanwhile (the first pull brings them).
+        self.fresh = True
+        #: Our clock when we became fresh: what we wrote since is re-stamped at first contact
+        #: (0 at start: whatever the keyspace already holds of ours was written alone too).
+        self.fresh_since = 0
+        #: The highest version (hlc) of any tombstone this replica collected (or dropped in a reset).
+        self.collected_max = 0
+        #: Tombstones collected in the last ``left_grace_ms``: key -> (hlc, origin). A peer that has
+        #: not collected its copy yet offers it back; re-acquiring it would restart its wait for
+        #: acknowledgements, and two replicas could pass a tombstone back and forth for ever.
+        self.collected: dict[bytes, tuple[int, str]] = {}
+        self._collected_queue: deque[tuple[int, bytes]] = deque()
+        self.pulls: dict[int, _Pull] = {}
+        #: After a reset: pull from this member only, until its first answer has taught us whom
+        #: it reaped (a node still on our side of the split must not feed us its stale state).
+        self.only_from: str | None = None
+        self.out: list[tuple[str, Message]] = []
+        self.out_by_address: list[tuple[str, Message]] = []
+        self.counters: dict[str, int] = {}
+        self._sid = rng.getrandbits(32)
+        self._rows_at = 0
+        jitter = rng.randrange(max(1, profile.sync_interval_ms))
+        self.next_sync_ms = now_ms + jitter
+        self.next_gc_ms = now_ms + profile.sync_interval_ms
+        for key in store.keys():
+            version = store.version(key)
+            if version is not None:
+                kh = crc32(key)
+                self.digest.add(key, kh, version_hash(kh, version[0], version[1]))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- the local write path (one call per write; keep it cheap) ----------------------------
+
+    def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
+        """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
+        kh = crc32(key)
+        pk = (kh << 32) | self._origin_hash
+        h = version_hash_with(pk, hlc)
+        if old is not None:  # the common case: a file rewritten (inlined Digest.xor)
+            leaf = kh & LEAF_MASK
+            delta = h ^ (version_hash_with(pk, old[0]) if old[1] == self.name else version_hash(kh, old[0], old[1]))
+            leaves = self._leaves
+            value = leaves.get(leaf, 0) ^ delta
+            if value:
+                leaves[leaf] = value
+            else:
+                leaves.pop(leaf, None)
+            pending = self._pending
+            pending[leaf] = pending.get(leaf, 0) ^ delta
+        else:
+            t = self.tombstones.pop(key) if self.tombstones else None
+            if t is not None:
+                self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
+            else:
+                self.digest.add(key, kh, h)
+            if self.collected:
+                self.collected.pop(key, None)
+        if not self.fresh:
+            self.queue.push(key, None)
+
+    def deleted(self, key: bytes, old: tuple[int, str], now_ms: int) -> int:
+        """This node deleted ``key`` (whose entry was versioned ``old``); returns the deletion's revision."""
+        hlc = self.hlc.now(now_ms)
+        kh = crc32(key)
+        self.digest.xor(kh, version_hash(kh, hlc, self.name) ^ version_hash(kh, old[0], old[1]))
+        self.tombstones.put(key, hlc, self.name, now_ms, hlc)
+        if not self.fresh:
+            self.queue.push(key, None)
+        return hlc
+
+    def expired(self, key: bytes, version: tuple[int, str], deadline_ms: int) -> None:
+        """The entry at ``key`` (versioned ``version``) reached its deadline and was removed locally."""
+        if key in self.tombstones:
+            return
+        # Same version, so the digest does not change (vfsd.active.lww: expiry is a tombstone at the entry's version).
+        self.tombstones.put(key, version[0], version[1], deadline_ms, self.hlc.last)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def record(self, key: bytes) -> Record | None:
+        """What this replica holds at ``key``: its live entry or its tombstone."""
+        r = self.store.read(key)
+        if r is not None:
+            return (key, r[2], r[3], r[0], r[1], r[4])
+        return self.tombstones.record(key)
+
+    def _version(self, key: bytes) -> tuple[int, str, bool] | None:
+        v = self.store.version(key)
+        if v is not None:
+            return v[0], v[1], False
+        t = self.tombstones.get(key)
+        return None if t is None else (t[0], t[1], True)
+
+    def apply(self, rec: Record, now_ms: int, relay: bool) -> bool:
+        """Merge one remote record; True when it changed our state (then, if ``relay``, gossip it on)."""
+        key, hlc, origin, kind, value, at = rec
+        tomb = kind == TOMBSTONE or 0 < at <= now_ms
+        if tomb and kind != TOMBSTONE:  # expired on arrival: it is its tombstone (vfsd.active.lww)
+            kind, value = TOMBSTONE, b""
+            rec = (key, hlc, origin, kind, value, at)
+        local = self.store.version(key)
+        local_tomb = None
+        if local is None:
+            local_tomb = self.tombstones.get(key)
+            if local_tomb is not None:
+                local = (local_tomb[0], local_tomb[1])
+            elif self.collected:
+                gone = self.collected.get(key)
+                if gone is not None and (hlc < gone[0] or (hlc == gone[0] and origin <= gone[1])):
+                    self.count("records_already_collected")  # the tombstone we forgot, or older
+                    return False
+        if local is not None:
+            lh, lo = local
+            if hlc < lh or (hlc == lh and origin < lo):
+                return False
+            if hlc == lh and origin == lo:  # the same write: break the tie on the whole record
+                mine = self.record(key)
+                if mine is None or expiry_of(rec, mine) or rank(rec) <= rank(effective(mine, now_ms)):
+                    return False  # (our entry expires at its deadline on our own clock)
+        kh = crc32(key)
+        h = version_hash(kh, hlc, origin)
+        if local is None:
+            if self.collected:
+                self.collected.pop(key, None)
+            self.digest.add(key, kh, h)
+        else:
+            self.digest.xor(kh, h ^ version_hash(kh, local[0], local[1]))
+        if tomb:
+            if local_tomb is None and local is not None:
+                self.store.remove(key)
+            self.tombstones.put(key, hlc, origin, at, self.hlc.last)
+        else:
+            if local_tomb is not None:
+                self.tombstones.pop(key)
+            self.store.install(key, kind, value, hlc, origin, at)
+        self.count("records_applied")
+        if relay and not self.fresh:
+            self.queue.push(key, None)
+        return True
+
+    def apply_all(self, records: Iterable[Record], now_ms: int, relay: bool) -> int:
+        applied = 0
+        for rec in records:
+            if self.apply(rec, now_ms, relay):
+                applied += 1
+        return applied
+
+    def take_records(self, transmits: int, budget_bytes: int, fresh_only: bool = False) -> list[Record]:
+        """Queued paths' current records for one gossip message (counted ``transmits`` times)."""
+        found: dict[bytes, Record] = {}
+
+        def size_of(key: bytes, _: None) -> int | None:
+            rec = self.record(key)
+            if rec is None:
+                return None
+            found[key] = rec
+            return len(key) + len(rec[4]) + RECORD_OVERHEAD
+
+        limit = self.profile.retransmit_limit(self.membership.alive_count())
+        taken = self.queue.take(limit, budget_bytes, size_of, fresh_only=fresh_only, transmits=transmits)
+        return [found[key] for key, _ in taken]
+
+    # -- anti-entropy: the puller --------------------------------------------------------------
+
+    def pull(self, peer: str | None, now_ms: int, *, address: str | None = None, want_rows: bool = True) -> None:
+        """Start a pull from ``peer`` (a member name) or from ``address`` (a seed not known by name).
+
+        At most one pull per peer and ``MAX_PULLS`` in all; a pull that has heard nothing for
+        a probe interval (a request or a reply was lost) makes way for a new one.
+        """
+        if self.only_from is not None and peer != self.only_from:
+            return
+        stale = now_ms - self.profile.probe_interval_ms
+        for sid, p in list(self.pulls.items()):
+            if p.peer == peer and p.address == address or len(self.pulls) >= MAX_PULLS:
+                if p.active_ms > stale:
+                    if p.peer == peer and p.address == address:
+                        return
+                    continue
+                del self.pulls[sid]
+                self.count("pulls_replaced")
+        if len(self.pulls) >= MAX_PULLS:
+            return
+        self._sid = (self._sid + 1) & 0xFFFFFFFF
+        # Unanswered, a pull is given up soon (a seed or member that is not there); once
+        # answered, it may idle up to sync_timeout_ms between replies.
+        timeout = min(2 * self.profile.probe_interval_ms, self.profile.sync_timeout_ms)
+        pull = _Pull(self._sid, peer, address, want_rows, now_ms, timeout)
+        self.pulls[pull.sid] = pull
+        self.count("pulls_started")
+        me = self.membership.me
+        msg = SyncOpen(pull.sid, self.digest.root(), len(self.digest), me.row(), want_rows)
+        if peer is not None:
+            self.out.append((peer, msg))
+        else:
+            assert address is not None
+            self.out_by_address.append((address, msg))
+
+    def cancel_pulls(self, peer: str) -> None:
+        """Give up the pulls from ``peer`` (it went away, or came back as someone new)."""
+        for sid in [sid for sid, p in self.pulls.items() if p.peer == peer]:
+            del self.pulls[sid]
+            self.count("pulls_cancelled")
+
+    def _pull_for(self, sender: str, sid: int, boot: int, now_ms: int) -> _Pull | None:
+        pull = self.pulls.get(sid)
+        if pull is None:
+            self.count("pull_unknown_session")
+            return None
+        if pull.peer is None:  # a seed answered: now we know its name
+            pull.peer = sender
+            pull.boot = boot
+        if pull.peer != sender or (pull.boot and pull.boot != boot):
+            self.count("pull_wrong_peer")
+            return None
+        pull.boot = boot
+        pull.active_ms = now_ms
+        return pull
+
+    def on_sync_reply(self, sender: str, boot: int, msg: SyncReply, now_ms: int) -> None:
+        pull = self._pull_for(sender, msg.sid, boot, now_ms)
+        if pull is None or pull.t >= 0:
+            return
+        pull.t = msg.t
+        pull.rows = list(msg.rows)
+        pull.deadline_ms = now_ms + self.profile.sync_timeout_ms
+        if self.fresh:
+            self._first_contact(now_ms)
+        if msg.nodes is not None:
+            self._compare(pull, 1, {0}, msg.nodes)
+        self._maybe_done(pull, now_ms)
+
+    def on_sync_tree(self, sender: str, boot: int, msg: SyncTree, now_ms: int) -> None:
+        pull = self._pull_for(sender, msg.sid, boot, now_ms)
+        if pull is None or pull.t < 0:
+            return
+        pull.pending -= 1
+        pull.deadline_ms = now_ms + self.profile.sync_timeout_ms
+        self._compare(pull, msg.level, set(msg.parents), msg.nodes)
+        self._maybe_done(pull, now_ms)
+
+    def _compare(self, pull: _Pull, level: int, parents: set[int], theirs: Iterable[Node]) -> None:
+        """Act on the responder's nodes at ``level`` (children of ``parents``): pull what differs."""
+        mine: dict[int, tuple[int, int]] = {}
+        for parent in parents:
+            for idx, h, count in self.digest.children(level - 1, parent):
+                mine[idx] = (h, count)
+        descend: list[int] = []
+        for idx, h, count in theirs:
+            if idx >> 4 not in parents or count == 0:
+                continue
+            my_hash, my_count = mine.get(idx, (0, 0))
+            if my_hash == h and my_count == count:
+                continue
+            if level == DEPTH or my_count <= self.profile.sync_list_max:
+                self._ask_versions(pull, level, idx, span(level, idx)[0], b"")
+            else:
+                descend.append(idx)
+        for at in range(0, len(descend), DESCEND_MAX):  # each answer stays well inside a message
+            pull.pending += 1
+            self.out.append((pull.peer, SyncDescend(pull.sid, level, descend[at:at + DESCEND_MAX])))  # type: ignore[arg-type]
+
+    def _ask_versions(self, pull: _Pull, level: int, idx: int, from_leaf: int, after: bytes) -> None:
+        versions: list[Version] = []
+        for leaf in self.digest.leaves_under(level, idx, from_leaf):
+            keys = self.digest.bucket(leaf)
+            if leaf == from_leaf and after:
+                keys = [k for k in keys if k > after]
+            for key in keys:
+                v = self._version(key)
+                if v is not None:
+                    versions.append((key, v[0], v[1], v[2]))
+        pull.pending += 1
+        self.out.append((pull.peer, SyncVersions(pull.sid, level, idx, from_leaf, after, versions)))  # type: ignore[arg-type]
+
+    def on_sync_records(self, sender: str, boot: int, msg: SyncRecords, now_ms: int) -> None:
+        pull = self._pull_for(sender, msg.sid, boot, now_ms)
+        if pull is None or pull.t < 0:
+            return
+        pull.deadline_ms = now_ms + self.profile.sync_timeout_ms
+        pull.records += self.apply_all(msg.records, now_ms, relay=False)
+        if msg.want:
+            self._push_back(sender, msg.want)
+        pull.pending -= 1
+        if msg.resume is not None:
+            level, idx, leaf, after = msg.resume
+            self._ask_versions(pull, level, idx, leaf, after)
+        self._maybe_done(pull, now_ms)
+
+    def _push_back(self, peer: str, keys: Iterable[bytes]) -> None:
+        batch: list[Record] = []
+        size = 0
+        budget = self.profile.max_message_bytes - MESSAGE_SLACK
+        for key in keys:
+            rec = self.record(key)
+            if rec is None:
+                continue
+            rec_size = len(key) + len(rec[4]) + RECORD_OVERHEAD
+            if batch and size + rec_size > budget:
+                self.out.append((peer, Records(batch)))
+                batch, size = [], 0
+            batch.append(rec)
+            size += rec_size
+        if batch:
+            self.out.append((peer, Records(batch)))
+
+    def _maybe_done(self, pull: _Pull, now_ms: int) -> None:
+        if pull.pending > 0 or pull.t < 0:
+            return
+        del self.pulls[pull.sid]
+        peer = pull.peer
+        assert peer is not None
+        self.marks.dominate(peer, pull.boot, pull.t)
+        for name, _address, boot, _inc, _state, seen in pull.rows:
+            if seen and name != self.name:
+                self.marks.dominate(name, boot, seen)
+        self.count("pulls_completed")
+        self.count("pull_records", pull.records)
+
+    def _first_contact(self, now_ms: int) -> None:
+        """Our first pull was answered: publish what we wrote while alone, with revisions from now.
+
+        Entries written while fresh get new revisions (the clock has just merged the
+        responder's, so they are newer than anything the cluster has collected); deletions
+        and expiries of such entries happened only here, so their tombstones are dropped.
+        """
+        self.fresh = False
+        since = self.fresh_since
+        restamped = dropped = 0
+        for keys in list(self.digest.buckets.values()):
+            for key in list(keys):
+                v = self.store.version(key)
+                if v is not None:
+                    if v[1] == self.name and v[0] >= since:
+                        new = self.hlc.now(now_ms)
+                        self.store.restamp(key, new)
+                        kh = crc32(key)
+                        self.digest.xor(kh, version_hash(kh, new, self.name) ^ version_hash(kh, v[0], v[1]))
+                        self.queue.push(key, None)
+                        restamped += 1
+                    continue
+                tomb = self.tombstones.get(key)
+                if tomb is not None and tomb[1] == self.name and tomb[3] >= since:
+                    self.tombstones.pop(key)
+                    kh = crc32(key)
+                    self.digest.remove(key, kh, version_hash(kh, tomb[0], tomb[1]))
+                    dropped += 1
+        self.count("restamped", restamped)
+        self.count("fresh_tombstones_dropped", dropped)
+
+    # -- anti-entropy: the responder ---------------------------------------------------------
+
+    def on_sync_open(self, sender: str, msg: SyncOpen, now_ms: int) -> None:
+        t = self.hlc.now(now_ms)  # taken before anything is read: the pull dominates us as of t
+        rows: list[Row] = []
+        if msg.want_rows:
+            window, self._rows_at = self.membership.rows(self.profile.max_rows, self._rows_at)
+            seen = self.marks.seen
+            rows = [(n, a, b, i, s, seen(n, b)) for n, a, b, i, s, _ in window]
+        if msg.root == self.digest.root() and msg.count == len(self.digest):
+            nodes = None
+        else:
+            nodes = self.digest.children(0, 0)
+        self.count("pulls_served")
+        self.out.append((sender, SyncReply(msg.sid, t, rows, nodes)))
+
+    def on_sync_descend(self, sender: str, msg: SyncDescend, now_ms: int) -> None:
+        nodes: list[Node] = []
+        for idx in msg.idxs:
+            nodes.extend(self.digest.children(msg.level, idx))
+        self.out.append((sender, SyncTree(msg.sid, msg.level + 1, list(msg.idxs), nodes)))
+
+    def on_sync_versions(self, sender: str, msg: SyncVersions, now_ms: int) -> None:
+        first, end = span(msg.level, msg.idx)
+        if not first <= msg.from_leaf < end:
+            self.count("refused_bad_range")
+            return
+        theirs: dict[bytes, Version] = {}
+        for v in msg.versions:
+            leaf = leaf_of(v[0])
+            if first <= leaf < end:
+                theirs[v[0]] = v
+        records: list[Record] = []
+        want: list[bytes] = []
+        budget = self.profile.max_message_bytes - MESSAGE_SLACK
+        size = 0
+        resume: tuple[int, int, int, bytes] | None = None
+        for leaf in self.digest.leaves_under(msg.level, msg.idx, msg.from_leaf):
+            keys = sorted(self.digest.bucket(leaf))
+            if leaf == msg.from_leaf and msg.after:
+                keys = [k for k in keys if k > msg.after]
+            done_in_leaf = b""
+            for key in keys:
+                mine = self.record(key)
+                if mine is None:
+                    continue
+                other = theirs.get(key)
+                if other is None or _beats(mine, other, now_ms):
+                    rec_size = len(key) + len(mine[4]) + RECORD_OVERHEAD
+                    if records and size + rec_size > budget:
+                        resume = (msg.level, msg.idx, leaf, done_in_leaf)
+                        break
+                    records.append(mine)
+                    size += rec_size
+                elif _beaten(mine, other, now_ms):
+                    want.append(key)
+                theirs.pop(key, None)
+                done_in_leaf = key
+            if resume is not None:
+                break
+        # What they hold and we lack entirely, in the part of the range this answer covers.
+        for key in theirs:
+            if resume is None or (leaf_of(key), key) <= (resume[2], resume[3]):
+                want.append(key)
+        self.count("records_served", len(records))
+        self.out.append((sender, SyncRecords(msg.sid, records, want, resume)))
+
+    # -- time -------------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        for sid in [s for s, p in self.pulls.items() if now_ms >= p.deadline_ms]:
+            del self.pulls[sid]
+            self.count("pull_timeouts")
+        if now_ms >= self.next_sync_ms:
+            self.next_sync_ms = now_ms + self.profile.sync_interval_for(self.membership.alive_count())
+            # After a reset, only the member that told us to: until it answers, we wait for it.
+            peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
+            if peers:
+                self.pull(peers[0], now_ms, want_rows=True)
+        if now_ms >= self.next_gc_ms and (self.tombstones or self._collected_queue):
+            self.next_gc_ms = now_ms + self.profile.sync_interval_ms
+            self.collect(now_ms)
+
+    def next_deadline_ms(self) -> int:
+        t = self.next_sync_ms
+        if (self.tombstones or self._collected_queue) and self.next_gc_ms < t:
+            t = self.next_gc_ms
+        for p in self.pulls.values():
+            if p.deadline_ms < t:
+                t = p.deadline_ms
+        return t
+
+    def collect(self, now_ms: int) -> int:
+        """Forget the tombstones every member has acknowledged (or older than the horizon)."""
+        queue = self._collected_queue
+        while queue and queue[0][0] <= now_ms:
+            _, key = queue.popleft()
+            if key in self.collected and key not in self.tombstones and self.store.version(key) is None:
+                del self.collected[key]
+        if not self.tombstones:
+            return 0
+        floor = self.marks.floor(self.membership.identities())
+        if floor is None:
+            floor = 1 << 63  # alone: nobody can hold a stale copy
+        horizon = max(0, now_ms - self.profile.horizon_ms) << LOGICAL_BITS
+        collected = 0
+        remember, until = self.collected, now_ms + self.profile.left_grace_ms
+        for key, t, by_horizon in self.tombstones.collectable(floor, horizon):
+            kh = crc32(key)
+            self.digest.remove(key, kh, version_hash(kh, t[0], t[1]))
+            if t[0] > self.collected_max:
+                self.collected_max = t[0]
+            remember[key] = (t[0], t[1])
+            self._collected_queue.append((until, key))
+            collected += 1
+            if by_horizon:
+                self.count("tombstones_collected_by_horizon")
+        self.count("tombstones_collected", collected)
+        return collected
+
+    def check(self) -> list[str]:
+        """Recompute the digest from the store and the tombstones; what disagrees (empty when the
+        hooks were called right). For tests and for a shell that suspects its own bookkeeping."""
+        fresh = Digest()
+        for key in self.store.keys():
+            v = self.store.version(key)
+            if v is not None:
+                kh = crc32(key)
+                fresh.add(key, kh, version_hash(kh, v[0], v[1]))
+        for key in self.tombstones.keys():
+            t = self.tombstones.get(key)
+            assert t is not None
+            if self.store.version(key) is not None:
+                return [f"{key!r}: both an entry and a tombstone"]
+            kh = crc32(key)
+            fresh.add(key, kh, version_hash(kh, t[0], t[1]))
+        problems = []
+        if fresh.hashes != self.digest.hashes or fresh.counts != self.digest.counts:
+            problems.append(f"digest root {self.digest.root():#x} != recomputed {fresh.root():#x}")
+        held = {k for b in self.digest.buckets.values() for k in b}
+        expected = {k for b in fresh.buckets.values() for k in b}
+        if held != expected:
+            problems.append(f"bucket index: {len(held - expected)} extra, {len(expected - held)} missing keys")
+        return problems
+
+    def reset(self, floor: int) -> int:
+        """Drop every record not newer than ``floor`` and start over fresh (see the module docstring)."""
+        dropped = 0
+        for keys in list(self.digest.buckets.values()):
+            for key in list(keys):
+                v = self._version(key)
+                if v is None or v[0] > floor:
+                    continue
+                kh = crc32(key)
+                if v[2]:
+                    self.tombstones.pop(key)
+                else:
+                    self.store.remove(key)
+                self.digest.remove(key, kh, version_hash(kh, v[0], v[1]))
+                dropped += 1
+        self.marks.clear()
+        self.pulls.clear()
+        self.queue.clear()
+        self.collected.clear()
+        self._collected_queue.clear()
+        self.fresh = True
+        self.fresh_since = self.hlc.last
+        self.collected_max = max(self.collected_max, floor)
+        self.count("resets")
+        self.count("reset_dropped", dropped)
+        return dropped
+
+
+def _beats(mine: Record, other: Version, now_ms: int) -> bool:
+    """Whether our record is a later write than their listed version (one version is one
+    write: an entry and its expiry tombstone are the same, and each side expires it itself)."""
+    hlc, origin = mine[HLC_], mine[ORIGIN]
+    return hlc > other[1] or (hlc == other[1] and origin > other[2])
+
+
+def _beaten(mine: Record, other: Version, now_ms: int) -> bool:
+    hlc, origin = mine[HLC_], mine[ORIGIN]
+    return other[1] > hlc or (other[1] == hlc and other[2] > origin)
+
