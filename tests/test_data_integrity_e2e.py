@@ -272,3 +272,35 @@ def test_kill_9_while_many_clients_write_loses_no_acknowledged_write(node_factor
     assert c.mget(keys) == [acked[k].encode() for k in keys]
     # A write in flight at the kill may or may not have landed; one acknowledged must have.
     assert int(c.get("/ctx/counter") or 0) >= incr_acked[0]
+
+
+def test_a_data_dir_keeps_its_member_id_and_belongs_to_one_node(tmp_path: Path) -> None:
+    import json
+
+    node = VfsdProcess(tmp_path / "d").start()
+    node.stop()
+    first = json.loads((tmp_path / "d" / "identity.json").read_text())
+    node.restart()
+    node.stop()
+    again = json.loads((tmp_path / "d" / "identity.json").read_text())
+    assert again["member_id"] == first["member_id"] and again["boots"] == first["boots"] + 1
+    assert first["node_id"] == "n1" and first["member_id"].startswith("n1-")
+    done = serve_once(tmp_path / "d", "--node-id", "n2")  # the later --node-id wins over serve_once's
+    assert done.returncode != 0 and "belongs to node 'n1', not 'n2'" in done.stderr
+    # A wiped data dir is a new incarnation: a new member id.
+    import shutil
+
+    shutil.rmtree(tmp_path / "d")
+    node.restart()
+    node.stop()
+    assert json.loads((tmp_path / "d" / "identity.json").read_text())["member_id"] != first["member_id"]
+
+
+def test_a_clustered_node_opens_its_peer_port(node_factory) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    peer_port = free_port()
+    node = node_factory("--peer-port", str(peer_port), "--seeds", f"127.0.0.1:{free_port()}")
+    with socket.create_connection(("127.0.0.1", peer_port), timeout=5):
+        pass
+    assert node.client().config_get("peer-port")["peer-port"] == str(peer_port)

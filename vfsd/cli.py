@@ -36,6 +36,12 @@ def main() -> None:
               help="Peer port [default: port + 10000].")
 @click.option("--data-dir", envvar=_env("data_dir"), show_envvar=True,
               help="Durable state directory [default: ./vfsd-data/<node-id>].")
+@click.option("--peers", envvar=_env("peers"), show_envvar=True,
+              help="Initial cluster, id=host:peerport,... (the same on every voter) [default: a one-voter cluster].")
+@click.option("--join", envvar=_env("join"), show_envvar=True,
+              help="host:peerport of a member of an existing cluster, to join it as a learner.")
+@click.option("--seeds", envvar=_env("seeds"), show_envvar=True,
+              help="host:peerport,... of gossip members to join through (--peers and --join are seeds too).")
 @click.option("--requirepass", envvar=_env("requirepass"), show_envvar=True, help="Password clients AUTH with.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               envvar=_env("log_level"), show_envvar=True, help="Log level [default: info].")

@@ -51,6 +51,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("peer_port", "node", int, 0,
             "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
+    Setting("peers", "cluster", str, "",
+            "The initial cluster: id=host:peerport,... (every voter of a new cluster gets the same list; "
+            "empty: a one-voter cluster).", "peers"),
+    Setting("join", "cluster", str, "",
+            "host:peerport of any member of an existing cluster, to join it as a learner.", "join"),
+    Setting("seeds", "cluster", str, "",
+            "host:peerport,... of gossip members to join through (peers and join are seeds too).", "seeds"),
     Setting("cluster_id", "node", str, "vfsd",
             "Name of the cluster; the peer port refuses peers of another cluster.", "cluster-id"),
     Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
@@ -145,6 +152,9 @@ class Config:
     port: int = 6379
     peer_port: int = 0
     data_dir: str = ""
+    peers: str = ""
+    join: str = ""
+    seeds: str = ""
     cluster_id: str = "vfsd"
     requirepass: str = ""
     protected_mode: bool = True
@@ -279,6 +289,11 @@ def coerce(setting: Setting, raw: Any) -> Any:
             raise ConfigError(f"save: {exc} in {raw!r} (pairs of <seconds> <changes>)", str(exc)) from None
     if setting.name == "node_id" and raw:
         check_node_id(raw)
+    if setting.name == "peers" and raw:
+        parse_peers(raw)
+    if setting.name in ("join", "seeds") and raw:
+        for address in raw.split(","):
+            parse_address(address, setting.name)
     _check(setting, raw)
     return raw
 
@@ -290,6 +305,29 @@ def _check(setting: Setting, value: Any) -> None:
             setting.check(value)
         except ValueError as exc:
             raise ConfigError(f"{setting.name}: {exc}", str(exc)) from None
+
+
+def parse_address(text: str, where: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 as ``[::1]:port``) -> (host, port); ConfigError naming ``where`` otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: {text!r} is not host:port (port 1-65535)", f"argument {text!r} is not host:port")
+    return host, int(port)
+
+
+def parse_peers(text: str) -> dict[str, tuple[str, int]]:
+    """``n1=127.0.0.1:17001,n2=...`` -> {node id: (host, port)}, as etcd's --initial-cluster."""
+    peers: dict[str, tuple[str, int]] = {}
+    for item in text.split(","):
+        node_id, sep, address = item.strip().partition("=")
+        if not sep:
+            raise ConfigError(f"peers: {item!r} is not id=host:port", f"argument {item!r} is not id=host:port")
+        check_node_id(node_id)
+        if node_id in peers:
+            raise ConfigError(f"peers: {node_id!r} is listed twice", "argument lists a node twice")
+        peers[node_id] = parse_address(address, "peers")
+    return peers
 
 
 def parse_save_points(text: str) -> list[tuple[int, int]]:

@@ -24,12 +24,13 @@ from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.commands.scripting import NodeScripting
 from vfsd.config import ALIASES, SETTINGS, Config, parse_save_points
-from vfsd.datadir import DataDir, DataDirError
+from vfsd.datadir import DataDir, DataDirError, Identity
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.metrics import Stats
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
+from vfsd.peers.transport import PeerTransport
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.output_limits import OutputLimitError, OutputLimits
 from vfsd.resp.types import OK, ErrorReply
@@ -91,6 +92,11 @@ class Node:
         self.data_dir = DataDir(cfg.data_dir)
         #: The peer port (Raft, gossip): configured, port + 10000, or derived once a free client port is bound.
         self.peer_port = cfg.peer_port
+        #: This data dir's node, member id and start count (``DataDir.identity``); set by start().
+        self.identity: Identity | None = None
+        #: The peer port's transport, shared by Raft and gossip (one message family each); made by
+        #: start() once the identity is known, and opened only for a node that is part of a cluster.
+        self.peers: PeerTransport | None = None
         sink = self.notifier
         self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
@@ -151,7 +157,9 @@ class Node:
         """Lock the data dir, recover the planes, then listen; StartupError says what went wrong."""
         try:
             self.data_dir.acquire()
+            self.identity = self.data_dir.identity(self.config.node_id)
         except DataDirError as exc:
+            self.data_dir.release()
             raise StartupError(str(exc)) from None
         try:
             self.planes["log"].open()
@@ -185,6 +193,13 @@ class Node:
             self.settings.port = sock[1]
             if self.peer_port == 0 and sock[1] + 10000 <= 65535:
                 self.peer_port = self.settings.peer_port = sock[1] + 10000
+        if self.config.peers or self.config.join or self.config.seeds:
+            try:
+                await self._open_peer_port()
+            except StartupError:
+                self._server.close()
+                self.data_dir.release()
+                raise
         self._sweeper = loop.create_task(self._sweep_loop())
         self._cron = loop.create_task(self._cron_loop())
         self.collectors = CollectorRunner.for_node(self)
@@ -195,6 +210,18 @@ class Node:
         gc.freeze()
         log.info("vfsd node %s listening on %s:%d (peer port %s), data in %s", self.config.node_id, sock[0], sock[1],
                  self.peer_port or "any free port", self.data_dir.path)
+
+    async def _open_peer_port(self) -> None:
+        """Open the peer port (Raft and gossip register their message families on ``self.peers``)."""
+        assert self.identity is not None
+        config = dataclasses.replace(self.config, peer_port=self.peer_port)
+        self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id)
+        try:
+            await self.peers.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on peer port {self.config.bind}:{self.peer_port}: {exc.strerror}") \
+                from None
+        self.peer_port = self.settings.peer_port = self.peers.port
 
     def request_shutdown(self, *, save: bool | None) -> None:
         """SHUTDOWN: ask whoever runs the node to stop it (``save`` as for ``stop``)."""
@@ -223,6 +250,8 @@ class Node:
             except Exception:  # already logged; the desired plane is unaffected
                 log.error("stopping without a fresh dump of the local and active planes")
         await self.saver.close()
+        if self.peers is not None:
+            await self.peers.stop()
         await self.planes["log"].close()
         self.data_dir.release()
         log.info("vfsd node %s stopped", self.config.node_id)
