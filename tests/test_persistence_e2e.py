@@ -157,7 +157,8 @@ def test_a_damaged_dump_refuses_to_start(tmp_path: Path) -> None:
     node.stop()
     path = tmp_path / "data" / "dump.vfsd"
     path.write_bytes(path.read_bytes()[:-1])
-    done = subprocess.run([*vfsd_command(), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+    done = subprocess.run([*vfsd_command(), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data"),
+                           "--node-id", "n1"],
                           capture_output=True, text=True, timeout=30, env={**os.environ, "VFSD_COLLECTORS": "off"})
     assert done.returncode != 0
     assert f"dump is damaged, refusing to start: {path}: truncated" in done.stderr
