@@ -37,7 +37,7 @@ def entry_runs(draw: Any, term: int, prev_index: int, prev_term: int) -> list[En
     index, t = prev_index, prev_term
     for _ in range(draw(st.integers(0, 4))):
         index += 1
-        t = draw(st.integers(t, term)) if t <= term else term
+        t = draw(st.integers(max(t, 1), term)) if t <= term else term
         kind = draw(st.sampled_from([EntryKind.NORMAL, EntryKind.NOOP, EntryKind.CONFIG]))
         data = (encode_config_entry(None, draw(configs)) if kind == EntryKind.CONFIG
                 else draw(st.binary(max_size=20)))
