@@ -197,6 +197,11 @@ class Config:
         node_id = self.node_id or socket.gethostname()
         check_node_id(node_id)
         peer_port = self.peer_port
+        listed = parse_peers(self.peers).get(node_id) if self.peers else None
+        if listed is not None:  # --peers names this node's peer address
+            if peer_port and peer_port != listed[1]:
+                raise ConfigError(f"peers: lists {node_id} at port {listed[1]}, but peer_port is {peer_port}")
+            peer_port = listed[1]
         if not peer_port and 0 < self.port <= 65535 - 10000:
             peer_port = self.port + 10000
         return dataclasses.replace(

@@ -23,10 +23,11 @@ from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.commands.scripting import NodeScripting
-from vfsd.config import ALIASES, SETTINGS, Config, parse_save_points
+from vfsd.config import ALIASES, SETTINGS, Config, parse_address, parse_peers, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
+from vfsd.desired.replicated import ClusterStartError, RaftPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.metrics import Stats
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
@@ -45,6 +46,9 @@ from vfsd.watch.history import WatchHistory
 from vfsd.watch.watchers import Watchers
 
 log = logging.getLogger(__name__)
+
+#: Bytes a replicated entry's frame adds around its data (message and entry fields, framing).
+ENTRY_FRAME_OVERHEAD = 64 << 10
 
 
 class StartupError(Exception):
@@ -100,14 +104,30 @@ class Node:
         sink = self.notifier
         self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
-        self.planes: dict[str, Any] = {
-            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "log": DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+        #: A node started with --peers or --join replicates its desired plane by Raft; otherwise the
+        #: desired plane is a one-voter log on this node (vfsd.desired.plane), as a standalone node's.
+        self.clustered = bool(cfg.peers or cfg.join)
+        desired: Any
+        if self.clustered:
+            desired = RaftPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+                                cluster_id=cfg.cluster_id, initial_peers=parse_peers(cfg.peers) if cfg.peers else {},
+                                join=parse_address(cfg.join, "join") if cfg.join else None,
+                                max_entry_bytes=cfg.peer_max_frame_bytes - ENTRY_FRAME_OVERHEAD,
                                 snapshot_every_entries=cfg.snapshot_every_entries,
                                 segment_max_bytes=cfg.wal_segment_max_bytes,
                                 script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router,
-                                replay_sink=self.desired_feed.replay),
+                                replay_sink=self.desired_feed.replay,
+                                on_snapshot_installed=self.desired_state_installed)
+        else:
+            desired = DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+                                   snapshot_every_entries=cfg.snapshot_every_entries,
+                                   segment_max_bytes=cfg.wal_segment_max_bytes,
+                                   script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router,
+                                   replay_sink=self.desired_feed.replay)
+        self.planes: dict[str, Any] = {
+            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "log": desired,
         }
         self.desired_feed.machine = self.planes["log"].machine
         self.local_plane = self.planes["local"]
@@ -161,8 +181,14 @@ class Node:
         except DataDirError as exc:
             self.data_dir.release()
             raise StartupError(str(exc)) from None
+        desired = self.planes["log"]
+        if self.clustered:
+            desired.member_id, desired.boots = self.identity.member_id, self.identity.boots
         try:
-            self.planes["log"].open()
+            desired.open()
+        except ClusterStartError as exc:
+            self.data_dir.release()
+            raise StartupError(str(exc)) from None
         except (LogCorruption, SnapshotCorruption, HardStateCorruption) as exc:
             self.data_dir.release()
             raise StartupError(f"desired-state data is damaged, refusing to start: {exc}") from None
@@ -222,6 +248,14 @@ class Node:
             raise StartupError(f"cannot listen on peer port {self.config.bind}:{self.peer_port}: {exc.strerror}") \
                 from None
         self.peer_port = self.settings.peer_port = self.peers.port
+        if self.clustered:
+            desired = self.planes["log"]
+            desired.advertised_address = self.peers.advertised
+            try:
+                desired.start(self.peers)
+            except ClusterStartError as exc:
+                await self.peers.stop()
+                raise StartupError(str(exc)) from None
 
     def request_shutdown(self, *, save: bool | None) -> None:
         """SHUTDOWN: ask whoever runs the node to stop it (``save`` as for ``stop``)."""
@@ -285,6 +319,9 @@ class Node:
             if group != "log":
                 plane.ctx.now_ms = now
                 plane.ctx.lookup(key)  # deletes and raises "expired"
+                continue
+            if not plane.may_expire:  # only a Raft leader proposes expiry; followers read the key as missing
+                self.keyspace.due_again(key)
                 continue
             entry = self.keyspace.get(key)
             if entry is None or key in self._expiring:

@@ -119,6 +119,9 @@ class Client(asyncio.Protocol):
         #: Subscribed to anything (a channel, pattern, shard channel or VFS.WATCH): kept by the pubsub
         #: commands, since dispatch's fast path reads it on every command.
         self.subscribed = False
+        #: READONLY: desired-path reads are served from this node's state as it is (possibly stale),
+        #: without a linearizable read round, until READWRITE (as on a Redis Cluster replica).
+        self.readonly = False
         self.backlog: deque[list[bytes]] = deque()
         self.waiting: asyncio.Future[Any] | None = None
         self.closing = False

@@ -129,6 +129,40 @@ def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
     return plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
 
 
+def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+    """A read of a replicated desired path: run it once the plane's read barrier (ReadIndex, then
+    the applied index reaching it) says every write committed before the read began is applied
+    here. A lone leading voter needs none: the reply is immediate."""
+    barrier = plane.read_barrier()
+    if barrier is None:
+        ctx = plane.ctx
+        ctx.now_ms = node.clock_ms
+        ctx.reading = True
+        return spec.handler(ctx, argv)
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def run(done: asyncio.Future[None]) -> None:
+        if reply.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            reply.set_result(exc if isinstance(exc, ErrorReply) else ErrorReply(f"ERR {exc}"))
+            return
+        ctx = plane.ctx
+        ctx.now_ms = node.now_ms()
+        ctx.reading = True
+        try:
+            reply.set_result(spec.handler(ctx, argv))
+        except ErrorReply as err:
+            reply.set_result(err)
+        except Exception as exc2:  # a bug must cost one reply, never the node
+            log.exception("command %r failed", argv[0][:64])
+            reply.set_result(ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc2}"))
+
+    barrier.add_done_callback(run)
+    return reply
+
+
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     spec = FAST.get(argv[0])
@@ -145,8 +179,11 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                     plane = node.local_plane
                 else:
                     plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
-                if spec.is_write and plane.deferred:
-                    return propose(node, plane, spec, argv)
+                if plane.deferred:
+                    if spec.is_write:
+                        return propose(node, plane, spec, argv)
+                    if plane.linearizable and not client.readonly:
+                        return read_linearizably(node, plane, spec, argv)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
                 ctx.reading = not spec.is_write
@@ -200,6 +237,9 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
                     return refused
                 return node.blocking.submit(client, spec, argv, plane)
             return propose(node, plane, spec, argv)
+        if plane.deferred and plane.linearizable and not spec.is_write and not client.readonly \
+                and not spec.is_blocking and not node.blocking.hold:
+            return read_linearizably(node, plane, spec, argv)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
         ctx.reading = not spec.is_write

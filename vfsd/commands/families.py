@@ -2,6 +2,7 @@
 
 from vfsd.commands import (  # noqa: F401
     bits,
+    cluster,
     connection,
     hashes,
     json,

@@ -97,12 +97,14 @@ class StateMachine:
     def _rev(self) -> int:
         return self._index
 
-    def apply(self, index: int, data: bytes) -> object:
+    def apply(self, index: int, data: bytes, time_ms: int | None = None) -> object:
+        """Apply the entry at ``index``. ``time_ms``: the time its Raft leader stamped (kept
+        non-decreasing across leaders), which replaces the proposer's ``t`` when given."""
         assert index == self.applied_index + 1, f"apply out of order: {index} after {self.applied_index}"
         body = codec.unpack(data)
         ctx = self.ctx
         self._index = index
-        ctx.now_ms = body["t"]
+        ctx.now_ms = body["t"] if time_ms is None else time_ms
         ctx.origin = body["o"]
         ctx.max_bulk_bytes = body.get("m", DEFAULT_MAX_BULK_BYTES)
         ctx.random.seed(index)
@@ -112,6 +114,11 @@ class StateMachine:
             return NULL_ARRAY
         replies = [self._run(ctx, op) for op in body["ops"]]
         return replies if body.get("x") else replies[0]
+
+    def skip(self, index: int) -> None:
+        """An entry that changes no data (a Raft no-op or membership entry) was applied at ``index``."""
+        assert index == self.applied_index + 1, f"apply out of order: {index} after {self.applied_index}"
+        self._index = self.applied_index = index
 
     def _run(self, ctx: Ctx, argv: list[bytes]) -> object:
         special = self._special.get(argv[0])

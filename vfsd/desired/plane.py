@@ -50,6 +50,9 @@ def check_own_files(directory: str) -> None:
 class DesiredPlane:
     name = "log"
     deferred = True
+    #: One voter: every write goes through this node, so local reads are linearizable as they are.
+    linearizable = False
+    may_expire = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
                  snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,

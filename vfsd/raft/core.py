@@ -1428,9 +1428,13 @@ class RaftCore:
 
     def _step_forwarded(self, m: Message) -> str | None:
         if isinstance(m, Propose):
-            if self.role is Role.LEADER:
+            if self.role is Role.LEADER and m.term == self.term:
                 refused = self._accept_proposals(m.sender, m.proposals)
             else:
+                # Only the leader of the term it was forwarded in may append a proposal: one that
+                # reaches a later leader (delayed across a reconnection) is refused, so once an
+                # entry of a later term commits, the proposer knows the proposal never will, and
+                # may propose it again without risking a duplicate.
                 reason = NOT_LEADER if self.leader_id is not None else NO_LEADER
                 refused = []
                 for p in m.proposals:
