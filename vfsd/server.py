@@ -34,7 +34,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from vfsd.commands.dispatch import dispatch
+from vfsd.commands.dispatch import desired_write, dispatch
 from vfsd.commands.pubsub import Replies
 from vfsd.commands.table import CommandSpec
 from vfsd.paths import GROUP, LOCAL, PLANE_NAMES, PathError
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from vfsd.node import Node
 
 log = logging.getLogger(__name__)
+
+#: Most pipelined desired writes of one connection gathered into one log entry.
+PIPELINE_MAX = 1024
 Future = asyncio.Future
 
 _ids = itertools.count(1)
@@ -267,6 +270,8 @@ class Client(asyncio.Protocol):
                     encode_into(out, part, self.proto)
                 produced += sum(map(len, out[mark:]))
             elif isinstance(reply, Future):
+                if done < len(commands) and desired_write(self, argv):
+                    reply, done = self._pipeline(reply, commands, done)
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
@@ -304,6 +309,34 @@ class Client(asyncio.Protocol):
         elif self._output_paused and not self._write_paused:
             # The transport is below its high-water mark already: nothing to wait for.
             asyncio.get_running_loop().call_soon(self._unpause)
+
+    def _pipeline(self, first: Future[Any], commands: list[list[bytes]], done: int) -> tuple[Future[Any], int]:
+        """The desired writes that follow a desired write in this batch are proposed at once, in one
+        entry with it (the plane's batch), instead of one after the other's commit: one future for
+        all their replies, written in order. A command of any other kind ends the run and waits."""
+        futures: list[Any] = [first]
+        plane = self.node.planes["log"]
+        plane.begin_batch()
+        try:
+            while done < len(commands) and desired_write(self, commands[done]) and len(futures) < PIPELINE_MAX:
+                futures.append(dispatch(self, commands[done]))
+                done += 1
+        finally:
+            plane.end_batch()
+        if len(futures) == 1:
+            return first, done
+        whole: Future[Any] = asyncio.get_running_loop().create_future()
+        remaining = [sum(1 for f in futures if isinstance(f, Future))]
+
+        def one_done(_f: Future[Any]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and not whole.done():
+                whole.set_result(Replies(f.result() if isinstance(f, Future) else f for f in futures))
+
+        for f in futures:
+            if isinstance(f, Future):
+                f.add_done_callback(one_done)
+        return whole, done
 
     def _over_limit(self, batch_bytes: int, now_ms: int) -> bool:
         """Mid-batch look at the limits; True when the batch must stop (cut off, or paused at the soft limit)."""
@@ -388,9 +421,10 @@ class Client(asyncio.Protocol):
             return
         reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
         out: list[bytes] = []
-        if type(reply) is ErrorReply:
-            self.node.stats.count_error(str(reply))
-        encode_into(out, reply, self.proto)
+        for part in reply if type(reply) is Replies else (reply,):
+            if type(part) is ErrorReply:
+                self.node.stats.count_error(str(part))
+            encode_into(out, part, self.proto)
         self._write(out, self.node.tick())
         if self.closing:
             return

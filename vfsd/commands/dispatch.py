@@ -163,6 +163,23 @@ def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes
     return reply
 
 
+def desired_write(client: "Client", argv: list[bytes]) -> bool:
+    """Whether ``argv`` is a plain one-key write to a desired path (the fast path's kind), which
+    may be pipelined behind another such write of the same connection."""
+    spec = FAST.get(argv[0])
+    if spec is None or not spec.is_write or not client.authenticated or client.multi is not None \
+            or client.subscribed or len(argv) < 2:
+        return False
+    key = argv[1]
+    if key[:1] != b"/":
+        return False
+    node = client.node
+    try:
+        return node.plane_for[node.router.plane_of(key, node.keyspace.data)].deferred
+    except PathError:
+        return False
+
+
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     spec = FAST.get(argv[0])

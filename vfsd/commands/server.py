@@ -247,14 +247,14 @@ def raft_fields(node: Any) -> dict[str, Any]:
     plane = node.planes["log"]
     if not node.clustered:
         applied = plane.machine.applied_index
-        return {"raft_enabled": 0, "role": "leader", "term": 1, "leader_id": node.settings.node_id,
+        return {"raft_enabled": 0, "node_name": node.settings.node_id, "role": "leader", "term": 1, "leader_id": node.settings.node_id,
                 "commit_index": applied, "applied_index": applied, "last_log_index": applied,
                 "snapshot_index": plane.snapshot_index, "voters": 1, "learners": 0}
     st = plane.status()
     leader = st.get("leader_id")
     names = {m.member_id: m.name for m in plane.members()}
     fields: dict[str, Any] = {
-        "raft_enabled": 1, "member_id": st["member_id"], "cluster_id": st["cluster_id"], "role": st["role"],
+        "raft_enabled": 1, "node_name": node.settings.node_id, "member_id": st["member_id"], "cluster_id": st["cluster_id"], "role": st["role"],
         "term": st["term"], "leader_id": leader or "", "leader_name": names.get(leader, "") if leader else "",
         "commit_index": st["commit_index"], "applied_index": st["applied_index"], "last_log_index": st["last_index"],
         "snapshot_index": st["snapshot_index"], "voters": len(st["voters"]), "learners": len(st["learners"]),

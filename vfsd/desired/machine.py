@@ -11,6 +11,8 @@ An entry's payload is a msgpack map:
     w   optional [[key, revision-or-nil], ...]: a WATCHed transaction; if any
         key's revision differs at apply time the entry aborts (EXEC → nil)
     x   true for a MULTI/EXEC transaction: the reply is the list of replies
+    p   true for pipelined writes of one connection carried in one entry: the reply is
+        the list of their replies, each answered on its own (applied together, in order)
     m   optional string limit in bytes (APPEND, SETRANGE...) when the proposer's
         proto-max-bulk-len is not the default: limits are the proposer's, carried in
         the entry, so that applying depends on the entry and the state alone and
@@ -64,10 +66,12 @@ from vfsd.store.values import WIRE_VERSION, from_wire, to_wire
 
 def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
                  watches: list[tuple[bytes, int | None]] | None = None,
-                 max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> bytes:
+                 max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES, pipeline: bool = False) -> bytes:
     body: dict[str, Any] = {"t": time_ms, "o": origin, "ops": ops}
     if transaction:
         body["x"] = True
+    elif pipeline:
+        body["p"] = True
     if watches:
         body["w"] = [[k, r] for k, r in watches]
     if max_bulk_bytes != DEFAULT_MAX_BULK_BYTES:
@@ -113,7 +117,7 @@ class StateMachine:
         if watches and any(self.revision(k, ctx.now_ms) != r for k, r in watches):
             return NULL_ARRAY
         replies = [self._run(ctx, op) for op in body["ops"]]
-        return replies if body.get("x") else replies[0]
+        return replies if body.get("x") or body.get("p") else replies[0]
 
     def skip(self, index: int) -> None:
         """An entry that changes no data (a Raft no-op or membership entry) was applied at ``index``."""

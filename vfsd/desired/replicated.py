@@ -199,6 +199,8 @@ class RaftPlane:
         self._proposed: dict[ProposalId, _Proposal] = {}
         #: Proposed since the core last flushed its forwards: their term is set once it has.
         self._unflushed: list[_Proposal] = []
+        #: Pipelined writes of one connection being gathered into one entry (begin_batch).
+        self._batch: list[tuple[list[list[bytes]], asyncio.Future[Any], int, int]] | None = None
         self._applied_term = 0
         #: Reads: futures of this iteration's batch, batches in flight by context, and released
         #: batches waiting for the applied index to reach theirs.
@@ -426,17 +428,55 @@ class RaftPlane:
     def submit(self, ops: list[list[bytes]], now_ms: int, *, transaction: bool = False,
                watches: list[tuple[bytes, int | None]] | None = None,
                max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> asyncio.Future[Any]:
-        """Propose one entry; the future resolves with its reply once it is committed and applied here."""
-        data = encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches,
-                            max_bulk_bytes=max_bulk_bytes)
+        """Propose one entry; the future resolves with its reply once it is committed and applied here.
+        Between ``begin_batch`` and ``end_batch``, plain writes join one entry instead."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._batch is not None and not transaction and not watches:
+            self._batch.append((ops, future, now_ms, max_bulk_bytes))
+            return future
+        self._submit_entry(encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches,
+                                        max_bulk_bytes=max_bulk_bytes), future)
+        return future
+
+    def _submit_entry(self, data: bytes, future: asyncio.Future[Any]) -> None:
         if len(data) > self.max_entry_bytes:
             future.set_result(ErrorReply(
                 f"ERR desired write of {len(data)} bytes exceeds the largest replicated entry "
                 f"({self.max_entry_bytes} bytes, set by peer-max-frame-bytes)"))
-            return future
+            return
         self._offer(_Proposal(data, future, 0.0, 0.0))
-        return future
+
+    def begin_batch(self) -> None:
+        """A connection's pipelined writes follow: until ``end_batch`` they are gathered into one
+        entry, so they commit together and in order (a retried entry cannot reorder them), with one
+        round of replication for all of them; each still gets its own reply."""
+        self._batch = []
+
+    def end_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if not batch:
+            return
+        if len(batch) == 1 or len({limit for _, _, _, limit in batch}) > 1:
+            for ops, future, now_ms, limit in batch:
+                self._submit_entry(encode_entry(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
+            return
+        futures = [f for _, f, _, _ in batch]
+        data = encode_entry([op for ops, _, _, _ in batch for op in ops], batch[0][2], self.origin,
+                            max_bulk_bytes=batch[0][3], pipeline=True)
+        if len(data) > self.max_entry_bytes:
+            for ops, future, now_ms, limit in batch:
+                self._submit_entry(encode_entry(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
+            return
+        whole: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def split(done: asyncio.Future[Any]) -> None:
+            replies = done.result()
+            for i, f in enumerate(futures):
+                if not f.done():
+                    f.set_result(replies[i] if type(replies) is list else replies)
+
+        whole.add_done_callback(split)
+        self._submit_entry(data, whole)
 
     def change_membership(self, change: ConfChange) -> asyncio.Future[Any]:
         """Propose a membership change; resolves with OK once it is committed and applied here."""
