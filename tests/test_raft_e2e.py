@@ -242,3 +242,115 @@ def test_a_follower_never_expires_a_desired_key_on_its_own(tmp_path: Path) -> No
         leader = c.wait_leader()
         with c.client(leader) as r:
             wait_for(lambda: r.dbsize() == 0 or not r.exists("/ctx/ttl"), what="expired everywhere")
+
+
+def test_a_follower_behind_the_compacted_log_catches_up_by_snapshot_with_change_events(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3) as c:
+        for name in c.names:  # snapshot every 50 entries: the leader soon holds only a short log tail
+            with c.client(name) as r:
+                r.config_set("snapshot-every-entries", "50")
+        leader = c.wait_leader()
+        lagging = [n for n in c.names if n != leader][0]
+        with c.client(leader) as r:
+            r.set("/ctx/snap/gone", "x")
+        watcher = c.client(lagging)
+        watcher.config_set("notify-vfs-events", "KA")
+        p = watcher.pubsub()
+        p.psubscribe("__vfs__:/ctx/snap/*")
+        wait_for(lambda: p.get_message(timeout=0.1), what="psubscribe confirmation")
+        wait_for(lambda: watcher.execute_command("READONLY") and watcher.get("/ctx/snap/gone") == b"x",
+                 what="the follower applied the first write")
+        while p.get_message(timeout=0.1) is not None:
+            pass
+        c.pause(lagging)
+        with c.client(leader) as r:
+            r.delete("/ctx/snap/gone")
+            for i in range(300):
+                r.set(f"/ctx/snap/{i % 30}", str(i))
+            wait_for(lambda: int(r.info("raft")["snapshot_index"]) > 100, what="the leader compacted its log")
+        c.resume(lagging)
+        wait_for(lambda: c.raft(lagging)["raft_snapshots_installed"] >= 1, timeout=20,
+                 what="the lagging follower installed a snapshot")
+        assert watcher.get("/ctx/snap/gone") is None
+        assert [watcher.get(f"/ctx/snap/{i}") for i in range(30)] == [str(270 + i).encode() for i in range(30)]
+        # Every key the snapshot changed raised its event on the follower: watchers miss nothing.
+        changed: set[bytes] = set()
+
+        def all_seen() -> bool:
+            m = p.get_message(timeout=0.1)
+            if m is not None and m["type"] == "pmessage":
+                changed.add(m["channel"].split(b":", 1)[1])
+            return len(changed) >= 31
+
+        wait_for(all_seen, timeout=15, what="a change event for every key the snapshot changed")
+        assert b"/ctx/snap/gone" in changed
+        p.close()
+        watcher.close()
+
+
+CAS = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2]) return 1 end return 0"
+
+
+def test_concurrent_clients_on_every_node_see_a_linearizable_history_across_a_leader_crash(tmp_path: Path) -> None:
+    import random
+
+    from vfsd.sim.linearizability import History, check_history
+
+    with cluster(tmp_path) as c:
+        history = History()
+        lock = threading.Lock()
+        stop = threading.Event()
+        keys = ["/ctx/lin/a", "/ctx/lin/b"]
+
+        def client(name: str, cid: str, seed: int) -> None:
+            rng = random.Random(seed)
+            r = c.client(name, socket_timeout=15)
+            n = 0
+            while not stop.is_set():
+                key = rng.choice(keys)
+                kind = rng.choice(["get", "get", "set", "cas"])
+                n += 1
+                value = f"{cid}-{n}"
+                args: tuple[str, ...] = () if kind == "get" else (value,) if kind == "set" else (
+                    f"{cid}-{n - 1}" if rng.random() < 0.5 else value, value + "c")
+                with lock:
+                    h = history.invoke(cid, key, kind, *args, time=time.monotonic_ns())
+                try:
+                    if kind == "get":
+                        got = r.get(key)
+                        result = None if got is None else got.decode()
+                    elif kind == "set":
+                        r.set(key, value)
+                        result = None
+                    else:
+                        result = r.eval(CAS, 1, key, *args) == 1
+                    with lock:
+                        history.ok(h, result, time=time.monotonic_ns())
+                except redis.exceptions.TryAgainError:
+                    with lock:  # refused before it was appended: it never takes effect
+                        history.fail(h)
+                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                    with lock:
+                        if kind == "get":
+                            history.fail(h)
+                        else:
+                            history.unknown(h)
+                    if c.nodes[name].proc is None or c.nodes[name].proc.poll() is not None:
+                        break
+                    time.sleep(0.05)
+            r.close()
+
+        threads = [threading.Thread(target=client, args=(name, f"{name}.{i}", 7 * j + i))
+                   for j, name in enumerate(c.names) for i in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        c.nodes[c.wait_leader()].kill9()
+        time.sleep(3.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        ops = history.operations()
+        assert sum(1 for op in ops if op.op != "get") > 50
+        result = check_history(ops, max_steps_per_key=2_000_000)
+        assert result.ok is True, result
