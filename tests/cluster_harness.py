@@ -12,20 +12,29 @@ from typing import Any
 import redis
 
 from tests.conftest import VfsdProcess, free_port, wait_for
+from tests.faultproxy import FaultProxies
 
 
 class Cluster:
     """``n`` voters started with one ``--peers`` list; every process is stopped by ``close``."""
 
-    def __init__(self, root: Path, n: int = 3, *extra: str) -> None:
+    def __init__(self, root: Path, n: int = 3, *extra: str, proxied: bool = False) -> None:
         self.root = root
         self.names = [f"n{i + 1}" for i in range(n)]
         self.peer_ports = {name: free_port() for name in self.names}
-        self.peers = ",".join(f"{name}=127.0.0.1:{port}" for name, port in self.peer_ports.items())
+        #: With ``proxied``, every peer connection passes through a FaultProxies proxy (``partition``):
+        #: ``--peers`` names the proxies, each node listens on its own ``--peer-port`` behind its proxy.
+        self.proxies = FaultProxies() if proxied else None
+        listed = dict(self.peer_ports)
+        if self.proxies is not None:
+            listed = {name: self.proxies.add(name, port) for name, port in self.peer_ports.items()}
+        self.listed_ports = listed
+        self.peers = ",".join(f"{name}=127.0.0.1:{port}" for name, port in listed.items())
         self.extra = list(extra)
         self.nodes: dict[str, VfsdProcess] = {}
         for name in self.names:
-            self.nodes[name] = VfsdProcess(root / name, "--node-id", name, "--peers", self.peers, *self.extra)
+            self.nodes[name] = VfsdProcess(root / name, "--node-id", name, "--peers", self.peers,
+                                           "--peer-port", str(self.peer_ports[name]), *self.extra)
 
     def start(self) -> "Cluster":
         for node in self.nodes.values():
@@ -82,7 +91,17 @@ class Cluster:
         os.kill(proc.pid, signal.SIGCONT)
         self.nodes[name].stopped = False  # type: ignore[attr-defined]
 
+    def partition(self, *groups: set[str]) -> None:
+        assert self.proxies is not None, "start the cluster with proxied=True"
+        self.proxies.partition(*groups)
+
+    def heal(self) -> None:
+        assert self.proxies is not None
+        self.proxies.heal()
+
     def close(self) -> None:
+        if self.proxies is not None:
+            self.proxies.close()
         for node in self.nodes.values():
             if node.proc is not None and node.proc.poll() is None:
                 try:
@@ -96,8 +115,8 @@ class Cluster:
 
 
 @contextmanager
-def cluster(root: Path, n: int = 3, *extra: str) -> Iterator[Cluster]:
-    c = Cluster(root, n, *extra)
+def cluster(root: Path, n: int = 3, *extra: str, proxied: bool = False) -> Iterator[Cluster]:
+    c = Cluster(root, n, *extra, proxied=proxied)
     try:
         yield c.start()
     finally:

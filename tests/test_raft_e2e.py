@@ -165,7 +165,7 @@ def test_a_node_joins_as_a_learner_and_is_promoted(tmp_path: Path) -> None:
     with cluster(tmp_path) as c:
         with c.client("n1") as r:
             r.set("/ctx/before-join", "x")
-        n4 = c.add("n4", "--join", f"127.0.0.1:{c.peer_ports['n2']}")
+        n4 = c.add("n4", "--join", f"127.0.0.1:{c.listed_ports['n2']}")
         wait_for(lambda: c.raft("n4")["role"] == "learner", timeout=15, what="n4 a learner")
         with n4.client() as r:
             assert r.get("/ctx/before-join") == b"x"
@@ -205,7 +205,7 @@ def test_a_wiped_node_does_not_vote_as_the_member_it_was(tmp_path: Path) -> None
         # The operator's fix: remove the old member, add the new one.
         with c.client(leader) as r:
             assert r.execute_command("VFS.CLUSTER", "REMOVE", old_id) == b"OK"
-            assert r.execute_command("VFS.CLUSTER", "ADD", victim, f"127.0.0.1:{c.peer_ports[victim]}") == b"OK"
+            assert r.execute_command("VFS.CLUSTER", "ADD", victim, f"127.0.0.1:{c.listed_ports[victim]}") == b"OK"
         with c.client(victim) as r:
             wait_for(lambda: r.get("/ctx/kept") == b"2", timeout=15, what="the re-added node caught up")
 
@@ -354,3 +354,40 @@ def test_concurrent_clients_on_every_node_see_a_linearizable_history_across_a_le
         assert sum(1 for op in ops if op.op != "get") > 50
         result = check_history(ops, max_steps_per_key=2_000_000)
         assert result.ok is True, result
+
+
+def test_a_partitioned_leader_cannot_commit_the_majority_goes_on_and_healing_converges(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3, proxied=True) as c:
+        old = c.wait_leader()
+        rest = [n for n in c.names if n != old]
+        with c.client(old) as r:
+            r.set("/ctx/part", "before")
+        c.partition({old}, set(rest))
+        # The majority elects a leader of its own and commits.
+        new = c.wait_leader(among=rest, timeout=20)
+        assert new != old
+        with c.client(rest[0]) as r:
+            wait_for(lambda: r.set("/ctx/part", "majority"), timeout=15, what="a write on the majority side")
+            r.set("/ctx/only-majority", "1")
+        # The old leader's side cannot commit, and its default reads refuse; READONLY reads are local.
+        with c.client(old, socket_timeout=20) as r:
+            with pytest.raises(redis.ResponseError) as err:
+                r.set("/ctx/part", "minority")
+            assert _refused(err.value), err.value
+            with pytest.raises(redis.exceptions.TryAgainError):
+                r.get("/ctx/part")
+            r.execute_command("READONLY")
+            assert r.get("/ctx/part") in (b"before", b"minority")
+            assert r.get("/ctx/only-majority") is None
+        assert c.proxies is not None and c.proxies.refused > 0
+        c.heal()
+        for name in c.names:
+            with c.client(name) as r:
+                wait_for(lambda r=r: r.get("/ctx/only-majority") == b"1", timeout=20,
+                         what=f"{name} caught up after healing")
+                assert r.get("/ctx/part") in (b"majority", b"minority")
+        values = set()
+        for name in c.names:
+            with c.client(name) as r:
+                values.add(r.get("/ctx/part"))
+        assert len(values) == 1

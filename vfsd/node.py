@@ -241,7 +241,11 @@ class Node:
         """Open the peer port (Raft and gossip register their message families on ``self.peers``)."""
         assert self.identity is not None
         config = dataclasses.replace(self.config, peer_port=self.peer_port)
-        self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id)
+        # The address --peers gives this node is what peers reach it at (it may differ from where it
+        # listens: a forwarded port, a proxy); otherwise its own bind address and peer port.
+        listed = parse_peers(config.peers).get(config.node_id) if config.peers else None
+        advertise = f"{listed[0]}:{listed[1]}" if listed is not None else None
+        self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id, advertise=advertise)
         try:
             await self.peers.start()
         except OSError as exc:
