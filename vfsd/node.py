@@ -22,6 +22,7 @@ from vfsd.active.plane import ActivePlane
 from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
+from vfsd.commands.locks import NodeLocks
 from vfsd.commands.scripting import NodeScripting
 from vfsd.config import ALIASES, SETTINGS, Config, parse_address, parse_peers, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
@@ -133,7 +134,9 @@ class Node:
         self.local_plane = self.planes["local"]
         #: EVAL/FCALL: the node's Lua runtime and busy-script handling (vfsd.commands.scripting).
         self.scripting = NodeScripting(self)
-        self.planes["log"].after_apply = self.scripting.busy.finish
+        #: Lock waiters, sessions and holders on this node (vfsd.commands.locks).
+        self.locks = NodeLocks(self)
+        self.planes["log"].after_apply = self._after_desired_apply
         #: Dumps of the local and active planes (the desired plane keeps its own log).
         self.saver = Saver(self.keyspace, self.local_plane, self.planes["eventual"], sorted(log_roots), cfg.data_dir,
                            cfg.node_id, self.now_ms)
@@ -294,6 +297,12 @@ class Node:
         self.data_dir.release()
         log.info("vfsd node %s stopped", self.config.node_id)
 
+    def _after_desired_apply(self) -> None:
+        """After each applied desired entry: end a busy script's polling, answer granted lock waiters."""
+        self.scripting.busy.finish()
+        if self.planes["log"].machine.leases.granted:
+            self.locks.after_apply()
+
     # -- expiry -----------------------------------------------------------------
 
     #: How often the cron samples INFO's rates and memory peak (Redis's ``hz``).
@@ -326,6 +335,10 @@ class Node:
                 continue
             if not plane.may_expire:  # only a Raft leader proposes expiry; followers read the key as missing
                 self.keyspace.due_again(key)
+                continue
+            clock = getattr(plane, "entry_clock_ms", None)
+            if clock is not None and self.keyspace.expires.get(key, 0) > clock():
+                self.keyspace.due_again(key)  # not due yet by the time the entry would carry (leases)
                 continue
             entry = self.keyspace.get(key)
             if entry is None or key in self._expiring:

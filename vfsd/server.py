@@ -180,6 +180,9 @@ class Client(asyncio.Protocol):
         self.unsubscribe_all()
         self.unwatch_all()
         self.node.blocking.drop(self)
+        locks = self.node.locks
+        if self.id in locks.held or self.id in locks.sessions or locks.waiting:
+            locks.client_closed(self)
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vfsd.commands.blocking import Block
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
+from vfsd.commands.locks import is_lease_path
 from vfsd.commands.table import TABLE, CommandSpec
 from vfsd.paths import GROUP, PLANE_NAMES, PathError
 from vfsd.resp.types import ErrorReply
@@ -119,14 +120,33 @@ def refusal(node: Any, spec: CommandSpec, argv: list[bytes]) -> ErrorReply | Non
     return probe(spec.handler, argv, node.clock_ms, node.settings.max_bulk_bytes)
 
 
-def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client | None" = None) -> Any:
     """Propose a write to a deferred (log) plane: refused at once if its arguments are wrong
     (``refusal``), else one entry carrying the string limit it must apply with, so every
-    replica applies it the same whatever its own settings."""
+    replica applies it the same whatever its own settings. Lease paths get the lock rules
+    (vfsd.commands.locks): EXPIRE/PEXPIRE extend only for the holder's connection."""
     refused = refusal(node, spec, argv)
     if refused is not None:
         return refused
+    if client is not None and len(argv) > 1 and is_lease_path(node, argv[1]):
+        return _propose_lease(node, plane, spec, argv, client)
     return plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
+
+
+def _propose_lease(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client") -> Any:
+    name = argv[0].lower()
+    if name in (b"expire", b"pexpire", b"expireat", b"pexpireat", b"persist"):
+        op = node.locks.rewrite_expire(client, argv)
+        if not isinstance(op, list):
+            return op
+        return plane.submit([op], node.clock_ms)
+    future = plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
+    if name == b"set" and b"NX" in (a.upper() for a in argv[3:]):
+        def granted(f: asyncio.Future[Any]) -> None:
+            if f.result() is not None and not isinstance(f.result(), ErrorReply):
+                node.locks.granted_here(client, argv[1], argv[2])
+        future.add_done_callback(granted)
+    return future
 
 
 def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
@@ -198,7 +218,7 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                     plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
                 if plane.deferred:
                     if spec.is_write:
-                        return propose(node, plane, spec, argv)
+                        return propose(node, plane, spec, argv, client)
                     if plane.linearizable and not client.readonly:
                         return read_linearizably(node, plane, spec, argv)
                 ctx = plane.ctx
@@ -253,7 +273,7 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
                 if refused is not None:
                     return refused
                 return node.blocking.submit(client, spec, argv, plane)
-            return propose(node, plane, spec, argv)
+            return propose(node, plane, spec, argv, client)
         if plane.deferred and plane.linearizable and not spec.is_write and not client.readonly \
                 and not spec.is_blocking and not node.blocking.hold:
             return read_linearizably(node, plane, spec, argv)

@@ -8,6 +8,7 @@ from vfsd.commands import (  # noqa: F401
     json,
     keys,
     lists,
+    locks,
     multi,
     persistence,
     pubsub,

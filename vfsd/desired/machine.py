@@ -56,9 +56,10 @@ from vfsd.commands import (  # noqa: F401  (the handlers entries apply)
 )
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.commands.table import TABLE
-from vfsd.paths import Router
+from vfsd.desired.leases import LeaseTable
+from vfsd.paths import LEASE, Router
 from vfsd.resp.types import NULL_ARRAY, ErrorReply
-from vfsd.scripting.engine import DesiredScripting
+from vfsd.scripting.engine import DesiredScripting, split_keys
 from vfsd.scripting.sandbox import Sandbox
 from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
 from vfsd.store.values import WIRE_VERSION, from_wire, to_wire
@@ -96,7 +97,11 @@ class StateMachine:
         self.scripting = DesiredScripting(router or Router(),
                                           lambda: Sandbox(max_memory_bytes=script_max_memory_bytes))
         self._special = {b"vfs.eval": self.scripting.apply_eval, b"vfs.fcall": self.scripting.apply_fcall,
-                         b"vfs.function": self.scripting.apply_function}
+                         b"vfs.function": self.scripting.apply_function, b"vfs.lock": self._apply_lock}
+        #: Who holds each lease path, its fencing token, who waits (vfsd.desired.leases).
+        self.leases = LeaseTable()
+        roots = (router or Router()).roots
+        self._lease_roots = tuple(r.encode() for r, plane in roots.items() if plane == LEASE)
 
     def _rev(self) -> int:
         return self._index
@@ -124,7 +129,69 @@ class StateMachine:
         assert index == self.applied_index + 1, f"apply out of order: {index} after {self.applied_index}"
         self._index = self.applied_index = index
 
+    def is_lease(self, key: bytes) -> bool:
+        for root in self._lease_roots:
+            if key == root or (key[: len(root)] == root and key[len(root): len(root) + 1] == b"/"):
+                return True
+        return False
+
+    def _lease_keys(self, argv: list[bytes]) -> list[bytes]:
+        """The lease paths a command touches (its declared keys that are on a lease root)."""
+        if not self._lease_roots or len(argv) < 2:
+            return []
+        name = argv[0]
+        if name in (b"vfs.eval", b"vfs.fcall"):
+            try:
+                keys = split_keys(argv[2:], fcall=name == b"vfs.fcall")[0]
+            except ErrorReply:
+                return []
+        elif name == b"vfs.lock":
+            return []  # the lease table's own operations keep it up to date
+        else:
+            spec = TABLE.get(argv[0].decode(errors="replace").lower())
+            if spec is None or "container" in spec.flags:
+                return []
+            try:
+                keys = spec.keys(argv)
+            except Exception:
+                return []
+        return [k for k in keys if self.is_lease(k)]
+
     def _run(self, ctx: Ctx, argv: list[bytes]) -> object:
+        leased = self._lease_keys(argv)
+        if not leased:
+            return self._run_plain(ctx, argv)
+        table = self.leases
+        for key in leased:
+            table.before(ctx, key)
+        if argv[0].lower() == b"set" and len(argv) > 3 and _extends(argv):
+            entry = ctx.db.data.get(argv[1])
+            if entry is None or ctx.db.is_expired(argv[1], ctx.now_ms) or entry[VALUE] != argv[2]:
+                return None  # on a lease path SET ... XX extends only for the holder (its token is the value)
+        reply = self._run_plain(ctx, argv)
+        for key in leased:
+            table.after(ctx, key, self._index)
+        return reply
+
+    def _apply_lock(self, ctx: Ctx, argv: list[bytes], index: int) -> object:
+        """``vfs.lock <op> ...``: the lease table's operations (vfsd.commands.locks proposes them)."""
+        op = argv[1]
+        table = self.leases
+        if op == b"acquire":  # acquire <path> <owner> <ttl_ms> <session> <waiter>
+            token = table.acquire(ctx, argv[2], argv[3], int(argv[4]), index, session=argv[5].decode(),
+                                  waiter=argv[6].decode())
+            return token
+        if op == b"extend":  # extend <path> <owner> <ttl_ms>
+            return 1 if table.extend(ctx, argv[2], argv[3], int(argv[4])) else 0
+        if op == b"release":  # release <path> <owner>
+            return 1 if table.release(ctx, argv[2], argv[3], index) else 0
+        if op == b"sessions":  # sessions <prefix>: release what a closed connection or a dead node held
+            return table.release_sessions(ctx, argv[2].decode(), index)
+        if op == b"unwait":  # unwait <path> <waiter>
+            return 1 if table.unwait(argv[2], argv[3].decode()) else 0
+        return ErrorReply(f"ERR unknown lease operation '{op.decode(errors='replace')}'")
+
+    def _run_plain(self, ctx: Ctx, argv: list[bytes]) -> object:
         special = self._special.get(argv[0])
         if special is not None:
             try:
@@ -170,8 +237,9 @@ class StateMachine:
         return {"v": WIRE_VERSION, "rows": rows}
 
     def snapshot_state(self) -> dict[str, Any]:
-        """Everything a snapshot keeps: the desired keys (as wire forms) and the function libraries."""
-        return {**self.snapshot_rows(), "functions": self.scripting.snapshot()}
+        """Everything a snapshot keeps: the desired keys (as wire forms), the function libraries and
+        the lease table."""
+        return {**self.snapshot_rows(), "functions": self.scripting.snapshot(), "leases": self.leases.snapshot()}
 
     def restore_state(self, index: int, state: Any) -> None:
         """Install a snapshot. Older formats restore too: a plain list of rows (strings and
@@ -179,9 +247,11 @@ class StateMachine:
         if isinstance(state, dict):
             self.restore(index, {"v": state.get("v", WIRE_VERSION), "rows": state["rows"]})
             self.scripting.restore(state.get("functions", []))
+            self.leases.restore(state.get("leases"))
         else:
             self.restore(index, state)
             self.scripting.restore([])
+            self.leases.restore(None)
 
     def restore(self, index: int, snapshot: dict[str, Any] | list[list[Any]]) -> None:
         if isinstance(snapshot, dict):
@@ -195,3 +265,9 @@ class StateMachine:
             if expire_at is not None:
                 self.db.set_expire(key, expire_at)
         self.applied_index = index
+
+
+def _extends(argv: list[bytes]) -> bool:
+    """``SET key value ... XX ...`` without IFEQ (with IFEQ the comparison already names the holder)."""
+    opts = [a.upper() for a in argv[3:]]
+    return b"XX" in opts and b"IFEQ" not in opts

@@ -202,6 +202,8 @@ class RaftPlane:
         #: Pipelined writes of one connection being gathered into one entry (begin_batch).
         self._batch: list[tuple[list[list[bytes]], asyncio.Future[Any], int, int]] | None = None
         self._applied_term = 0
+        #: (entry time, monotonic ms) the leader's entry clock continues from (entry_clock_ms).
+        self._clock_base: tuple[int, float] | None = None
         #: Reads: futures of this iteration's batch, batches in flight by context, and released
         #: batches waiting for the applied index to reach theirs.
         self._read_batch: list[asyncio.Future[None]] = []
@@ -573,7 +575,27 @@ class RaftPlane:
     # -- the driver -------------------------------------------------------------
 
     def _now_ms(self) -> int:
-        return int(time.time() * 1000)
+        """The time given to the core, which a leader stamps on new entries (the desired plane's clock:
+        TTL deadlines, lease expiry). See ``entry_clock_ms``."""
+        return self.entry_clock_ms()
+
+    def entry_clock_ms(self) -> int:
+        """The leader's clock for entries. While leases exist it continues, at the pace of this
+        node's monotonic clock, from the last entry time it found when it became leader, so a
+        change of leader never shortens a lease, whatever the new leader's wall clock says (a
+        clock ahead would cut every lease by its offset); it lengthens them by at most the time
+        from the old leader's last entry to the new leader's election. With no lease held it is
+        the wall clock (never below the last entry's time)."""
+        wall = int(time.time() * 1000)
+        base = self._clock_base
+        if base is None:
+            return wall
+        since, mono = base
+        continued = since + int(time.monotonic() * 1000 - mono)
+        if not self.machine.leases.leases and wall >= continued:
+            self._clock_base = None
+            return wall
+        return continued
 
     def _kick(self) -> None:
         """Carry out the core's output soon (once per event-loop iteration, however many inputs)."""
@@ -766,6 +788,10 @@ class RaftPlane:
                 f.set_exception(ErrorReply(text))
 
     def _leadership(self, leader_id: str | None) -> None:
+        if leader_id == self.member_id and self.core is not None:
+            self._clock_base = (self.core.log.last_time_ms, time.monotonic() * 1000)
+        elif leader_id != self.member_id:
+            self._clock_base = None
         if leader_id is not None:
             self._retry_parked()
 
