@@ -92,7 +92,7 @@ class StateMachine:
         #: Handler bugs met while applying, ``(index, command, exception)``: the shell logs and clears
         #: them (this core has no logger: logging would pull in threading).
         self.failures: list[tuple[int, bytes, BaseException]] = []
-        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False, rng=random.Random(0), deterministic=True)
+        self.ctx = Ctx(db, "log", "", self._rev, sink, lazy_delete=False, rng=SeededPerEntry(), deterministic=True)
         #: Scripts and function libraries on the desired plane (the libraries are state: snapshotted).
         self.scripting = DesiredScripting(router or Router(),
                                           lambda: Sandbox(max_memory_bytes=script_max_memory_bytes))
@@ -102,6 +102,7 @@ class StateMachine:
         self.leases = LeaseTable()
         roots = (router or Router()).roots
         self._lease_roots = tuple(r.encode() for r, plane in roots.items() if plane == LEASE)
+        self._lease_prefixes = self._lease_roots  # every lease path starts with its root
 
     def _rev(self) -> int:
         return self._index
@@ -116,7 +117,7 @@ class StateMachine:
         ctx.now_ms = body["t"] if time_ms is None else time_ms
         ctx.origin = body["o"]
         ctx.max_bulk_bytes = body.get("m", DEFAULT_MAX_BULK_BYTES)
-        ctx.random.seed(index)
+        ctx.random.reseed(index)
         self.applied_index = index
         watches = body.get("w")
         if watches and any(self.revision(k, ctx.now_ms) != r for k, r in watches):
@@ -137,7 +138,13 @@ class StateMachine:
 
     def _lease_keys(self, argv: list[bytes]) -> list[bytes]:
         """The lease paths a command touches (its declared keys that are on a lease root)."""
-        if not self._lease_roots or len(argv) < 2:
+        prefixes = self._lease_prefixes
+        if not prefixes or len(argv) < 2:
+            return []
+        for arg in argv[1:]:  # cheap first: no argument looks like a lease path at all
+            if arg.startswith(prefixes):
+                break
+        else:
             return []
         name = argv[0]
         if name in (b"vfs.eval", b"vfs.fcall"):
@@ -265,6 +272,27 @@ class StateMachine:
             if expire_at is not None:
                 self.db.set_expire(key, expire_at)
         self.applied_index = index
+
+
+class SeededPerEntry:
+    """The desired plane's generator: seeded from each entry's index, but only when an entry
+    draws from it (SPOP, SRANDMEMBER...): most entries never do, and seeding costs microseconds."""
+
+    __slots__ = ("_rng", "_pending")
+
+    def __init__(self) -> None:
+        self._rng = random.Random(0)
+        self._pending: int | None = None
+
+    def reseed(self, seed: int) -> None:
+        self._pending = seed
+
+    def __getattr__(self, name: str) -> Any:
+        rng = self._rng
+        if self._pending is not None:
+            rng.seed(self._pending)
+            self._pending = None
+        return getattr(rng, name)
 
 
 def _extends(argv: list[bytes]) -> bool:

@@ -112,6 +112,9 @@ PROBE = WIRE.message(RAFT, 66, "probe")
 PROBE_REPLY = WIRE.message(RAFT, 67, "probe_reply")
 
 NO_LEADER = "TRYAGAIN no leader for the desired plane"
+#: A Ready with at most this many entries and bytes is made durable on the event loop itself.
+INLINE_PERSIST_ENTRIES = 8
+INLINE_PERSIST_BYTES = 64 << 10
 #: Reasons a dropped proposal or read may be retried (it was never appended, never served).
 _RETRYABLE = ("no leader", "not the leader", "leadership transfer in progress",
               "leader lost contact with a majority of voters", "leader changed before the read was confirmed",
@@ -607,10 +610,13 @@ class RaftPlane:
     def _kicked(self) -> None:
         self._kick_pending = False
         if self._driver is None or self._driver.done():
-            self._driver = asyncio.get_running_loop().create_task(self._drive())
+            self._drive()
 
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _drive(self) -> None:
+        """Carry out Ready batches until the core has none. A small batch is made durable right
+        here, on the event loop (a write and an fsync of a few entries take a fraction of a
+        millisecond, less than handing them to a thread and back); a larger one, or a snapshot,
+        goes to the writer thread, and the rest continues in a task once it is done."""
         core = self.core
         while core is not None and self._failed is None:
             self._start_read_round()
@@ -624,32 +630,71 @@ class RaftPlane:
             rd = core.ready()
             self._send(rd.messages)
             if self._needs_persist(rd):
-                try:
-                    await loop.run_in_executor(self._executor, self._persist, rd)
-                except Exception as exc:  # a write or fsync failed: stop, never acknowledge again
-                    self._fail(exc)
+                if rd.snapshot is None and len(rd.entries) <= INLINE_PERSIST_ENTRIES and \
+                        sum(len(e.data) for e in rd.entries) <= INLINE_PERSIST_BYTES:
+                    try:
+                        self._persist(rd)
+                    except Exception as exc:  # a write or fsync failed: stop, never acknowledge again
+                        self._fail(exc)
+                        return
+                else:
+                    self._driver = asyncio.get_running_loop().create_task(self._persist_then_drive(rd))
                     return
-            self._send(rd.messages_after_persist)
-            if rd.snapshot is not None:
-                self._install(rd.snapshot.meta, rd.snapshot.data)
-            for entry in rd.committed_entries:
-                self._apply_committed(entry)
-            self._log_failures()
-            for rs in rd.read_states:
-                batch = self._reads.pop(rs.context, None)
-                if batch is not None:
-                    self._released.append((rs.index, batch[0]))
-            self._release_reads()
-            for dp in rd.dropped_proposals:
-                self._dropped(dp.proposal, dp.reason)
-            for dr in rd.dropped_reads:
-                self._dropped_read(dr.context, dr.reason)
-            if rd.config is not None:
-                self._peers_from_config(rd.config)
-            if rd.soft_state is not None:
-                self._leadership(rd.soft_state.leader_id)
-            core.advance(rd)
-            await self._maybe_snapshot(loop)
+            if self._finish(rd):
+                return
+
+    async def _persist_then_drive(self, rd: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._persist, rd)
+        except Exception as exc:  # a write or fsync failed: stop, never acknowledge again
+            self._fail(exc)
+            return
+        if await self._finish_async(rd):
+            return
+        self._driver = None
+        self._drive()
+
+    async def _finish_async(self, rd: Ready) -> bool:
+        if self._finish(rd, snapshot=False):
+            return True
+        await self._maybe_snapshot(asyncio.get_running_loop())
+        return False
+
+    def _finish(self, rd: Ready, snapshot: bool = True) -> bool:
+        """Steps 3-7 of the Ready, then ``advance``. True when a snapshot is being taken in a task
+        (which drives on when it is saved)."""
+        core = self.core
+        assert core is not None
+        self._send(rd.messages_after_persist)
+        if rd.snapshot is not None:
+            self._install(rd.snapshot.meta, rd.snapshot.data)
+        for entry in rd.committed_entries:
+            self._apply_committed(entry)
+        self._log_failures()
+        for rs in rd.read_states:
+            batch = self._reads.pop(rs.context, None)
+            if batch is not None:
+                self._released.append((rs.index, batch[0]))
+        self._release_reads()
+        for dp in rd.dropped_proposals:
+            self._dropped(dp.proposal, dp.reason)
+        for dr in rd.dropped_reads:
+            self._dropped_read(dr.context, dr.reason)
+        if rd.config is not None:
+            self._peers_from_config(rd.config)
+        if rd.soft_state is not None:
+            self._leadership(rd.soft_state.leader_id)
+        core.advance(rd)
+        if snapshot and self._snapshot_due():
+            self._driver = asyncio.get_running_loop().create_task(self._snapshot_then_drive())
+            return True
+        return False
+
+    async def _snapshot_then_drive(self) -> None:
+        await self._maybe_snapshot(asyncio.get_running_loop())
+        self._driver = None
+        self._drive()
 
     def _needs_persist(self, rd: Ready) -> bool:
         if rd.snapshot is not None or rd.entries or rd.truncate_from is not None:
@@ -921,13 +966,18 @@ class RaftPlane:
 
     # -- snapshots --------------------------------------------------------------
 
+    def _snapshot_due(self) -> bool:
+        core = self.core
+        applied = self.machine.applied_index
+        last_try = max(self.snapshot_index, self._snapshot_failed_at)
+        return core is not None and applied - last_try >= self.snapshot_every_entries and applied <= core.log.stable
+
     async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         core = self.core
         assert core is not None
-        applied = self.machine.applied_index
-        last_try = max(self.snapshot_index, self._snapshot_failed_at)
-        if applied - last_try < self.snapshot_every_entries or applied > core.log.stable:
+        if not self._snapshot_due():
             return
+        applied = self.machine.applied_index
         meta = core.snapshot_meta_at(applied)
         state = self.machine.snapshot_state()
         try:
