@@ -241,3 +241,26 @@ def test_a_lock_held_through_a_killed_node_is_free_within_its_ttl(tmp_path: Path
             waited = time.monotonic() - t0
         assert new is not None and new > token
         assert waited < 2.0 + 4.0, waited  # the TTL, plus the sweep, one commit and a loaded machine
+
+
+def test_a_leader_change_keeps_a_lease_s_remaining_time(tmp_path: Path) -> None:
+    with cluster(tmp_path) as c:
+        leader = c.wait_leader()
+        a, b = [n for n in c.names if n != leader]
+        with c.client(a) as r:
+            sent = time.monotonic()
+            assert r.execute_command("LOCK.ACQUIRE", "/lk/kept", "holder", 4000) > 0
+        time.sleep(1.0)
+        c.nodes[leader].kill9()
+        with c.client(b, socket_timeout=20) as r:
+            def granted() -> bool:
+                try:
+                    return r.execute_command("LOCK.ACQUIRE", "/lk/kept", "next", 4000) is not None
+                except redis.ResponseError:
+                    return False  # no leader yet
+            wait_for(granted, timeout=20, interval=0.02, what="the lease to lapse after the leader change")
+            free_after = time.monotonic() - sent
+        # Never cut: the holder, counting from when it sent the acquire, still had it for 4 s.
+        assert free_after >= 4.0, free_after
+        # Lengthened by at most the lease tick and an election (plus a loaded machine's slack).
+        assert free_after <= 4.0 + 0.5 + 1.0 + 3.0, free_after

@@ -194,6 +194,8 @@ class StateMachine:
             return 1 if table.release(ctx, argv[2], argv[3], index) else 0
         if op == b"sessions":  # sessions <prefix>: release what a closed connection or a dead node held
             return table.release_sessions(ctx, argv[2].decode(), index)
+        if op == b"tick":  # the leader's clock moving on while leases exist (changes nothing)
+            return 0
         if op == b"unwait":  # unwait <path> <waiter>
             return 1 if table.unwait(argv[2], argv[3].decode()) else 0
         return ErrorReply(f"ERR unknown lease operation '{op.decode(errors='replace')}'")

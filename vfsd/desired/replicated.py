@@ -115,6 +115,8 @@ NO_LEADER = "TRYAGAIN no leader for the desired plane"
 #: A Ready with at most this many entries and bytes is made durable on the event loop itself.
 INLINE_PERSIST_ENTRIES = 8
 INLINE_PERSIST_BYTES = 64 << 10
+#: While leases exist, a leader that proposed nothing for this long commits an empty entry.
+LEASE_TICK_MS = 500
 #: Reasons a dropped proposal or read may be retried (it was never appended, never served).
 _RETRYABLE = ("no leader", "not the leader", "leadership transfer in progress",
               "leader lost contact with a majority of voters", "leader changed before the read was confirmed",
@@ -207,6 +209,7 @@ class RaftPlane:
         self._applied_term = 0
         #: (entry time, monotonic ms) the leader's entry clock continues from (entry_clock_ms).
         self._clock_base: tuple[int, float] | None = None
+        self._last_proposed_ms = 0.0
         #: Reads: futures of this iteration's batch, batches in flight by context, and released
         #: batches waiting for the applied index to reach theirs.
         self._read_batch: list[asyncio.Future[None]] = []
@@ -519,6 +522,7 @@ class RaftPlane:
         else:
             pid = core.propose(p.data, self._now_ms())
         p.term = 0
+        self._last_proposed_ms = time.monotonic() * 1000
         self._proposed[pid] = p
         self._unflushed.append(p)
         self._kick()
@@ -884,6 +888,11 @@ class RaftPlane:
                 p.future.set_result(ErrorReply(
                     f"ERR desired write not committed within {self.commit_timeout_ms} ms (leader change or lost "
                     "quorum?): it may or may not be applied"))
+        if (core.role is Role.LEADER and self.machine.leases.leases
+                and now - self._last_proposed_ms >= LEASE_TICK_MS):
+            # While leases exist the log's time must not stall: a new leader's clock continues from
+            # the last entry's, so this bounds how much a leader change can lengthen a lease.
+            self.submit([[b"vfs.lock", b"tick"]], self._now_ms())
         if self._read_batch and now >= self._read_batch_deadline and core.leader_id is None:
             batch, self._read_batch = self._read_batch, []
             for f in batch:
