@@ -107,9 +107,9 @@ class Node:
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
         #: A node started with --peers or --join replicates its desired plane by Raft; otherwise the
         #: desired plane is a one-voter log on this node (vfsd.desired.plane), as a standalone node's.
-        self.clustered = bool(cfg.peers or cfg.join)
+        self.raft_member = bool(cfg.peers or cfg.join)
         desired: Any
-        if self.clustered:
+        if self.raft_member:
             desired = RaftPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
                                 cluster_id=cfg.cluster_id, initial_peers=parse_peers(cfg.peers) if cfg.peers else {},
                                 join=parse_address(cfg.join, "join") if cfg.join else None,
@@ -185,7 +185,7 @@ class Node:
             self.data_dir.release()
             raise StartupError(str(exc)) from None
         desired = self.planes["log"]
-        if self.clustered:
+        if self.raft_member:
             desired.member_id, desired.boots = self.identity.member_id, self.identity.boots
         try:
             desired.open()
@@ -255,7 +255,7 @@ class Node:
             raise StartupError(f"cannot listen on peer port {self.config.bind}:{self.peer_port}: {exc.strerror}") \
                 from None
         self.peer_port = self.settings.peer_port = self.peers.port
-        if self.clustered:
+        if self.raft_member:
             desired = self.planes["log"]
             desired.advertised_address = self.peers.advertised
             try:

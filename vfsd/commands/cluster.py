@@ -37,7 +37,7 @@ HELP = [
 
 def _plane(client: "Client") -> Any:
     node = client.node
-    if not node.clustered:
+    if not node.raft_member:
         raise NOT_CLUSTERED
     return node.planes["log"]
 

@@ -245,7 +245,7 @@ def raft_fields(node: Any) -> dict[str, Any]:
     """INFO raft: this member's view of the desired plane's Raft group (a standalone node is a
     one-voter group that always leads)."""
     plane = node.planes["log"]
-    if not node.clustered:
+    if not node.raft_member:
         applied = plane.machine.applied_index
         return {"raft_enabled": 0, "node_name": node.settings.node_id, "role": "leader", "term": 1, "leader_id": node.settings.node_id,
                 "commit_index": applied, "applied_index": applied, "last_log_index": applied,
