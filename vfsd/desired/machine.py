@@ -65,9 +65,10 @@ from vfsd.store.keyspace import CTIME, KIND, MTIME, ORIGIN, REV, VALUE, Keyspace
 from vfsd.store.values import WIRE_VERSION, from_wire, to_wire
 
 
-def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
-                 watches: list[tuple[bytes, int | None]] | None = None,
-                 max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES, pipeline: bool = False) -> bytes:
+def entry_body(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
+               watches: list[tuple[bytes, int | None]] | None = None,
+               max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES, pipeline: bool = False) -> dict[str, Any]:
+    """An entry's payload as the state machine reads it (``encode_entry`` packs it)."""
     body: dict[str, Any] = {"t": time_ms, "o": origin, "ops": ops}
     if transaction:
         body["x"] = True
@@ -77,7 +78,63 @@ def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transacti
         body["w"] = [[k, r] for k, r in watches]
     if max_bulk_bytes != DEFAULT_MAX_BULK_BYTES:
         body["m"] = max_bulk_bytes
-    return codec.pack(body)
+    return body
+
+
+#: Arguments at least this large are packed by ``pack_body`` with one copy (msgpack's growing
+#: buffer would copy them several times on the event loop).
+LARGE_ARGUMENT_BYTES = 1 << 20
+
+
+def encode_entry(ops: list[list[bytes]], time_ms: int, origin: str, *, transaction: bool = False,
+                 watches: list[tuple[bytes, int | None]] | None = None,
+                 max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES, pipeline: bool = False) -> bytes:
+    return pack_body(entry_body(ops, time_ms, origin, transaction=transaction, watches=watches,
+                                max_bulk_bytes=max_bulk_bytes, pipeline=pipeline))
+
+
+def pack_body(body: dict[str, Any]) -> bytes:
+    """msgpack of an entry's payload, the same bytes ``codec.pack`` makes; an entry with a large
+    argument is framed by hand and joined once, so the value is copied exactly one time."""
+    packed = pack_pieces(body)
+    return packed if type(packed) is bytes else b"".join(packed)
+
+
+def pack_pieces(body: dict[str, Any]) -> bytes | list[bytes]:
+    """``pack_body``'s bytes, or, for an entry with a large argument, the pieces that join into
+    them (the arguments themselves among them, uncopied): joining those on a worker thread,
+    where ``bytes.join`` of large buffers runs without the interpreter lock, keeps the copy
+    off the event loop."""
+    ops = body["ops"]
+    if not any(len(arg) >= LARGE_ARGUMENT_BYTES for op in ops for arg in op):
+        return codec.pack(body)
+    pieces: list[bytes] = [_map_header(len(body))]
+    for key, value in body.items():
+        pieces.append(codec.pack(key))
+        if key != "ops":
+            pieces.append(codec.pack(value))
+            continue
+        pieces.append(_array_header(len(ops)))
+        for op in ops:
+            pieces.append(_array_header(len(op)))
+            for arg in op:
+                pieces.append(_bin_header(len(arg)))
+                pieces.append(arg)
+    return pieces
+
+
+def _map_header(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+
+
+def _array_header(n: int) -> bytes:
+    return bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else \
+        b"\xdd" + n.to_bytes(4, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    return (b"\xc4" + n.to_bytes(1, "big") if n < 1 << 8 else b"\xc5" + n.to_bytes(2, "big") if n < 1 << 16
+            else b"\xc6" + n.to_bytes(4, "big"))
 
 
 class StateMachine:
@@ -107,11 +164,14 @@ class StateMachine:
     def _rev(self) -> int:
         return self._index
 
-    def apply(self, index: int, data: bytes, time_ms: int | None = None) -> object:
+    def apply(self, index: int, data: bytes, time_ms: int | None = None, body: dict[str, Any] | None = None) -> object:
         """Apply the entry at ``index``. ``time_ms``: the time its Raft leader stamped (kept
-        non-decreasing across leaders), which replaces the proposer's ``t`` when given."""
+        non-decreasing across leaders), which replaces the proposer's ``t`` when given. ``body``:
+        the payload ``data`` packs, when the caller holds it already (the node that proposed the
+        entry), so a large value is not unpacked into one more copy."""
         assert index == self.applied_index + 1, f"apply out of order: {index} after {self.applied_index}"
-        body = codec.unpack(data)
+        if body is None:
+            body = codec.unpack(data)
         ctx = self.ctx
         self._index = index
         ctx.now_ms = body["t"] if time_ms is None else time_ms

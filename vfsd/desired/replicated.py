@@ -73,7 +73,7 @@ from typing import Any
 from vfsd import codec
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.desired.log import LogEntry, WriteAheadLog
-from vfsd.desired.machine import StateMachine, encode_entry
+from vfsd.desired.machine import StateMachine, entry_body, pack_body
 from vfsd.desired.plane import check_own_files
 from vfsd.desired.snapshot import HardState as StoredHardState
 from vfsd.desired.snapshot import HardStateStore, Snapshot, SnapshotCorruption, SnapshotStore
@@ -139,6 +139,8 @@ class _Proposal:
     change: ConfChange | None = None
     #: The term it was handed to a leader in (0 until the core has sent or appended it).
     term: int = 0
+    #: The payload ``data`` packs: applied from here when the entry commits (no unpacking).
+    body: dict[str, Any] | None = None
 
 
 class RaftPlane:
@@ -442,17 +444,18 @@ class RaftPlane:
         if self._batch is not None and not transaction and not watches:
             self._batch.append((ops, future, now_ms, max_bulk_bytes))
             return future
-        self._submit_entry(encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches,
-                                        max_bulk_bytes=max_bulk_bytes), future)
+        self._submit_entry(entry_body(ops, now_ms, self.origin, transaction=transaction, watches=watches,
+                                      max_bulk_bytes=max_bulk_bytes), future)
         return future
 
-    def _submit_entry(self, data: bytes, future: asyncio.Future[Any]) -> None:
+    def _submit_entry(self, body: dict[str, Any], future: asyncio.Future[Any]) -> None:
+        data = pack_body(body)
         if len(data) > self.max_entry_bytes:
             future.set_result(ErrorReply(
                 f"ERR desired write of {len(data)} bytes exceeds the largest replicated entry "
                 f"({self.max_entry_bytes} bytes, set by peer-max-frame-bytes)"))
             return
-        self._offer(_Proposal(data, future, 0.0, 0.0))
+        self._offer(_Proposal(data, future, 0.0, 0.0, body=body))
 
     def begin_batch(self) -> None:
         """A connection's pipelined writes follow: until ``end_batch`` they are gathered into one
@@ -466,14 +469,14 @@ class RaftPlane:
             return
         if len(batch) == 1 or len({limit for _, _, _, limit in batch}) > 1:
             for ops, future, now_ms, limit in batch:
-                self._submit_entry(encode_entry(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
+                self._submit_entry(entry_body(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
             return
         futures = [f for _, f, _, _ in batch]
-        data = encode_entry([op for ops, _, _, _ in batch for op in ops], batch[0][2], self.origin,
-                            max_bulk_bytes=batch[0][3], pipeline=True)
-        if len(data) > self.max_entry_bytes:
+        body = entry_body([op for ops, _, _, _ in batch for op in ops], batch[0][2], self.origin,
+                          max_bulk_bytes=batch[0][3], pipeline=True)
+        if sum(len(a) for ops, _, _, _ in batch for op in ops for a in op) > self.max_entry_bytes:
             for ops, future, now_ms, limit in batch:
-                self._submit_entry(encode_entry(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
+                self._submit_entry(entry_body(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
             return
         whole: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -484,7 +487,7 @@ class RaftPlane:
                     f.set_result(replies[i] if type(replies) is list else replies)
 
         whole.add_done_callback(split)
-        self._submit_entry(data, whole)
+        self._submit_entry(body, whole)
 
     def change_membership(self, change: ConfChange) -> asyncio.Future[Any]:
         """Propose a membership change; resolves with OK once it is committed and applied here."""
@@ -750,9 +753,9 @@ class RaftPlane:
             transport.send(name, RAFT, int(m.TYPE), m.to_wire())
             self.stats["messages_sent"] += 1
 
-    def _apply_entry(self, entry: Any) -> object:
+    def _apply_entry(self, entry: Any, body: dict[str, Any] | None = None) -> object:
         if entry.kind == EntryKind.NORMAL:
-            reply = self.machine.apply(entry.index, entry.data, time_ms=entry.time_ms or None)
+            reply = self.machine.apply(entry.index, entry.data, time_ms=entry.time_ms or None, body=body)
         else:
             self.machine.skip(entry.index)
             reply = None
@@ -763,11 +766,10 @@ class RaftPlane:
     def _apply_committed(self, entry: Any) -> None:
         if entry.index <= self.machine.applied_index:
             return  # applied at recovery
-        reply = self._apply_entry(entry)
-        if entry.origin == self.member_id:
-            p = self._proposed.pop(ProposalId(entry.origin, entry.seq), None)
-            if p is not None and not p.future.done():
-                p.future.set_result(reply if entry.kind == EntryKind.NORMAL else _ok())
+        p = self._proposed.pop(ProposalId(entry.origin, entry.seq), None) if entry.origin == self.member_id else None
+        reply = self._apply_entry(entry, p.body if p is not None else None)  # (an id names one payload)
+        if p is not None and not p.future.done():
+            p.future.set_result(reply if entry.kind == EntryKind.NORMAL else _ok())
         if entry.term > self._applied_term:
             self._applied_term = entry.term
             self._lost_in_older_terms(entry.term)
