@@ -358,6 +358,8 @@ class SeededPerEntry:
 
 
 def _extends(argv: list[bytes]) -> bool:
-    """``SET key value ... XX ...`` without IFEQ (with IFEQ the comparison already names the holder)."""
+    """``SET key value XX`` with a new expiry (PX, EX, PXAT, EXAT) and without IFEQ: an extension,
+    which on a lease path only the holder may make. (With IFEQ the comparison names the holder
+    already; a SET XX with no expiry overwrites, as a plain SET does: an administrative act.)"""
     opts = [a.upper() for a in argv[3:]]
-    return b"XX" in opts and b"IFEQ" not in opts
+    return b"XX" in opts and b"IFEQ" not in opts and any(o in opts for o in (b"PX", b"EX", b"PXAT", b"EXAT"))
