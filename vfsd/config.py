@@ -79,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis's client-output-buffer-limit: per class, hard and soft limits on unsent output and soft seconds; "
             "normal clients also pause at their soft limit.", "client-output-buffer-limit", live=True,
             check=OutputLimits.parse),
+    Setting("tracking_table_max_keys", "limits", int, 1_000_000,
+            "Most keys the client-side caching table remembers (CLIENT TRACKING); past it the oldest are dropped and "
+            "their clients told, as if the keys had changed. 0: no bound.", "tracking-table-max-keys", live=True),
     Setting("peer_max_frame_bytes", "limits", int, 16 * MiB,
             "Largest frame a peer may send this node, header included.", "peer-max-frame-bytes"),
     Setting("peer_send_queue_max_bytes", "limits", int, 64 * MiB,
@@ -166,6 +169,7 @@ class Config:
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 1024 * MiB
     client_output_buffer_limit: str = DEFAULT_OUTPUT_LIMITS.format()
+    tracking_table_max_keys: int = 1_000_000
     peer_max_frame_bytes: int = 16 * MiB
     peer_send_queue_max_bytes: int = 64 * MiB
     notify_keyspace_events: str = ""

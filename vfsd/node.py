@@ -22,6 +22,7 @@ from vfsd.active.plane import ActivePlane
 from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
+from vfsd.commands.dispatch import hold_general_path
 from vfsd.commands.scripting import NodeScripting
 from vfsd.config import ALIASES, SETTINGS, Config, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
@@ -29,7 +30,9 @@ from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.metrics import Stats
+from vfsd.monitor import Monitors
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
+from vfsd.pause import ClientPause
 from vfsd.peers.transport import PeerTransport
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.output_limits import OutputLimitError, OutputLimits
@@ -40,11 +43,16 @@ from vfsd.store.dump import DumpCorruption
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
 from vfsd.store.saver import Saver
+from vfsd.tracking import Tracker
 from vfsd.watch.feed import DesiredFeed
 from vfsd.watch.history import WatchHistory
 from vfsd.watch.watchers import Watchers
 
 log = logging.getLogger(__name__)
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_soon(callback)
 
 
 class StartupError(Exception):
@@ -86,6 +94,13 @@ class Node:
         #: The generator behind RANDOMKEY, SPOP, SRANDMEMBER... on the local and active planes (the
         #: desired plane seeds its own from each entry's index, so replicas agree).
         self.random = random.Random()
+        #: Client-side caching (CLIENT TRACKING): a change-event listener while any client tracks.
+        self.tracker = Tracker(self.clients, self.notifier.listeners, _call_soon,
+                               max_keys=cfg.tracking_table_max_keys)
+        #: MONITOR's clients; while there are any, every command takes dispatch's general path, which feeds them.
+        self.monitors = Monitors(time.time_ns, hold_general_path)
+        #: CLIENT PAUSE: commands held until it ends.
+        self.pause = ClientPause(self)
         #: Clients parked in blocking pops (BLPOP, BZPOPMIN...); dispatch serves its ready keys.
         self.blocking = Blocker(self)
         self.blocking_ready = self.blocking.ready
@@ -277,6 +292,8 @@ class Node:
 
     def sweep(self) -> int:
         """Expire keys past their deadline: at once on local/active planes, through the log on the desired plane."""
+        if not self.pause.sweep_allowed():  # CLIENT PAUSE holds expiry too
+            return 0
         now = self.now_ms()
         due = self.keyspace.due(now, self.settings.expire_sweep_max_keys)
         for key in due:
@@ -343,10 +360,17 @@ class Node:
             plane = self.router.plane_of(key) if key[:1] == b"/" else LOCAL
             if plane in by_plane:
                 by_plane[plane].append(key)
-        for name in (LOCAL, EVENTUAL):
-            plane = self.planes["local" if name == LOCAL else "eventual"]
-            plane.ctx.now_ms = now
-            plane.remove_all(by_plane[name])
+        # Tracking clients get one null invalidation for everything (as Redis); the desired plane's deletes,
+        # applied later, still invalidate what is read meanwhile.
+        self.tracker.flush_all()
+        self.tracker.flushing(True)
+        try:
+            for name in (LOCAL, EVENTUAL):
+                plane = self.planes["local" if name == LOCAL else "eventual"]
+                plane.ctx.now_ms = now
+                plane.remove_all(by_plane[name])
+        finally:
+            self.tracker.flushing(False)
         if self.save_points:  # as Redis does: a restart must not bring the flushed files back
             if not self.saver.bgsave():
                 self.saver.schedule_after_current()
@@ -392,6 +416,7 @@ class Node:
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
         self.notifier.max_value_bytes = self.settings.vfs_event_max_value_bytes
+        self.tracker.max_keys = self.settings.tracking_table_max_keys
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:

@@ -4,6 +4,7 @@ from vfsd.commands import (  # noqa: F401
     bits,
     connection,
     hashes,
+    introspection,
     json,
     keys,
     lists,

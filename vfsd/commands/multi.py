@@ -19,6 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from vfsd.commands.blocking import Block
+from vfsd.commands.observe import remember_reads
 from vfsd.commands.table import command
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 
@@ -90,6 +91,14 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
     limit = node.settings.max_bulk_bytes
     refusals = [refusal(node, spec, args) if spec.scope == "key" else None for spec, args in queued]
     key_ops = [args for (spec, args), refused in zip(queued, refusals) if spec.scope == "key" and refused is None]
+    # The key commands run inside the entry, not through dispatch: MONITOR shows them and tracking remembers
+    # their reads here, as EXEC hands them to the log (the others go through dispatch when they run).
+    if node.monitors.clients or client.tracking is not None:
+        for spec, args in queued:
+            if spec.scope == "key":
+                if node.monitors.clients:
+                    node.monitors.feed(client, args)
+                remember_reads(client, spec, args)
     future = node.planes["log"].submit(key_ops, now, transaction=True, watches=watches, max_bulk_bytes=limit)
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 

@@ -168,7 +168,8 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         sections.append("# Clients\r\n" + _fields({
             "connected_clients": len(node.clients), "maxclients": settings.maxclients,
             "client_recent_max_output_buffer": max((c.output_bytes() for c in node.clients.values()), default=0),
-            "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients(), "tracking_clients": 0,
+            "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients() + node.pause.held_clients,
+            "tracking_clients": node.tracker.tracking_clients,
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
     if want("memory"):
@@ -201,6 +202,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "keyspace_misses": sum(plane.ctx.misses for plane in node.planes.values()),
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
             "pubsubshard_channels": len(node.pubsub.shard_channels),
+            **node.tracker.info(),
             "total_error_replies": stats.error_replies, "protocol_errors": stats.protocol_errors,
             # Redis 7.4's name, and vfsd's earlier one: clients cut off at their output buffer limit.
             "client_output_buffer_limit_disconnections": stats.client_output_limit_disconnections,
