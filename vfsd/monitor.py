@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from vfsd.resp.pushes import Message
+from vfsd.resp.types import SimpleString
 
 REDACTED: Final = b"(redacted)"
 _PLAIN = re.compile(rb'[^\x20-\x7e]|["\\]')
@@ -100,15 +101,18 @@ class Monitors:
 
     def feed(self, client: Any, argv: list[bytes]) -> None:
         """A command of ``client`` ran (or is about to, for a script)."""
-        self._send(line(self._clock_ns(), client.addr, redacted(argv)))
+        self._send(line(self._clock_ns(), client.addr, redacted(argv)), client)
 
     def feed_script(self, argv: list[bytes]) -> None:
         """A command a script called (``redis.call``/``redis.pcall``)."""
         self._send(line(self._clock_ns(), "lua", argv))
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, source: Any = None) -> None:
         message = Message((data,))
         frame = ((data,), len(data))
         message.frames = (None, None, frame, frame)
         for monitor in list(self.clients):  # a delivery may cut a slow monitor off
-            monitor.deliver(message)
+            if monitor is source and monitor.modes.running:  # its own command: the line follows its reply
+                monitor.modes.own_lines.append(SimpleString(data[1:-2].decode("latin-1")))
+            else:
+                monitor.deliver(message)

@@ -255,6 +255,7 @@ def monitor(client: "Client", argv: list[bytes]) -> Any:
         return Replies()  # already monitoring: ignored, as Redis does
     client.modes.monitor = True
     node.monitors.add(client)
+    refresh(client)
     return OK
 
 
@@ -262,6 +263,7 @@ def stop_monitoring(client: "Client") -> None:
     if client.modes.monitor:
         client.modes.monitor = False
         client.node.monitors.remove(client)
+        refresh(client)
 
 
 # -- shell hooks -------------------------------------------------------------------------------

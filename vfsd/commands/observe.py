@@ -11,6 +11,7 @@ act after a command has run:
 - CLIENT REPLY OFF|SKIP: the reply is dropped (pushes still go out: pub/sub
   messages, invalidations, MONITOR lines), as Redis's CLIENT_REPLY_OFF and
   CLIENT_REPLY_SKIP do, the skip lasting exactly one command.
+- MONITOR: a monitoring client's own commands are shown after their replies.
 
 A command run inside EXEC comes here too (EXEC dispatches what it queued): it
 is only remembered; the transaction as a whole is what gets the rest.
@@ -39,7 +40,8 @@ Run = Callable[["Client", list[bytes]], tuple["CommandSpec | None", Any]]
 class ClientModes:
     """A connection's CLIENT REPLY, NO-TOUCH and NO-EVICT modes, and whether MONITOR is on."""
 
-    __slots__ = ("reply_off", "reply_skip", "reply_skip_next", "no_touch", "no_evict", "monitor", "running")
+    __slots__ = ("reply_off", "reply_skip", "reply_skip_next", "no_touch", "no_evict", "monitor", "running",
+                 "own_lines")
 
     def __init__(self) -> None:
         self.reply_off = False
@@ -50,6 +52,8 @@ class ClientModes:
         self.no_touch = False
         self.no_evict = False
         self.monitor = False
+        #: MONITOR lines of this (monitoring) client's own command, sent after its reply.
+        self.own_lines: list[Any] = []
         #: A command of this client is running (one dispatched inside it is part of it: EXEC's).
         self.running = False
 
@@ -63,7 +67,7 @@ def refresh(client: "Client") -> None:
     """Recompute whether ``client`` needs ``observed`` around its commands (and so the general path)."""
     modes = client.modes
     client.observed = (client.tracking is not None or modes.reply_off or modes.reply_skip
-                       or modes.reply_skip_next)
+                       or modes.reply_skip_next or modes.monitor)
 
 
 def observed(client: "Client", argv: list[bytes], run: Run) -> Any:
@@ -75,6 +79,8 @@ def observed(client: "Client", argv: list[bytes], run: Run) -> Any:
         remember_reads(client, spec, argv)
         return reply
     modes.running = True
+    if modes.reply_skip_next:  # the command before was CLIENT REPLY SKIP: this reply is dropped
+        modes.reply_skip, modes.reply_skip_next = True, False
     current = client.tracking is not None and tracker.current is None
     if current:
         tracker.current = client
@@ -91,8 +97,11 @@ def observed(client: "Client", argv: list[bytes], run: Run) -> Any:
         if current and tracker.current is client:
             tracker.current = None
     pending = tracker.take_pending() if current and tracker.pending else None
+    if modes.own_lines:  # a monitor's own commands: their lines follow their replies, as in Redis
+        pending = (pending or []) + modes.own_lines
+        modes.own_lines = []
     drop = modes.reply_off or modes.reply_skip
-    modes.reply_skip, modes.reply_skip_next = modes.reply_skip_next, False
+    modes.reply_skip = False
     refresh(client)
     if not drop and pending is None:
         return reply
