@@ -7,6 +7,7 @@ import asyncio
 import re
 import selectors
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -335,4 +336,220 @@ def test_client_list_has_every_field_in_redis_order(server: VfsdProcess, r: redi
     line = conn.call(["CLIENT", "INFO"]).decode()
     assert " flags=N " in line and " cmd=client|info " in line
     assert list(r.client_list()[0]) == FIELDS
+    conn.close()
+
+
+# -- CONFIG GET / SET ---------------------------------------------------------------------------------
+
+
+def test_config_get_takes_several_patterns(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+    got = r.config_get("maxclients", "slowlog-*", "MAXCLIENTS", "lua-time-limit", "nosuch")
+    assert set(got) == {"maxclients", "MAXCLIENTS", "slowlog-log-slower-than", "slowlog-max-len", "lua-time-limit"}
+    # A name without glob characters is answered under the name given (Redis's dict lookup), once.
+    assert conn.call(["CONFIG", "GET", "MAXCLIENTS", "MAXCLIENTS"]) == b"*2\r\n$10\r\nMAXCLIENTS\r\n$5\r\n10000\r\n"
+    assert conn.call(["CONFIG", "GET", "nosuch*"]) == b"*0\r\n"
+    conn.call(["HELLO", "3"])
+    assert conn.call(["CONFIG", "GET", "maxclients"]).startswith(b"%1\r\n")  # a map in RESP3
+    conn.close()
+
+
+def test_config_set_is_all_or_nothing(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+    before = r.config_get("maxclients", "slowlog-max-len")
+    cases = [
+        (["maxclients", "50", "slowlog-max-len"], b"-ERR syntax error\r\n"),
+        (["maxclients", "50", "nosuch", "1"], b"-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n"),
+        (["maxclients", "50", "node-id", "x"],
+         b"-ERR CONFIG SET failed (possibly related to argument 'node-id') - can't set immutable config\r\n"),
+        (["maxclients", "50", "Maxclients", "60"],
+         b"-ERR CONFIG SET failed (possibly related to argument 'Maxclients') - duplicate parameter\r\n"),
+        (["maxclients", "50", "slowlog-max-len", "x"],
+         b"-ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed "
+         b"into an integer\r\n"),
+        (["maxclients", "50", "lua-time-limit", "-5"],
+         b"-ERR CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - argument must be between "
+         b"0 and 9223372036854775807 inclusive\r\n"),
+    ]
+    for args, error in cases:
+        assert conn.call(["CONFIG", "SET", *args]) == error, args
+        assert r.config_get("maxclients", "slowlog-max-len") == before, args
+    assert conn.call(["CONFIG", "SET", "maxclients", "500", "slowlog-max-len", "7"]) == b"+OK\r\n"
+    assert r.config_get("maxclients", "slowlog-max-len") == {"maxclients": "500", "slowlog-max-len": "7"}
+    r.config_set("maxclients", before["maxclients"])
+    r.config_set("slowlog-max-len", before["slowlog-max-len"])
+    conn.close()
+
+
+def test_config_set_rolls_back_when_a_change_cannot_take_effect(node_factory: object) -> None:
+    node = node_factory()  # type: ignore[operator]
+    r = node.client()
+    busy = socket_on_free_port()
+    with pytest.raises(redis.ResponseError) as err:
+        r.execute_command("CONFIG", "SET", "maxclients", "77", "port", str(busy.getsockname()[1]))
+    assert str(err.value) == "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port"
+    assert r.config_get("maxclients", "port") == {"maxclients": "10000", "port": str(node.port)}
+    assert r.ping()
+    busy.close()
+    # A port that is free: the node listens there; the open connection stays.
+    new_port = socket_on_free_port()
+    port = new_port.getsockname()[1]
+    new_port.close()
+    assert r.config_set("port", port)
+    assert r.config_get("port") == {"port": str(port)}
+    moved = redis.Redis(host="127.0.0.1", port=port, protocol=2, socket_timeout=5)
+    assert wait_for(lambda: moved.ping(), what="the new listener")
+    assert r.ping()
+    moved.close()
+    r.close()
+
+
+def socket_on_free_port() -> "socket.socket":
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock
+
+
+# -- INFO ---------------------------------------------------------------------------------------------
+
+
+def test_info_takes_several_sections(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+
+    def sections(*names: str) -> list[str]:
+        text = conn.call(["INFO", *names]).decode()
+        return [line[2:] for line in text.split("\r\n") if line.startswith("# ")]
+
+    assert sections("server", "clients") == ["Server", "Clients"]
+    assert sections("CLIENTS", "server") == ["Server", "Clients"]  # Redis's order, whatever the arguments'
+    default = sections()
+    assert default[:3] == ["Server", "Clients", "Memory"] and "Keyspace" in default
+    assert sections("default") == default
+    assert sections("all") == default and sections("everything") == default
+    assert sections("all", "nosuch") == default
+    assert sections("nosuch") == []
+    assert r.info("clients")["tracking_clients"] >= 0
+    conn.close()
+
+
+# -- SLOWLOG, LATENCY, MEMORY, COMMAND GETKEYSANDFLAGS ----------------------------------------------------
+
+
+def test_slowlog(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+    conn.call(["CLIENT", "SETNAME", "slowpoke"])
+    r.config_set("slowlog-log-slower-than", 0)
+    try:
+        assert conn.call(["SLOWLOG", "RESET"]) == b"+OK\r\n"
+        conn.call(["SET", "sl", b"x" * 200])
+        conn.call(["AUTH", "secret"])
+        conn.call(["MSET", *[f"k{i}" for i in range(40)]])
+        entries = r.slowlog_get(10)
+        by_command = {tuple(e["command"].split(b" ")[:2]): e for e in entries}
+        assert (b"SET", b"sl") in by_command
+        set_entry = by_command[(b"SET", b"sl")]
+        assert set_entry["command"] == b"SET sl " + b"x" * 128 + b"... (72 more bytes)"
+        assert set_entry["client_name"] == b"slowpoke" and set_entry["client_address"].startswith(b"127.0.0.1:")
+        assert set_entry["duration"] >= 0 and abs(set_entry["start_time"] - time.time()) < 60
+        assert by_command[(b"AUTH", b"(redacted)")]
+        raw = conn.call(["SLOWLOG", "GET", "1"])
+        assert raw.startswith(b"*1\r\n*6\r\n:")
+        mset = [e for e in entries if e["command"].startswith(b"MSET")][0]  # 41 arguments: 31 shown, then a count
+        assert mset["command"] == b" ".join([b"MSET", *[b"k%d" % i for i in range(30)], b"... (10 more arguments)"])
+        ids = [e["id"] for e in r.slowlog_get(-1)]
+        assert ids == sorted(ids, reverse=True)
+        assert r.slowlog_len() == len(ids) + 1  # (that SLOWLOG GET, logged once it ran)
+        r.config_set("slowlog-max-len", 2)
+        assert r.slowlog_len() == 2
+        assert conn.call(["SLOWLOG", "GET", "-2"]) == b"-ERR count should be greater than or equal to -1\r\n"
+        assert conn.call(["SLOWLOG", "GET", "x"]) == b"-ERR count should be greater than or equal to -1\r\n"
+        assert conn.call(["SLOWLOG", "GET", "1", "2"]) == (
+            b"-ERR unknown subcommand or wrong number of arguments for 'GET'. Try SLOWLOG HELP.\r\n")
+        r.config_set("slowlog-log-slower-than", -1)
+        r.slowlog_reset()
+        conn.call(["SET", "sl", "y"])
+        assert r.slowlog_len() == 0
+        help_lines = r.execute_command("SLOWLOG", "HELP")
+        assert help_lines[0] == b"SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    finally:
+        r.config_set("slowlog-log-slower-than", 10000)
+        r.config_set("slowlog-max-len", 128)
+    conn.close()
+
+
+def test_latency(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+    r.latency_reset()
+    assert conn.call(["LATENCY", "RESET"]) == b":0\r\n"
+    assert r.execute_command("LATENCY", "LATEST") == []
+    assert conn.call(["LATENCY", "DOCTOR"]).startswith(b"$")
+    assert b"no latency spike was observed" in conn.call(["LATENCY", "DOCTOR"])
+    assert conn.call(["LATENCY", "GRAPH", "command"]) == b"-ERR No samples available for event 'command'\r\n"
+    r.config_set("latency-monitor-threshold", 1)
+    try:
+        # A command that takes a few milliseconds: KEYS over many keys.
+        with r.pipeline(transaction=False) as p:
+            for i in range(20000):
+                p.set(f"lat:{i}", i)
+            p.execute()
+        wait_for(lambda: r.keys("lat:*") and r.execute_command("LATENCY", "LATEST"), timeout=20,
+                 what="a latency sample")
+        latest = r.execute_command("LATENCY", "LATEST")
+        event, when, ms, worst = latest[0]
+        assert event in (b"command", b"fast-command") and ms >= 1 and worst >= ms and abs(when - time.time()) < 60
+        history = r.execute_command("LATENCY", "HISTORY", event)
+        assert history and all(len(sample) == 2 for sample in history)
+        assert r.execute_command("LATENCY", "RESET", event.decode(), "nosuch") == 1
+    finally:
+        r.config_set("latency-monitor-threshold", 0)
+    assert conn.call(["LATENCY", "HISTOGRAM"]) == b"*0\r\n"  # vfsd keeps no histograms: an empty map
+    conn.close()
+
+
+def test_memory(server: VfsdProcess, r: redis.Redis) -> None:
+    r.set("mem:s", "x" * 1000)
+    r.rpush("/run/mem:l", *range(100))
+    small = r.memory_usage("mem:s")
+    assert small is not None and small >= 1000
+    assert r.memory_usage("/run/mem:l") > 100 and r.memory_usage("/run/mem:l", samples=0) > 100
+    assert r.memory_usage("nosuch") is None
+    conn = Raw(server.port)
+    assert conn.call(["MEMORY", "USAGE", "mem:s", "SAMPLES", "x"]) == b"-ERR value is not an integer or out of range\r\n"
+    assert conn.call(["MEMORY", "USAGE", "mem:s", "SAMPLES", "-1"]) == b"-ERR syntax error\r\n"
+    assert conn.call(["MEMORY", "USAGE", "mem:s", "FOO"]) == b"-ERR syntax error\r\n"
+    stats = r.memory_stats()
+    for field in ("peak.allocated", "total.allocated", "startup.allocated", "keys.count", "dataset.bytes"):
+        assert field in stats
+    assert stats["keys.count"] >= 2
+    assert r.execute_command("MEMORY", "DOCTOR").startswith(b"Hi Sam")
+    assert r.execute_command("MEMORY", "PURGE") == b"OK"
+    assert r.execute_command("MEMORY", "HELP")[0].startswith(b"MEMORY <subcommand>")
+    conn.close()
+
+
+def test_command_getkeysandflags(server: VfsdProcess, r: redis.Redis) -> None:
+    conn = Raw(server.port)
+    conn.call(["HELLO", "3"])
+    assert conn.call(["COMMAND", "GETKEYSANDFLAGS", "SET", "a", "b"]) == (
+        b"*1\r\n*2\r\n$1\r\na\r\n~2\r\n+OW\r\n+update\r\n")
+    assert conn.call(["COMMAND", "GETKEYSANDFLAGS", "SET", "a", "b", "GET"]) == (
+        b"*1\r\n*2\r\n$1\r\na\r\n~3\r\n+RW\r\n+access\r\n+update\r\n")
+    resp2 = Raw(server.port)
+    assert resp2.call(["COMMAND", "GETKEYSANDFLAGS", "LMOVE", "/run/a", "/run/b", "LEFT", "RIGHT"]) == (
+        b"*2\r\n*2\r\n$6\r\n/run/a\r\n*3\r\n+RW\r\n+access\r\n+delete\r\n"
+        b"*2\r\n$6\r\n/run/b\r\n*2\r\n+RW\r\n+insert\r\n")
+    assert resp2.call(["COMMAND", "GETKEYSANDFLAGS", "SORT", "s", "BY", "w*", "STORE", "d"]) == (
+        b"*2\r\n*2\r\n$1\r\ns\r\n*2\r\n+RO\r\n+access\r\n*2\r\n$1\r\nd\r\n*2\r\n+OW\r\n+update\r\n")
+    assert resp2.call(["COMMAND", "GETKEYSANDFLAGS", "EVAL", "return 1", "0"]) == b"*0\r\n"
+    resp2.close()
+    errors = [
+        (["NOSUCH", "a"], b"-ERR Invalid command specified\r\n"),
+        (["PING"], b"-ERR The command has no key arguments\r\n"),
+        (["SPUBLISH", "ch", "m"], b"-ERR The command has no key arguments\r\n"),
+        (["GET"], b"-ERR Invalid number of arguments specified for command\r\n"),
+    ]
+    for args, error in errors:
+        assert conn.call(["COMMAND", "GETKEYSANDFLAGS", *args]) == error
+        assert conn.call(["COMMAND", "GETKEYS", *args]) == error
     conn.close()

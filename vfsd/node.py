@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import random
+import socket
 import time
 import uuid
 from collections import Counter
@@ -24,11 +25,13 @@ from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.commands.dispatch import hold_general_path
 from vfsd.commands.scripting import NodeScripting
-from vfsd.config import ALIASES, SETTINGS, Config, parse_save_points
+from vfsd.config import ALIASES, SETTINGS, Config, SettingApplyError, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
+from vfsd.durations import CommandTimer
+from vfsd.latency import LatencyMonitor
 from vfsd.metrics import Stats
 from vfsd.monitor import Monitors
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
@@ -38,6 +41,7 @@ from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.output_limits import OutputLimitError, OutputLimits
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client, PushFlusher
+from vfsd.slowlog import SlowLog
 from vfsd.store.cursors import ScanCursors
 from vfsd.store.dump import DumpCorruption
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
@@ -101,6 +105,10 @@ class Node:
         self.monitors = Monitors(time.time_ns, hold_general_path)
         #: CLIENT PAUSE: commands held until it ends.
         self.pause = ClientPause(self)
+        #: SLOWLOG and LATENCY, fed by the client shell's command timing.
+        self.slowlog = SlowLog(cfg.slowlog_log_slower_than_us, cfg.slowlog_max_len)
+        self.latency = LatencyMonitor(cfg.latency_monitor_threshold_ms)
+        self.command_timer = CommandTimer(self.slowlog, self.latency)
         #: Clients parked in blocking pops (BLPOP, BZPOPMIN...); dispatch serves its ready keys.
         self.blocking = Blocker(self)
         self.blocking_ready = self.blocking.ready
@@ -147,6 +155,8 @@ class Node:
         self.collectors: CollectorRunner | None = None
         self._expiring: set[bytes] = set()
         self.started_monotonic = time.monotonic()
+        #: Resident memory once started (MEMORY STATS's startup.allocated).
+        self.startup_rss_bytes = 0
         self.address: tuple[str, int] | None = None
 
     @staticmethod
@@ -223,6 +233,7 @@ class Node:
         # What start-up allocated lives for the whole run: keep it out of every later full collection.
         gc.collect()
         gc.freeze()
+        self.startup_rss_bytes = self.rss_bytes()
         log.info("vfsd node %s listening on %s:%d (peer port %s), data in %s", self.config.node_id, sock[0], sock[1],
                  self.peer_port or "any free port", self.data_dir.path)
 
@@ -402,21 +413,38 @@ class Node:
         return out
 
     def apply_settings(self, changes: dict[str, Any]) -> None:
-        """CONFIG SET: validate everything first, then apply all or nothing."""
+        """CONFIG SET: every value was checked (``config.coerce``); set them all, then apply them. If one
+        cannot take effect, every setting of the call goes back to its old value and is applied again (Redis's
+        restoreBackupConfig), and the error names the setting that failed."""
+        old = {name: getattr(self.settings, name) for name in changes}
+        try:
+            self._apply_settings(changes)
+        except SettingApplyError as exc:
+            self._apply_settings(old)  # these were in effect a moment ago
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{exc.redis_name}') - "
+                             f"{exc.reason}") from None
+
+    def _apply_settings(self, changes: dict[str, Any]) -> None:
         output_limits = self.output_limits
         if "client_output_buffer_limit" in changes:  # only the classes named change, as in Redis
             try:
                 output_limits = output_limits.updated(changes["client_output_buffer_limit"])
             except OutputLimitError as exc:
-                raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit')"
-                                 f" - {exc}") from None
+                raise SettingApplyError("client-output-buffer-limit", str(exc)) from None
             changes = {**changes, "client_output_buffer_limit": output_limits.format()}
         for name, value in changes.items():  # each value was checked by config.coerce
             setattr(self.settings, name, value)
+        if "port" in changes:  # last: the one change that can still fail once the others are set
+            self.settings.port = self._listen_on(changes["port"])
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
         self.notifier.max_value_bytes = self.settings.vfs_event_max_value_bytes
         self.tracker.max_keys = self.settings.tracking_table_max_keys
+        self.slowlog.slower_than_us = self.settings.slowlog_log_slower_than_us
+        self.slowlog.max_len = self.settings.slowlog_max_len
+        self.slowlog.trim()
+        self.latency.threshold_ms = self.settings.latency_monitor_threshold_ms
+        self.command_timer.update()
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
@@ -429,6 +457,29 @@ class Node:
         self.output_limits = output_limits
         if "watch_history_max_revisions" in changes or "watch_history_max_bytes" in changes:
             self.history.set_bounds(self.settings.watch_history_max_revisions, self.settings.watch_history_max_bytes)
+
+    def _listen_on(self, port: int) -> int:
+        """CONFIG SET port: open the new listener (SettingApplyError if it cannot be), then close the old one;
+        open connections stay. Returns the port listened on (a free one for 0)."""
+        if self._server is None or (self.address is not None and port == self.address[1]):
+            return port
+        try:
+            sock = socket.create_server((self.config.bind, port), backlog=511, reuse_port=False)
+        except OSError as exc:
+            log.warning("CONFIG SET port %d: cannot listen (%s)", port, exc.strerror)
+            raise SettingApplyError("port", "Unable to listen on this port") from None
+        sock.setblocking(False)
+        bound = sock.getsockname()
+        old, self.address = self._server, (bound[0], bound[1])
+        loop = asyncio.get_running_loop()
+
+        async def switch() -> None:
+            self._server = await loop.create_server(lambda: Client(self), sock=sock, backlog=511)
+            old.close()
+
+        loop.create_task(switch())
+        log.info("now listening on %s:%d", bound[0], bound[1])
+        return bound[1]
 
     def desired_state_installed(self, index: int) -> None:
         """The desired plane's state up to ``index`` was replaced without its changes (a Raft snapshot

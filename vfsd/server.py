@@ -32,6 +32,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from vfsd.commands.dispatch import dispatch
@@ -261,6 +262,9 @@ class Client(asyncio.Protocol):
         budget = limit.check_at_bytes - self._transport_bytes - self._pushq_bytes
         produced = 0
         done = 0
+        timer = self.node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
+        slow_ns = timer.threshold_ns
+        started = perf_counter_ns() if slow_ns >= 0 else 0
         for argv in commands:
             done += 1
             mark = len(out)
@@ -274,6 +278,8 @@ class Client(asyncio.Protocol):
                     encode_into(out, part, self.proto)
                 produced += sum(map(len, out[mark:]))
             elif isinstance(reply, Future):
+                if slow_ns >= 0 and perf_counter_ns() - started >= slow_ns:
+                    timer.record(self, argv, perf_counter_ns() - started)
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
@@ -284,6 +290,11 @@ class Client(asyncio.Protocol):
                     stats.count_error(str(reply))
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
                 produced += 16 if kind is SimpleString or kind is int or reply is None else sum(map(len, out[mark:]))
+            if slow_ns >= 0:  # this command's time, its reply's encoding included
+                ended = perf_counter_ns()
+                if ended - started >= slow_ns:
+                    timer.record(self, argv, ended - started)
+                started = ended
             if self.closing:
                 break
             if produced + self._batch_bytes >= budget and done < len(commands):
