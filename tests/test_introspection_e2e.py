@@ -345,7 +345,7 @@ def test_client_list_has_every_field_in_redis_order(server: VfsdProcess, r: redi
 def test_config_get_takes_several_patterns(server: VfsdProcess, r: redis.Redis) -> None:
     conn = Raw(server.port)
     got = r.config_get("maxclients", "slowlog-*", "MAXCLIENTS", "lua-time-limit", "nosuch")
-    assert set(got) == {"maxclients", "MAXCLIENTS", "slowlog-log-slower-than", "slowlog-max-len", "lua-time-limit"}
+    assert set(got) == {"maxclients", "slowlog-log-slower-than", "slowlog-max-len", "lua-time-limit"}  # names once
     # A name without glob characters is answered under the name given (Redis's dict lookup), once.
     assert conn.call(["CONFIG", "GET", "MAXCLIENTS", "MAXCLIENTS"]) == b"*2\r\n$10\r\nMAXCLIENTS\r\n$5\r\n10000\r\n"
     assert conn.call(["CONFIG", "GET", "nosuch*"]) == b"*0\r\n"
@@ -368,7 +368,7 @@ def test_config_set_is_all_or_nothing(server: VfsdProcess, r: redis.Redis) -> No
          b"-ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed "
          b"into an integer\r\n"),
         (["maxclients", "50", "lua-time-limit", "-5"],
-         b"-ERR CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - argument must be between "
+         b"-ERR CONFIG SET failed (possibly related to argument 'lua-time-limit') - argument must be between "
          b"0 and 9223372036854775807 inclusive\r\n"),
     ]
     for args, error in cases:
@@ -483,11 +483,11 @@ def test_latency(server: VfsdProcess, r: redis.Redis) -> None:
     r.latency_reset()
     assert conn.call(["LATENCY", "RESET"]) == b":0\r\n"
     assert r.execute_command("LATENCY", "LATEST") == []
-    assert conn.call(["LATENCY", "DOCTOR"]).startswith(b"$")
-    assert b"no latency spike was observed" in conn.call(["LATENCY", "DOCTOR"])
+    assert b"Latency monitoring is disabled" in conn.call(["LATENCY", "DOCTOR"])
     assert conn.call(["LATENCY", "GRAPH", "command"]) == b"-ERR No samples available for event 'command'\r\n"
     r.config_set("latency-monitor-threshold", 1)
     try:
+        assert b"no latency spike was observed" in conn.call(["LATENCY", "DOCTOR"])
         # A command that takes a few milliseconds: KEYS over many keys.
         with r.pipeline(transaction=False) as p:
             for i in range(20000):

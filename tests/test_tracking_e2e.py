@@ -286,7 +286,7 @@ ERRORS = [
      b"-ERR The client ID you want redirect to does not exist\r\n"),
     (["CLIENT", "TRACKING", "on", "PREFIX", "a"], b"-ERR PREFIX option requires BCAST mode to be enabled\r\n"),
     (["CLIENT", "TRACKING", "on", "BCAST", "OPTIN"], b"-ERR OPTIN and OPTOUT are not compatible with BCAST\r\n"),
-    (["CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"], b"-ERR You can't use both OPTIN and OPTOUT\r\n"),
+    (["CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"], b"-ERR You can't specify both OPTIN mode and OPTOUT mode\r\n"),
     (["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "ab", "PREFIX", "a"],
      b"-ERR Prefix 'ab' overlaps with another provided prefix 'a'. Prefixes for a single client must not "
      b"overlap.\r\n"),

@@ -18,6 +18,12 @@ NO_SPIKES: Final = ("Dave, no latency spike was observed during the lifetime of 
                     "things over.\n")
 
 
+DISABLED: Final = ("I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. You "
+                   "may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable it. If we "
+                   "weren't in a deep space mission I'd suggest to take a look at "
+                   "https://redis.io/topics/latency-monitor.\n")
+
+
 class Series:
     __slots__ = ("samples", "max_ms")
 
@@ -63,9 +69,10 @@ class LatencyMonitor:
         return sum(self.events.pop(e, None) is not None for e in dict.fromkeys(events))
 
     def doctor(self) -> str:
-        """LATENCY DOCTOR: one line per event with its spikes (Redis's wording), or Redis's all-clear."""
+        """LATENCY DOCTOR: one line per event with its spikes (Redis's wording), or Redis's all-clear (or its
+        "monitoring is disabled", when it is and nothing was recorded)."""
         if not self.events:
-            return NO_SPIKES
+            return DISABLED if not self.threshold_ms else NO_SPIKES
         lines = ["Dave, I have observed latency spikes in this Redis instance. You don't mind talking about it, "
                  "do you Dave?\n"]
         for number, (name, series) in enumerate(self.events.items(), 1):

@@ -82,6 +82,8 @@ class Monitors:
 
     def __init__(self, clock_ns: Callable[[], int], on_change: Callable[[bool], None]) -> None:
         self.clients: dict[Any, None] = {}
+        #: While above 0, nothing is fed (commands of a desired-plane transaction, shown when EXEC ran).
+        self.hold = 0
         self._clock_ns = clock_ns
         self._on_change = on_change
 
@@ -101,6 +103,8 @@ class Monitors:
 
     def feed(self, client: Any, argv: list[bytes]) -> None:
         """A command of ``client`` ran (or is about to, for a script)."""
+        if self.hold:
+            return
         self._send(line(self._clock_ns(), client.addr, redacted(argv)), client)
 
     def feed_script(self, argv: list[bytes]) -> None:

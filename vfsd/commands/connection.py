@@ -336,7 +336,7 @@ def client_kill(client: "Client", argv: list[bytes]) -> Any:
     return killed
 
 
-@command("no-evict", arity=3, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
+@command("no-evict", arity=3, flags="admin noscript loading stale", acl="@connection", group="connection", scope="node", parent="client",
          summary="Sets the client eviction mode of the connection.", since="7.0.0", arguments="ON|OFF")
 def client_no_evict(client: "Client", argv: list[bytes]) -> Any:
     # vfsd never evicts clients (output limits disconnect, as they do in Redis whatever this mode); the mode

@@ -108,7 +108,7 @@ def client_tracking(client: "Client", argv: list[bytes]) -> Any:
     if bcast and (optin or optout):
         raise ErrorReply("ERR OPTIN and OPTOUT are not compatible with BCAST")
     if optin and optout:
-        raise ErrorReply("ERR You can't use both OPTIN and OPTOUT")
+        raise ErrorReply("ERR You can't specify both OPTIN mode and OPTOUT mode")
     if old is not None and (optin and old.optout or optout and old.optin):
         raise ErrorReply("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and "
                          "then re-enabling it with a different mode.")

@@ -60,6 +60,25 @@ KEY_FLAGS: Final[dict[str, tuple[str, ...]]] = {name: groups for groups, names i
                                                  for name in names.split()}
 
 
+#: Commands whose keys follow a count of them, and where that count is (Redis's keynum key specs).
+NUMKEYS_AT: Final = {"zunionstore": 2, "zinterstore": 2, "zdiffstore": 2, "zunion": 1, "zinter": 1, "zdiff": 1,
+                     "zintercard": 1, "sintercard": 1, "lmpop": 1, "zmpop": 1, "blmpop": 2, "bzmpop": 2, "eval": 2,
+                     "evalsha": 2, "eval_ro": 2, "evalsha_ro": 2, "fcall": 2, "fcall_ro": 2}
+
+
+def keys_countable(full_name: str, call: list[bytes]) -> bool:
+    """Whether a keynum command's count names keys that are there (Redis finds no key at all otherwise: a
+    count that is not a number, below 1, or past the arguments)."""
+    at = NUMKEYS_AT.get(full_name)
+    if at is None:
+        return True
+    try:
+        count = int(call[at])
+    except (ValueError, IndexError):
+        return False
+    return 0 < count <= len(call) - at - 1
+
+
 def has_keys(full_name: str) -> bool:
     """False for commands whose only "keys" are not keys (shard channels), as Redis's doesCommandHaveKeys."""
     return KEY_FLAGS.get(full_name) != ("not_key",)

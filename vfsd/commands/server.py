@@ -13,10 +13,10 @@ from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
 from vfsd.commands.introspection import OrderedSetReply
 from vfsd.commands.keyflags import has_keys as has_key_args
-from vfsd.commands.keyflags import key_flags
+from vfsd.commands.keyflags import key_flags, keys_countable
 from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
-from vfsd.config import ALIASES, BY_NAME, BY_REDIS_NAME, ConfigError, coerce
+from vfsd.config import ALIASES, BY_REDIS_NAME, ConfigError, coerce
 from vfsd.glob import compile_glob, literal_prefix
 from vfsd.resp.types import OK, ErrorReply, SimpleString, Verbatim
 from vfsd.store.keyspace import prefix_end
@@ -124,7 +124,9 @@ def _keys_of_call(argv: list[bytes]) -> tuple[CommandSpec, list[int]]:
         raise ErrorReply("ERR The command has no key arguments")
     if not spec.arity_ok(len(call)):
         raise ErrorReply("ERR Invalid number of arguments specified for command")
-    if spec.key_positions is not None:
+    if not keys_countable(spec.full_name, call):
+        positions = []
+    elif spec.key_positions is not None:
         positions = spec.key_positions(call)
     else:
         last = spec.last_key if spec.last_key >= 0 else len(call) + spec.last_key
@@ -316,15 +318,18 @@ def config_get(client: "Client", argv: list[bytes]) -> dict[str, str]:
     values = client.node.config_values()
     values.update({k: v for k, v in COMPAT_CONFIG.items() if k not in values})
     out: dict[str, str] = {}
+    seen: set[str] = set()  # Redis's reply dict compares names without case
     for raw in argv[2:]:
         pattern = raw.decode(errors="replace")
         if not any(c in pattern for c in "[*?"):
-            if pattern not in out and pattern.lower() in values:
+            if pattern.lower() not in seen and pattern.lower() in values:
+                seen.add(pattern.lower())
                 out[pattern] = values[pattern.lower()]
             continue
         match = compile_glob(raw.lower())
         for name, value in values.items():
-            if name not in out and match(name.encode()) is not None:
+            if name not in seen and match(name.encode()) is not None:
+                seen.add(name)
                 out[name] = value
     return out
 
@@ -337,7 +342,7 @@ def config_set(client: "Client", argv: list[bytes]) -> Any:
     (a port nothing can listen on) every one goes back (``Node.apply_settings``)."""
     if len(argv) % 2 != 0:
         raise SYNTAX
-    raw: dict[str, bytes] = {}
+    raw: dict[str, bytes] = {}  # the name as Redis knows it (an alias stays an alias) -> value
     error: str | None = None
     for i in range(2, len(argv), 2):
         given = argv[i].decode(errors="replace")
@@ -349,19 +354,19 @@ def config_set(client: "Client", argv: list[bytes]) -> Any:
             continue
         elif setting is None or not setting.live:
             error = f"ERR CONFIG SET failed (possibly related to argument '{given}') - can't set immutable config"
-        elif setting.name in raw:
+        elif name in raw:
             error = f"ERR CONFIG SET failed (possibly related to argument '{given}') - duplicate parameter"
         else:
-            raw[setting.name] = argv[i + 1]
+            raw[name] = argv[i + 1]
     if error is not None:
         raise ErrorReply(error)
     changes: dict[str, Any] = {}
-    for name, value in raw.items():
-        setting = BY_NAME[name]
+    for name, value in raw.items():  # in order: a setting given under two names takes the later value
+        setting = BY_REDIS_NAME[ALIASES.get(name, name)]
         try:
-            changes[name] = coerce(setting, value.decode(errors="replace"))
+            changes[setting.name] = coerce(setting, value.decode(errors="replace"))
         except ConfigError as exc:
-            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{setting.redis_name}') - "
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - "
                              f"{exc.reason}") from None
     client.node.apply_settings(changes)
     return OK
