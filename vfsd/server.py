@@ -264,7 +264,8 @@ class Client(asyncio.Protocol):
         done = 0
         timer = self.node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
         slow_ns = timer.threshold_ns
-        started = perf_counter_ns() if slow_ns >= 0 else 0
+        clock = perf_counter_ns
+        started = clock() if slow_ns >= 0 else 0
         for argv in commands:
             done += 1
             mark = len(out)
@@ -278,8 +279,8 @@ class Client(asyncio.Protocol):
                     encode_into(out, part, self.proto)
                 produced += sum(map(len, out[mark:]))
             elif isinstance(reply, Future):
-                if slow_ns >= 0 and perf_counter_ns() - started >= slow_ns:
-                    timer.record(self, argv, perf_counter_ns() - started)
+                if slow_ns >= 0 and clock() - started >= slow_ns:
+                    timer.record(self, argv, clock() - started)
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
@@ -291,7 +292,7 @@ class Client(asyncio.Protocol):
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
                 produced += 16 if kind is SimpleString or kind is int or reply is None else sum(map(len, out[mark:]))
             if slow_ns >= 0:  # this command's time, its reply's encoding included
-                ended = perf_counter_ns()
+                ended = clock()
                 if ended - started >= slow_ns:
                     timer.record(self, argv, ended - started)
                 started = ended
