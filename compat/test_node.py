@@ -24,7 +24,7 @@ INSTALL_HINT = ("run `npm install --prefix compat/node` from the repository root
                 "where compat/node/package-lock.json exists; the lockfile is git-ignored)")
 
 #: Checks the script runs per protocol (RESP2 and RESP3); a dropped check must not go unnoticed.
-CHECKS_PER_PROTOCOL = 32
+CHECKS_PER_PROTOCOL = 33
 
 
 def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:

@@ -83,7 +83,8 @@ class VfsdProcess:
     def client(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client; RESP2 unless ``protocol=3`` is passed (redis-py 8 would default to RESP3)."""
         kwargs.setdefault("protocol", 2)
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kwargs)
+        kwargs.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

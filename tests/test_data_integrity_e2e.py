@@ -301,6 +301,7 @@ def test_a_clustered_node_opens_its_peer_port(node_factory) -> None:  # type: ig
 
     peer_port = free_port()
     node = node_factory("--peer-port", str(peer_port), "--seeds", f"127.0.0.1:{free_port()}")
-    with socket.create_connection(("127.0.0.1", peer_port), timeout=5):
-        pass
+    # The client port answers first; the peer port opens right after it.
+    wait_for(lambda: socket.create_connection(("127.0.0.1", peer_port), timeout=5).close() or True,
+             what="the peer port")
     assert node.client().config_get("peer-port")["peer-port"] == str(peer_port)

@@ -117,3 +117,18 @@ def test_python_m_vfsd_sim_raft_as_a_process() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "raft: 1 seeds, 0 failed" in done.stdout
+
+
+def test_it_catches_a_lease_granted_while_another_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease check has teeth: a state machine that grants a held lease is caught."""
+    real = RaftSimulation._apply_lease
+
+    def grant_anyway(self: RaftSimulation, proc: object, e: object, op: list, first: bool) -> object:
+        if op[0] == "lock":
+            slot = "lease:" + op[1]
+            proc.kv.pop(slot, None)  # type: ignore[attr-defined]
+        return real(self, proc, e, op, first)
+
+    monkeypatch.setattr(RaftSimulation, "_apply_lease", grant_anyway)
+    failure = _first_failure(range(40))
+    assert "lease safety" in failure.what

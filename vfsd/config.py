@@ -214,6 +214,9 @@ class Config:
         node_id = self.node_id or socket.gethostname()
         check_node_id(node_id)
         peer_port = self.peer_port
+        listed = parse_peers(self.peers).get(node_id) if self.peers else None
+        if listed is not None and not peer_port:  # --peers names this node's peer address: listen there,
+            peer_port = listed[1]  # unless --peer-port says otherwise (the listed one is then advertised)
         if not peer_port and 0 < self.port <= 65535 - 10000:
             peer_port = self.port + 10000
         return dataclasses.replace(

@@ -24,11 +24,13 @@ from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
 from vfsd.commands.dispatch import hold_general_path
+from vfsd.commands.locks import NodeLocks
 from vfsd.commands.scripting import NodeScripting
-from vfsd.config import ALIASES, SETTINGS, Config, SettingApplyError, parse_save_points
+from vfsd.config import ALIASES, SETTINGS, Config, SettingApplyError, parse_address, parse_peers, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
+from vfsd.desired.replicated import ClusterStartError, RaftPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
 from vfsd.durations import CommandTimer
 from vfsd.latency import LatencyMonitor
@@ -53,6 +55,9 @@ from vfsd.watch.history import WatchHistory
 from vfsd.watch.watchers import Watchers
 
 log = logging.getLogger(__name__)
+
+#: Bytes a replicated entry's frame adds around its data (message and entry fields, framing).
+ENTRY_FRAME_OVERHEAD = 64 << 10
 
 
 def _call_soon(callback: Callable[[], None]) -> None:
@@ -123,20 +128,38 @@ class Node:
         sink = self.notifier
         self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
-        self.planes: dict[str, Any] = {
-            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "log": DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+        #: A node started with --peers or --join replicates its desired plane by Raft; otherwise the
+        #: desired plane is a one-voter log on this node (vfsd.desired.plane), as a standalone node's.
+        self.raft_member = bool(cfg.peers or cfg.join)
+        desired: Any
+        if self.raft_member:
+            desired = RaftPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+                                cluster_id=cfg.cluster_id, initial_peers=parse_peers(cfg.peers) if cfg.peers else {},
+                                join=parse_address(cfg.join, "join") if cfg.join else None,
+                                max_entry_bytes=cfg.peer_max_frame_bytes - ENTRY_FRAME_OVERHEAD,
                                 snapshot_every_entries=cfg.snapshot_every_entries,
                                 segment_max_bytes=cfg.wal_segment_max_bytes,
                                 script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router,
-                                replay_sink=self.desired_feed.replay),
+                                replay_sink=self.desired_feed.replay,
+                                on_snapshot_installed=self.desired_state_installed)
+        else:
+            desired = DesiredPlane(self.keyspace, cfg.node_id, self.desired_feed, cfg.data_dir, sorted(log_roots),
+                                   snapshot_every_entries=cfg.snapshot_every_entries,
+                                   segment_max_bytes=cfg.wal_segment_max_bytes,
+                                   script_max_memory_bytes=cfg.script_max_memory_bytes, router=self.router,
+                                   replay_sink=self.desired_feed.replay)
+        self.planes: dict[str, Any] = {
+            "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "log": desired,
         }
         self.desired_feed.machine = self.planes["log"].machine
         self.local_plane = self.planes["local"]
         #: EVAL/FCALL: the node's Lua runtime and busy-script handling (vfsd.commands.scripting).
         self.scripting = NodeScripting(self)
-        self.planes["log"].after_apply = self.scripting.busy.finish
+        #: Lock waiters, sessions and holders on this node (vfsd.commands.locks).
+        self.locks = NodeLocks(self)
+        self.planes["log"].after_apply = self._after_desired_apply
         #: Dumps of the local and active planes (the desired plane keeps its own log).
         self.saver = Saver(self.keyspace, self.local_plane, self.planes["eventual"], sorted(log_roots), cfg.data_dir,
                            cfg.node_id, self.now_ms)
@@ -186,8 +209,14 @@ class Node:
         except DataDirError as exc:
             self.data_dir.release()
             raise StartupError(str(exc)) from None
+        desired = self.planes["log"]
+        if self.raft_member:
+            desired.member_id, desired.boots = self.identity.member_id, self.identity.boots
         try:
-            self.planes["log"].open()
+            desired.open()
+        except ClusterStartError as exc:
+            self.data_dir.release()
+            raise StartupError(str(exc)) from None
         except (LogCorruption, SnapshotCorruption, HardStateCorruption) as exc:
             self.data_dir.release()
             raise StartupError(f"desired-state data is damaged, refusing to start: {exc}") from None
@@ -241,13 +270,25 @@ class Node:
         """Open the peer port (Raft and gossip register their message families on ``self.peers``)."""
         assert self.identity is not None
         config = dataclasses.replace(self.config, peer_port=self.peer_port)
-        self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id)
+        # The address --peers gives this node is what peers reach it at (it may differ from where it
+        # listens: a forwarded port, a proxy); otherwise its own bind address and peer port.
+        listed = parse_peers(config.peers).get(config.node_id) if config.peers else None
+        advertise = f"{listed[0]}:{listed[1]}" if listed is not None else None
+        self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id, advertise=advertise)
         try:
             await self.peers.start()
         except OSError as exc:
             raise StartupError(f"cannot listen on peer port {self.config.bind}:{self.peer_port}: {exc.strerror}") \
                 from None
         self.peer_port = self.settings.peer_port = self.peers.port
+        if self.raft_member:
+            desired = self.planes["log"]
+            desired.advertised_address = self.peers.advertised
+            try:
+                desired.start(self.peers)
+            except ClusterStartError as exc:
+                await self.peers.stop()
+                raise StartupError(str(exc)) from None
 
     def request_shutdown(self, *, save: bool | None) -> None:
         """SHUTDOWN: ask whoever runs the node to stop it (``save`` as for ``stop``)."""
@@ -282,6 +323,12 @@ class Node:
         self.data_dir.release()
         log.info("vfsd node %s stopped", self.config.node_id)
 
+    def _after_desired_apply(self) -> None:
+        """After each applied desired entry: end a busy script's polling, answer granted lock waiters."""
+        self.scripting.busy.finish()
+        if self.planes["log"].machine.leases.granted:
+            self.locks.after_apply()
+
     # -- expiry -----------------------------------------------------------------
 
     #: How often the cron samples INFO's rates and memory peak (Redis's ``hz``).
@@ -313,6 +360,13 @@ class Node:
             if group != "log":
                 plane.ctx.now_ms = now
                 plane.ctx.lookup(key)  # deletes and raises "expired"
+                continue
+            if not plane.may_expire:  # only a Raft leader proposes expiry; followers read the key as missing
+                self.keyspace.due_again(key)
+                continue
+            clock = getattr(plane, "entry_clock_ms", None)
+            if clock is not None and self.keyspace.expires.get(key, 0) > clock():
+                self.keyspace.due_again(key)  # not due yet by the time the entry would carry (leases)
                 continue
             entry = self.keyspace.get(key)
             if entry is None or key in self._expiring:

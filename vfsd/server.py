@@ -35,7 +35,7 @@ from collections import deque
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from vfsd.commands.dispatch import dispatch
+from vfsd.commands.dispatch import desired_write, dispatch
 from vfsd.commands.introspection import connection_closed, last_command_name
 from vfsd.commands.observe import ClientModes
 from vfsd.commands.pubsub import Replies
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from vfsd.node import Node
 
 log = logging.getLogger(__name__)
+
+#: Most pipelined desired writes of one connection gathered into one log entry.
+PIPELINE_MAX = 1024
 Future = asyncio.Future
 
 _ids = itertools.count(1)
@@ -128,6 +131,9 @@ class Client(asyncio.Protocol):
         #: Subscribed to anything (a channel, pattern, shard channel or VFS.WATCH): kept by the pubsub
         #: commands, since dispatch's fast path reads it on every command.
         self.subscribed = False
+        #: READONLY: desired-path reads are served from this node's state as it is (possibly stale),
+        #: without a linearizable read round, until READWRITE (as on a Redis Cluster replica).
+        self.readonly = False
         self.backlog: deque[list[bytes]] = deque()
         self.waiting: asyncio.Future[Any] | None = None
         self.closing = False
@@ -183,6 +189,9 @@ class Client(asyncio.Protocol):
         self.unsubscribe_all()
         self.unwatch_all()
         self.node.blocking.drop(self)
+        locks = self.node.locks
+        if self.id in locks.held or self.id in locks.sessions or locks.waiting:
+            locks.client_closed(self)
         if self.tracking is not None or self.modes.monitor:
             connection_closed(self)
         if self.waiting is not None:
@@ -281,6 +290,8 @@ class Client(asyncio.Protocol):
             elif isinstance(reply, Future):
                 if slow_ns >= 0 and clock() - started >= slow_ns:
                     timer.record(self, argv, clock() - started)
+                if done < len(commands) and desired_write(self, argv):
+                    reply, done = self._pipeline(reply, commands, done)
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
                 self._pause_reading()
@@ -323,6 +334,34 @@ class Client(asyncio.Protocol):
         elif self._output_paused and not self._write_paused:
             # The transport is below its high-water mark already: nothing to wait for.
             asyncio.get_running_loop().call_soon(self._unpause)
+
+    def _pipeline(self, first: Future[Any], commands: list[list[bytes]], done: int) -> tuple[Future[Any], int]:
+        """The desired writes that follow a desired write in this batch are proposed at once, in one
+        entry with it (the plane's batch), instead of one after the other's commit: one future for
+        all their replies, written in order. A command of any other kind ends the run and waits."""
+        futures: list[Any] = [first]
+        plane = self.node.planes["log"]
+        plane.begin_batch()
+        try:
+            while done < len(commands) and desired_write(self, commands[done]) and len(futures) < PIPELINE_MAX:
+                futures.append(dispatch(self, commands[done]))
+                done += 1
+        finally:
+            plane.end_batch()
+        if len(futures) == 1:
+            return first, done
+        whole: Future[Any] = asyncio.get_running_loop().create_future()
+        remaining = [sum(1 for f in futures if isinstance(f, Future))]
+
+        def one_done(_f: Future[Any]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and not whole.done():
+                whole.set_result(Replies(f.result() if isinstance(f, Future) else f for f in futures))
+
+        for f in futures:
+            if isinstance(f, Future):
+                f.add_done_callback(one_done)
+        return whole, done
 
     def _over_limit(self, batch_bytes: int, now_ms: int) -> bool:
         """Mid-batch look at the limits; True when the batch must stop (cut off, or paused at the soft limit)."""
@@ -407,13 +446,10 @@ class Client(asyncio.Protocol):
             return
         reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
         out: list[bytes] = []
-        if type(reply) is ErrorReply:
-            self.node.stats.count_error(str(reply))
-        if type(reply) is Replies:  # several, or none (a reply CLIENT REPLY dropped)
-            for part in reply:
-                encode_into(out, part, self.proto)
-        else:
-            encode_into(out, reply, self.proto)
+        for part in reply if type(reply) is Replies else (reply,):  # several (a pipeline), or none (dropped)
+            if type(part) is ErrorReply:
+                self.node.stats.count_error(str(part))
+            encode_into(out, part, self.proto)
         self._write(out, self.node.tick())
         if self.closing:
             return

@@ -329,6 +329,16 @@ async function scenarios(protocol) {
       assert.equal(await r.releaseLock(key, "token-c"), 1);
     });
   }
+  await check(`${p} LOCK.ACQUIRE / LOCK.RELEASE with fencing tokens`, async () => {
+    const key = `/lk/node/${p}-fenced`;
+    const first = await r.call("LOCK.ACQUIRE", key, "a", 5000);
+    assert.ok(Number.isInteger(first) && first > 0, `token ${first}`);
+    assert.equal(await r.call("LOCK.ACQUIRE", key, "b", 5000), null);
+    assert.equal(await r.call("LOCK.RELEASE", key, "a"), 1);
+    const second = await r.call("LOCK.ACQUIRE", key, "b", 5000);
+    assert.ok(second > first, `tokens ${first} then ${second}`);
+    assert.equal(await r.call("LOCK.RELEASE", key, "b"), 1);
+  });
 
   await check(`${p} VFS.LS and VFS.STAT`, async () => {
     const dir = `/ctx/node/${p}/vfs`;

@@ -57,7 +57,22 @@ def reset(client: "Client", argv: list[bytes]) -> Any:
     client.name = b""
     client.proto = 2
     client.authenticated = not client.node.settings.requirepass
+    client.readonly = False
     return SimpleString("RESET")
+
+
+@command("readonly", arity=1, flags="fast loading stale", acl="@keyspace", group="cluster", scope="node",
+         summary="Serves desired-path reads from this node's state without a linearizable read round.")
+def readonly(client: "Client", argv: list[bytes]) -> Any:
+    client.readonly = True
+    return OK
+
+
+@command("readwrite", arity=1, flags="fast loading stale", acl="@keyspace", group="cluster", scope="node",
+         summary="Makes desired-path reads linearizable again (the default).")
+def readwrite(client: "Client", argv: list[bytes]) -> Any:
+    client.readonly = False
+    return OK
 
 
 @command("select", arity=2, flags="fast", acl="@connection", group="connection", scope="node",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vfsd.commands.blocking import Block
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
+from vfsd.commands.locks import is_lease_path
 from vfsd.commands.observe import observed
 from vfsd.commands.table import MONITOR_AFTER, MONITOR_BEFORE, TABLE, CommandSpec
 from vfsd.paths import GROUP, PLANE_NAMES, PathError
@@ -139,14 +140,84 @@ def refusal(node: Any, spec: CommandSpec, argv: list[bytes]) -> ErrorReply | Non
     return probe(spec.handler, argv, node.clock_ms, node.settings.max_bulk_bytes)
 
 
-def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+def propose(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client | None" = None) -> Any:
     """Propose a write to a deferred (log) plane: refused at once if its arguments are wrong
     (``refusal``), else one entry carrying the string limit it must apply with, so every
-    replica applies it the same whatever its own settings."""
+    replica applies it the same whatever its own settings. Lease paths get the lock rules
+    (vfsd.commands.locks): EXPIRE/PEXPIRE extend only for the holder's connection."""
     refused = refusal(node, spec, argv)
     if refused is not None:
         return refused
+    if client is not None and len(argv) > 1 and is_lease_path(node, argv[1]):
+        return _propose_lease(node, plane, spec, argv, client)
     return plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
+
+
+def _propose_lease(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client") -> Any:
+    name = argv[0].lower()
+    if name in (b"expire", b"pexpire", b"expireat", b"pexpireat", b"persist"):
+        op = node.locks.rewrite_expire(client, argv)
+        if not isinstance(op, list):
+            return op
+        return plane.submit([op], node.clock_ms)
+    future = plane.submit([argv], node.clock_ms, max_bulk_bytes=node.settings.max_bulk_bytes)
+    if name == b"set" and b"NX" in (a.upper() for a in argv[3:]):
+        def granted(f: asyncio.Future[Any]) -> None:
+            if f.result() is not None and not isinstance(f.result(), ErrorReply):
+                node.locks.granted_here(client, argv[1], argv[2])
+        future.add_done_callback(granted)
+    return future
+
+
+def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+    """A read of a replicated desired path: run it once the plane's read barrier (ReadIndex, then
+    the applied index reaching it) says every write committed before the read began is applied
+    here. A lone leading voter needs none: the reply is immediate."""
+    barrier = plane.read_barrier()
+    if barrier is None:
+        ctx = plane.ctx
+        ctx.now_ms = node.clock_ms
+        ctx.reading = True
+        return spec.handler(ctx, argv)
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def run(done: asyncio.Future[None]) -> None:
+        if reply.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            reply.set_result(exc if isinstance(exc, ErrorReply) else ErrorReply(f"ERR {exc}"))
+            return
+        ctx = plane.ctx
+        ctx.now_ms = node.now_ms()
+        ctx.reading = True
+        try:
+            reply.set_result(spec.handler(ctx, argv))
+        except ErrorReply as err:
+            reply.set_result(err)
+        except Exception as exc2:  # a bug must cost one reply, never the node
+            log.exception("command %r failed", argv[0][:64])
+            reply.set_result(ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc2}"))
+
+    barrier.add_done_callback(run)
+    return reply
+
+
+def desired_write(client: "Client", argv: list[bytes]) -> bool:
+    """Whether ``argv`` is a plain one-key write to a desired path (the fast path's kind), which
+    may be pipelined behind another such write of the same connection."""
+    spec = FAST.get(argv[0])
+    if spec is None or not spec.is_write or not client.authenticated or client.multi is not None \
+            or client.subscribed or client.observed or len(argv) < 2:
+        return False
+    key = argv[1]
+    if key[:1] != b"/":
+        return False
+    node = client.node
+    try:
+        return node.plane_for[node.router.plane_of(key, node.keyspace.data)].deferred
+    except PathError:
+        return False
 
 
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
@@ -166,8 +237,11 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                     plane = node.local_plane
                 else:
                     plane = node.plane_for[node.router.plane_of(key, node.keyspace.data)]
-                if spec.is_write and plane.deferred:
-                    return propose(node, plane, spec, argv)
+                if plane.deferred:
+                    if spec.is_write:
+                        return propose(node, plane, spec, argv, client)
+                    if plane.linearizable and not client.readonly:
+                        return read_linearizably(node, plane, spec, argv)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
                 ctx.reading = not spec.is_write
@@ -252,7 +326,10 @@ def _run(client: "Client", node: Any, spec: CommandSpec, argv: list[bytes]) -> A
                 if refused is not None:
                     return refused
                 return node.blocking.submit(client, spec, argv, plane)
-            return propose(node, plane, spec, argv)
+            return propose(node, plane, spec, argv, client)
+        if plane.deferred and plane.linearizable and not spec.is_write and not client.readonly \
+                and not spec.is_blocking and not node.blocking.hold:
+            return read_linearizably(node, plane, spec, argv)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
         ctx.reading = not spec.is_write

@@ -2,12 +2,14 @@
 
 from vfsd.commands import (  # noqa: F401
     bits,
+    cluster,
     connection,
     hashes,
     introspection,
     json,
     keys,
     lists,
+    locks,
     multi,
     persistence,
     pubsub,

@@ -171,7 +171,7 @@ def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
 # -- INFO ------------------------------------------------------------------------
 
 INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats",
-                 "cluster", "keyspace", "vfsd")
+                 "cluster", "keyspace", "vfsd", "raft")
 #: Keys with a TTL sampled for INFO keyspace's avg_ttl (an estimate, as Redis's is).
 AVG_TTL_SAMPLE = 1000
 
@@ -272,7 +272,37 @@ def info_text(client: "Client", wanted: set[str]) -> str:
                        "watch_history_bytes": history.bytes, "watch_history_dropped_revisions": history.dropped_revisions,
                        "vfs_watches": node.watchers.count})
         sections.append("# Vfsd\r\n" + _fields(fields))
+    if want("raft"):
+        sections.append("# Raft\r\n" + _fields(raft_fields(node)))
     return "\r\n".join(sections)
+
+
+def raft_fields(node: Any) -> dict[str, Any]:
+    """INFO raft: this member's view of the desired plane's Raft group (a standalone node is a
+    one-voter group that always leads)."""
+    plane = node.planes["log"]
+    if not node.raft_member:
+        applied = plane.machine.applied_index
+        return {"raft_enabled": 0, "node_name": node.settings.node_id, "role": "leader", "term": 1, "leader_id": node.settings.node_id,
+                "commit_index": applied, "applied_index": applied, "last_log_index": applied,
+                "snapshot_index": plane.snapshot_index, "voters": 1, "learners": 0}
+    st = plane.status()
+    leader = st.get("leader_id")
+    names = {m.member_id: m.name for m in plane.members()}
+    fields: dict[str, Any] = {
+        "raft_enabled": 1, "node_name": node.settings.node_id, "member_id": st["member_id"], "cluster_id": st["cluster_id"], "role": st["role"],
+        "term": st["term"], "leader_id": leader or "", "leader_name": names.get(leader, "") if leader else "",
+        "commit_index": st["commit_index"], "applied_index": st["applied_index"], "last_log_index": st["last_index"],
+        "snapshot_index": st["snapshot_index"], "voters": len(st["voters"]), "learners": len(st["learners"]),
+    }
+    for key, value in plane.stats.items():
+        fields[f"raft_{key}"] = value
+    for i, m in enumerate(sorted(plane.members(), key=lambda m: m.name)):
+        fields[f"member{i}"] = f"id={m.member_id},name={m.name},address={m.address},role={plane.role_of(m.member_id)}"
+    for member_id, pr in st.get("progress", {}).items():
+        fields[f"peer_{names.get(member_id, member_id)}"] = (f"id={member_id},state={pr['state']},match={pr['match']},"
+                                                             f"lag={pr['lag']}")
+    return fields
 
 
 def _avg_ttl_ms(db: Any, now_ms: int) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from vfsd import codec
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.desired.log import LogCorruption, LogEntry, WriteAheadLog
-from vfsd.desired.machine import StateMachine, encode_entry
+from vfsd.desired.machine import StateMachine, entry_body, pack_pieces
 from vfsd.desired.snapshot import Snapshot, SnapshotCorruption, SnapshotStore
 from vfsd.paths import Router
 from vfsd.resp.types import ErrorReply
@@ -50,6 +50,9 @@ def check_own_files(directory: str) -> None:
 class DesiredPlane:
     name = "log"
     deferred = True
+    #: One voter: every write goes through this node, so local reads are linearizable as they are.
+    linearizable = False
+    may_expire = True
 
     def __init__(self, db: Keyspace, origin: str, sink: ChangeSink, data_dir: str, log_roots: list[bytes], *,
                  snapshot_every_entries: int = 10000, segment_max_bytes: int = 64 << 20,
@@ -66,7 +69,7 @@ class DesiredPlane:
         #: Change events of the log replay at start-up go here (the watch history), not to ``sink``.
         self._replay_sink: ChangeSink = replay_sink or _quiet
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfsd-wal")
-        self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[bytes | list[bytes], dict[str, Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._failed: str | None = None
         self.wal: WriteAheadLog | None = None
@@ -126,6 +129,13 @@ class DesiredPlane:
 
     # -- writes -----------------------------------------------------------------
 
+    def begin_batch(self) -> None:
+        """A connection's pipelined writes follow (see RaftPlane); here each is its own entry
+        already, and every entry proposed in one event-loop iteration shares one fsync."""
+
+    def end_batch(self) -> None:
+        return None
+
     def submit(self, ops: list[list[bytes]], now_ms: int, *, transaction: bool = False,
                watches: list[tuple[bytes, int | None]] | None = None,
                max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> asyncio.Future[Any]:
@@ -134,8 +144,9 @@ class DesiredPlane:
         if self._failed is not None:
             future.set_result(ErrorReply(f"ERR desired-state log unavailable: {self._failed}"))
             return future
-        self._pending.append((encode_entry(ops, now_ms, self.origin, transaction=transaction, watches=watches,
-                                           max_bulk_bytes=max_bulk_bytes), future))
+        body = entry_body(ops, now_ms, self.origin, transaction=transaction, watches=watches,
+                          max_bulk_bytes=max_bulk_bytes)
+        self._pending.append((pack_pieces(body), body, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         return future
@@ -147,20 +158,20 @@ class DesiredPlane:
         while self._pending:
             batch, self._pending = self._pending, []
             first = wal.last_index + 1
-            entries = [LogEntry(first + i, TERM, data) for i, (data, _) in enumerate(batch)]
+            payloads = [(first + i, data) for i, (data, _, _) in enumerate(batch)]
             try:
-                await loop.run_in_executor(self._executor, self._persist, entries)
+                entries = await loop.run_in_executor(self._executor, self._persist, payloads)
             except Exception as exc:  # fsync failure: the log can no longer be trusted (fsyncgate)
                 log.critical("desired-state log write failed, refusing further writes: %s", exc)
                 self._failed = str(exc)
-                for _, future in batch + self._pending:
+                for _, _, future in batch + self._pending:
                     if not future.done():
                         future.set_result(ErrorReply(f"ERR desired-state log unavailable: {exc}"))
                 self._pending = []
                 return
             self.fsyncs += 1
-            for entry, (_, future) in zip(entries, batch):
-                reply = self.machine.apply(entry.index, entry.data)
+            for entry, (_, body, future) in zip(entries, batch):
+                reply = self.machine.apply(entry.index, entry.data, body=body)
                 if self.after_apply is not None:
                     self.after_apply()
                 if not future.done():
@@ -181,10 +192,13 @@ class DesiredPlane:
             log.error("applying %r at index %d failed", name, index, exc_info=exc)
         failures.clear()
 
-    def _persist(self, entries: list[LogEntry]) -> None:
+    def _persist(self, payloads: list[tuple[int, bytes | list[bytes]]]) -> list[LogEntry]:
+        """On the writer thread: join any large entry's pieces (here, off the event loop), append, fsync."""
         assert self.wal is not None
+        entries = [LogEntry(index, TERM, data if type(data) is bytes else b"".join(data)) for index, data in payloads]
         self.wal.append(entries)
         self.wal.sync()
+        return entries
 
     async def _snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         index = self.machine.applied_index

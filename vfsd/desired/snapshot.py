@@ -113,6 +113,14 @@ class SnapshotStore:
         """Indexes of the snapshot files present, newest first (valid or not)."""
         return [index for index, _ in self._listed()]
 
+    def read(self, index: int) -> Snapshot | None:
+        """The snapshot saved at ``index`` if it is still kept and valid, else None."""
+        for kept, path in self._listed():
+            if kept == index:
+                found = _read_snapshot(path, index)
+                return found if isinstance(found, Snapshot) else None
+        return None
+
     def load(self) -> Snapshot | None:
         """The newest valid snapshot; None when there is none at all.
 

@@ -555,8 +555,13 @@ class PeerTransport:
         loop = self._loop
         return (loop.time() if loop is not None else time.monotonic()) * 1000
 
-    def _advertised(self) -> str:
+    @property
+    def advertised(self) -> str:
+        """``host:port`` peers reach this node at (what its HELLO announces)."""
         return self._advertise if self._advertise is not None else f"{self.bind}:{self.port}"
+
+    def _advertised(self) -> str:
+        return self.advertised
 
     def _hello(self, nonce: bytes) -> Hello:
         return Hello(version=PROTOCOL_VERSION, cluster_id=self.cluster_id, node_id=self.node_id,

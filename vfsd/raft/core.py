@@ -386,6 +386,7 @@ class RaftCore:
         self._snapshot_cache: tuple[SnapshotMeta, bytes] | None = None
         self._commit_told_to: dict[str, int] = {}  # leader: commit index each follower was last told
         self._commit_flushed = -1  # leader: commit index when commit notices were last considered
+        self._match_moved = False  # leader: a follower's match index moved since then
         # Output accumulated for the next Ready.
         self._outbox: list[Message] = []
         self._forward_proposals: list[Proposal] = []
@@ -1072,6 +1073,7 @@ class RaftCore:
             return None
         if not pr.acknowledge(m.index):
             return None  # old news: a duplicate, or overtaken by a later answer
+        self._match_moved = True
         if pr.state is FlowState.PROBE:
             pr.become_replicate()
         elif pr.state is FlowState.SNAPSHOT and pr.match >= pr.snapshot_index:
@@ -1428,9 +1430,13 @@ class RaftCore:
 
     def _step_forwarded(self, m: Message) -> str | None:
         if isinstance(m, Propose):
-            if self.role is Role.LEADER:
+            if self.role is Role.LEADER and m.term == self.term:
                 refused = self._accept_proposals(m.sender, m.proposals)
             else:
+                # Only the leader of the term it was forwarded in may append a proposal: one that
+                # reaches a later leader (delayed across a reconnection) is refused, so once an
+                # entry of a later term commits, the proposer knows the proposal never will, and
+                # may propose it again without risking a duplicate.
                 reason = NOT_LEADER if self.leader_id is not None else NO_LEADER
                 refused = []
                 for p in m.proposals:
@@ -1531,9 +1537,12 @@ class RaftCore:
                     self._send_appends_while_possible(pr)
         if self.reads.round_wanted:
             self._broadcast_read_round()
-        if log.commit == self._commit_flushed:
+        if log.commit == self._commit_flushed and not self._match_moved:
             return
         self._commit_flushed = log.commit
+        self._match_moved = False
+        # A follower's acknowledgement may arrive after the commit it completes (another one made
+        # the majority): it is told then, not at the next heartbeat.
         told = self._commit_told_to
         for pr in self.progress.values():
             if pr.member_id == self.member_id:

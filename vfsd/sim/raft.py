@@ -252,6 +252,9 @@ class RaftSimulation:
         self.committed_term: dict[int, int] = {}
         self.max_committed = 0
         self.applied_at: dict[int, tuple[Any, ...]] = {}
+        #: Leases as the committed log grants them, path -> (owner, token, deadline by entry time,
+        #: released): the check that no two holders overlap (_check_lease).
+        self.lease_log: dict[str, tuple[str, int, int, bool]] = {}
         self.state_at: dict[int, int] = {}
         # Omniscience for the history: which proposal each write is, and when (and with
         # what result) its entry was first applied anywhere.
@@ -489,6 +492,8 @@ class RaftSimulation:
                 result = proc.kv.get(op[1]) == op[2]
                 if result:
                     proc.kv[op[1]] = op[3]
+            elif op[0] in ("lock", "unlock"):
+                result = self._apply_lease(proc, e, op, first=known is identity)
         self._check_state(proc, e.index, "apply")
         self.first_applied.setdefault((e.origin, e.seq), (self.now, result))
         if e.origin == proc.member_id:
@@ -499,6 +504,47 @@ class RaftSimulation:
                 del proc.conf_proposals[e.seq]
                 self.report.conf_changes += 1
                 self._conf_done(proc.member_id, e.seq)
+
+    def _apply_lease(self, proc: _Process, e: Entry, op: list[Any], first: bool) -> Any:
+        """A lease, as vfsd.desired.leases grants them: measured on the entry's (leader-stamped)
+        time, its fencing token the granting entry's index, kept by the holder's extensions."""
+        path, owner = op[1], op[2]
+        slot = "lease:" + path
+        held = proc.kv.get(slot)
+        cur_owner, cur_token, deadline = (held.split("|") if held else ("", "0", "0"))
+        live = held is not None and int(deadline) > e.time_ms
+        if op[0] == "unlock":
+            if live and cur_owner == owner:
+                del proc.kv[slot]
+                if first:
+                    self.lease_log[path] = (owner, int(cur_token), int(deadline), True)
+                return True
+            return False
+        if live and cur_owner != owner:
+            return None
+        token = int(cur_token) if live else e.index
+        proc.kv[slot] = f"{owner}|{token}|{e.time_ms + op[3]}"
+        if first:
+            self._check_lease(path, owner, token, e)
+        return token
+
+    def _check_lease(self, path: str, owner: str, token: int, e: Entry) -> None:
+        prev = self.lease_log.get(path)
+        if prev is not None:
+            p_owner, p_token, p_deadline, released = prev
+            if p_owner != owner and not released and e.time_ms < p_deadline:
+                raise self._fail(f"lease safety: {owner} granted {path} at {e.time_ms} (index {e.index}) while "
+                                 f"{p_owner} holds it until {p_deadline}")
+            extended = p_owner == owner and not released and e.time_ms < p_deadline
+            if extended and token != p_token:
+                raise self._fail(f"lease safety: {owner}'s extension of {path} changed its token")
+            if not extended and token <= p_token:
+                raise self._fail(f"lease safety: fencing token {token} for {path} is not above {p_token}")
+        self.lease_log[path] = (owner, token, self._lease_deadline(e), False)
+
+    def _lease_deadline(self, e: Entry) -> int:
+        op = msgpack.unpackb(e.data, raw=False)
+        return e.time_ms + op[3]
 
     def _check_state(self, proc: _Process, index: int, what: str) -> None:
         digest = hash(tuple(sorted(proc.kv.items())))
@@ -649,6 +695,13 @@ class RaftSimulation:
                 pid = core.propose(msgpack.packb(["set", key, value]), now)
                 proc.proposals[pid.seq] = (handle, "set")
                 self.handle_of[pid] = handle
+            elif kind < 0.45:
+                # Leases on two paths, for the lease-safety check (not part of the register history).
+                path = rng.choice(("L0", "L1"))
+                owner = f"{proc.name}.{rng.randint(0, 1)}"
+                op = ["lock", path, owner, rng.choice((50, 200, 1000))] if rng.random() < 0.7 else \
+                    ["unlock", path, owner]
+                core.propose(msgpack.packb(op), now)
             elif kind < 0.6:
                 expected = proc.kv.get(key)
                 value = f"v{self.report.client_ops}"
