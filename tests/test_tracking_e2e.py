@@ -434,3 +434,36 @@ def test_many_tracking_clients_and_a_disconnect_mid_stream(server: VfsdProcess, 
             assert conn.read() == push(b"shared")
             conn.close()
     assert r.ping()
+
+
+# -- a cluster: changes applied from another node's log ------------------------------------------------
+
+
+def test_a_desired_write_on_another_node_invalidates(tmp_path: object) -> None:
+    """The desired plane on Raft: a key tracked on one node is invalidated by an entry another node proposed,
+    as the entry applies there (and by the leader's expiry entry, applied on every node)."""
+    from tests.cluster_harness import Cluster
+
+    cluster = Cluster(tmp_path, 3).start()  # type: ignore[arg-type]
+    try:
+        leader = cluster.wait_leader()
+        follower = [n for n in cluster.names if n != leader][0]
+        other = [n for n in cluster.names if n not in (leader, follower)][0]
+        writer = cluster.client(other)
+        for name in (follower, leader):
+            writer.set("/ctx/remote", "v1")
+            conn = tracking_conn(cluster.nodes[name].port)
+            assert conn.call(["GET", "/ctx/remote"]) == b"$2\r\nv1\r\n"  # a linearizable read, remembered
+            writer.set("/ctx/remote", f"v-{name}")
+            assert conn.read() == push(b"/ctx/remote")
+            writer.set("/ctx/exp", "x", px=1500)
+            wait_for(lambda conn=conn: conn.call(["GET", "/ctx/exp"]) == b"$1\r\nx\r\n", what="the expiring key")
+            assert conn.read() == push(b"/ctx/exp")  # the leader's expiry entry, applied on this node
+            conn.close()
+        bcast = tracking_conn(cluster.nodes[follower].port, "BCAST", "PREFIX", "/ctx/b/")
+        cluster.client(leader).mset({"/ctx/b/1": 1, "/ctx/b/2": 2})
+        assert bcast.read() == push(b"/ctx/b/1", b"/ctx/b/2")
+        bcast.close()
+        writer.close()
+    finally:
+        cluster.close()

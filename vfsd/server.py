@@ -692,6 +692,8 @@ class Client(asyncio.Protocol):
             flags += "d"
         if self.closing:
             flags += "c"
+        if self.readonly:
+            flags += "r"
         if modes.no_evict:
             flags += "e"
         if modes.no_touch:
