@@ -16,17 +16,32 @@ place they are listed; compat/DIFFERENCES.md explains each). It also
 subscribes to every keyspace notification on both servers and requires the
 same events, in the same order, after every sequence.
 
+Connection and introspection. Each sequence's connection also runs with
+CLIENT TRACKING on (some sequences: default, OPTIN, OPTOUT, NOLOOP or BCAST
+modes; on the desired plane BCAST only), and the invalidation pushes it gets
+(set aside by ``Conn.read`` as they come) must be the same list on both
+servers. A MONITOR connection on each server records the sequence's commands,
+and their lines (times and addresses left out, RESTORE's payload masked) must
+be the same too. ``INTROSPECTION`` steps are mixed in: CLIENT TRACKING's
+errors, TRACKINGINFO, GETREDIR, CACHING, CLIENT REPLY OFF/SKIP runs (``Quiet``),
+CLIENT PAUSE and NO-EVICT, CONFIG GET of settings both servers hold alike and
+CONFIG SET's all-or-nothing errors, COMMAND GETKEYS/GETKEYSANDFLAGS of the
+sequence's own commands, SLOWLOG (switched off on both), LATENCY, MEMORY USAGE
+and INFO of an unknown section. The harness's own look-ups go through separate
+``probe`` connections, so they neither track keys nor show in the compared
+MONITOR lines.
+
 A failure raises ``Mismatch`` with the seed, the command and both replies;
 ``python -m compat.differential --seed N`` replays one sequence and prints it.
 The harness is command-agnostic: ``COMMANDS`` is a table of generators and
-``COMPARE`` a table of comparison modes, so the introspection commands can be
-added as rows.
+``COMPARE`` a table of comparison modes.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import socket
 import sys
 import time
@@ -53,10 +68,15 @@ class Reply:
 class Conn:
     """A blocking socket speaking RESP, returning replies with their raw bytes."""
 
-    def __init__(self, port: int, timeout_s: float = 10.0) -> None:
+    def __init__(self, port: int, timeout_s: float = 10.0, *, divert_pushes: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
         self.buf = b""
         self.pos = 0
+        #: RESP3 pushes (client-side caching invalidations) set aside by ``read`` when ``divert_pushes``.
+        self.divert_pushes = divert_pushes
+        self.pushes: list[bytes] = []
+        host, port_ = self.sock.getsockname()[:2]
+        self.addr = f"{host}:{port_}".encode()
 
     def close(self) -> None:
         self.sock.close()
@@ -91,9 +111,13 @@ class Conn:
         return data
 
     def read(self) -> Reply:
-        chunks: list[bytes] = []
-        tree = self._parse(chunks)
-        return Reply(b"".join(chunks), tree)
+        while True:
+            chunks: list[bytes] = []
+            tree = self._parse(chunks)
+            if tree[0] == ">" and self.divert_pushes:
+                self.pushes.append(b"".join(chunks))
+                continue
+            return Reply(b"".join(chunks), tree)
 
     def _parse(self, chunks: list[bytes]) -> tuple[str, Any]:
         line = self._line()
@@ -183,7 +207,7 @@ def encoding(r: Reply, v: Reply, argv: list[bytes], h: "Harness") -> bool:
     if r.tree[0] != "$" or v.tree[0] != "$":
         return False
     pair = (r.tree[1], v.tree[1])
-    kind = h.redis.call(b"TYPE", argv[2]).tree[1]
+    kind = h.probe["redis"].call(b"TYPE", argv[2]).tree[1]
     allowed = {
         b"list": {(b"quicklist", b"listpack")},  # 7.0 has no listpack lists
         b"set": {(b"hashtable", b"listpack")},  # 7.0 has no listpack sets
@@ -218,7 +242,7 @@ def sort_mode(r: Reply, v: Reply, argv: list[bytes], h: "Harness") -> bool:
         pattern = argv[upper.index(b"BY") + 1]
         if b"*" not in pattern or b"ALPHA" in upper or b"LIMIT" in upper:
             return same_shape(r, v, argv, h) if b"LIMIT" in upper else unordered(r, v, argv, h)
-    if h.redis.call(b"TYPE", argv[1]).tree[1] == b"set" and b"BY" in upper:
+    if h.probe["redis"].call(b"TYPE", argv[1]).tree[1] == b"set" and b"BY" in upper:
         return unordered(r, v, argv, h)
     return exact(r, v, argv, h)
 
@@ -236,6 +260,8 @@ COMPARE: dict[bytes, Compare] = {
     b"OBJECT ENCODING": encoding, b"OBJECT IDLETIME": integer, b"OBJECT REFCOUNT": integer,
     b"TTL": ttl, b"PTTL": ttl,
     b"SORT": sort_mode, b"SORT_RO": sort_mode,
+    b"CONFIG GET": unordered,  # a map in Redis's hash order
+    b"MEMORY USAGE": integer,  # vfsd's estimate of what its own structures hold
 }
 
 # -- the generator ------------------------------------------------------------------------
@@ -585,8 +611,7 @@ def _transaction(g: Gen, family: list[Callable[[Gen], list[bytes]]]) -> Tx:
     commands: list[list[bytes]] = []
     while len(commands) < g.rng.randint(2, 5):
         argv = g.rng.choice(family)(g)
-        if _compare_name(argv) not in COMPARE and not any(isinstance(a, Dump) for a in argv) \
-                and argv[0] not in (b"HSCAN", b"SSCAN", b"ZSCAN") and not _lex(argv):
+        if _exact_reply(argv):
             commands.append(argv)
     return Tx(commands)
 
@@ -597,9 +622,98 @@ def _lex(argv: list[Any]) -> bool:
 
 def _compare_name(argv: list[bytes]) -> bytes:
     name = argv[0].upper()
-    if name == b"OBJECT" and len(argv) > 1:
+    if name in (b"OBJECT", b"CONFIG", b"MEMORY") and len(argv) > 1:
         return name + b" " + argv[1].upper()
     return name
+
+
+# -- connection and introspection commands --------------------------------------------------
+
+
+class Quiet:
+    """Commands sent back to back with CLIENT REPLY switched off or skipping, then a PING: the replies that do
+    come (only the PING's, unless the mode was refused) must be the same."""
+
+    def __init__(self, commands: list[list[bytes]]) -> None:
+        self.commands = commands
+
+
+def _tracking_options(rng: random.Random, plane: str, prefix: bytes) -> list[bytes]:
+    """CLIENT TRACKING options for a sequence's connection, or [] (off). On the desired plane only BCAST: there
+    vfsd remembers a transaction's reads when EXEC hands it to the log, so a key it writes and then reads is
+    invalidated by its own write too, and a NOLOOP client is told of its own writes (DIFFERENCES.md)."""
+    if rng.random() < 0.4:
+        return []
+    bcast = [[b"on", b"BCAST", b"PREFIX", prefix], [b"on", b"BCAST"]]
+    if plane == "desired":
+        return rng.choice(bcast)
+    return rng.choice([[b"on"], [b"on"], [b"on", b"OPTIN"], [b"on", b"OPTOUT"], [b"on", b"NOLOOP"],
+                       [b"on", b"BCAST", b"NOLOOP"], *bcast])
+
+
+#: CONFIG names whose values are the same on both servers (as the test starts them).
+SAME_CONFIG = [b"slowlog-max-len", b"latency-monitor-threshold", b"tracking-table-max-keys", b"lua-time-limit",
+               b"busy-reply-threshold", b"proto-max-bulk-len", b"client-query-buffer-limit", b"databases",
+               b"slowlog-log-slower-than", b"SLOWLOG-MAX-LEN", b"nosuch", b"slowlog*", b"tracking*", b"lua*"]
+
+
+def _getkeys(g: Gen) -> list[bytes]:
+    while True:
+        argv = g.rng.choice(COMMANDS)(g)
+        if not any(isinstance(a, Dump) for a in argv):
+            return [b"COMMAND", g.rng.choice([b"GETKEYS", b"GETKEYSANDFLAGS"]), *argv]
+
+
+def _exact_reply(argv: list[Any]) -> bool:
+    """A command whose reply must match byte for byte (not one of COMPARE's documented differences)."""
+    return (_compare_name(argv) not in COMPARE and not any(isinstance(a, Dump) for a in argv)
+            and argv[0] not in (b"HSCAN", b"SSCAN", b"ZSCAN") and not _lex(argv))
+
+
+def _quiet(g: Gen) -> Quiet:
+    body = [argv for argv in (g.rng.choice(COMMANDS)(g) for _ in range(g.rng.randint(1, 2))) if _exact_reply(argv)]
+    body = body or [[b"GET", g.k()]]
+    mode = g.rng.choice([b"SKIP", b"SKIP", b"OFF", b"maybe"])
+    if mode == b"OFF":
+        return Quiet([[b"CLIENT", b"REPLY", b"OFF"], *body, [b"CLIENT", b"REPLY", b"ON"]])
+    return Quiet([[b"CLIENT", b"REPLY", mode], *body])
+
+
+#: Connection and introspection commands whose replies are deterministic on both servers (the harness
+#: switches SLOWLOG off on both; LATENCY is off by default on both).
+INTROSPECTION: list[Callable[[Gen], Any]] = [
+    lambda g: [b"CLIENT", b"TRACKINGINFO"],
+    lambda g: [b"CLIENT", b"GETREDIR"],
+    lambda g: [b"CLIENT", b"CACHING", g.pick([b"yes", b"no"], [b"maybe"], 0.2)],
+    lambda g: [b"CLIENT", b"TRACKING", *g.rng.choice([
+        [b"maybe"], [b"on", b"BOGUS"], [b"on", b"REDIRECT"], [b"on", b"REDIRECT", b"x"],
+        [b"on", b"REDIRECT", b"999999"], [b"on", b"PREFIX", b"a"], [b"on", b"BCAST", b"OPTIN"],
+        [b"on", b"OPTIN", b"OPTOUT"], [b"on", b"BCAST", b"PREFIX", b"ab", b"PREFIX", b"a"],
+        [b"off", b"BOGUS"]])],
+    lambda g: [b"CLIENT", b"NO-EVICT", g.pick([b"on", b"off"], [b"maybe"], 0.3)],
+    lambda g: [b"CLIENT", b"PAUSE", *g.rng.choice([[b"x"], [b"-1"], [b"10", b"foo"], [b"0"], [b"0", b"WRITE"],
+                                                   [b"10", b"write", b"x"]])],
+    lambda g: [b"CLIENT", b"UNPAUSE"],
+    _quiet,
+    lambda g: [b"CONFIG", b"GET", *[g.rng.choice(SAME_CONFIG) for _ in range(g.rng.randint(1, 3))]],
+    lambda g: [b"CONFIG", b"SET", *g.rng.choice([
+        [b"slowlog-max-len", b"128"], [b"slowlog-max-len"], [b"slowlog-max-len", b"x"], [b"nosuch", b"1"],
+        [b"databases", b"3"], [b"slowlog-max-len", b"128", b"SLOWLOG-MAX-LEN", b"128"],
+        [b"slowlog-max-len", b"128", b"nosuch", b"1"], [b"slowlog-max-len", b"-5"],
+        [b"slowlog-log-slower-than", b"-2"], [b"lua-time-limit", b"x"], [b"slowlog-max-len", b"128",
+                                                                        b"databases", b"2"]])],
+    _getkeys,
+    _getkeys,
+    lambda g: [b"COMMAND", b"GETKEYS", *g.rng.choice([[b"NOSUCH", b"a"], [b"SPUBLISH", b"c", b"m"],
+                                                      [b"EVAL", b"return 1", b"0"], [b"SET", g.k()]])],
+    lambda g: [b"SLOWLOG", *g.rng.choice([[b"LEN"], [b"GET"], [b"GET", b"-1"], [b"GET", b"x"], [b"GET", b"-2"],
+                                          [b"RESET"], [b"GET", b"1", b"2"], [b"NOPE"]])],
+    lambda g: [b"LATENCY", *g.rng.choice([[b"LATEST"], [b"RESET"], [b"RESET", b"command"], [b"HISTORY", b"command"],
+                                          [b"DOCTOR"], [b"GRAPH", b"command"], [b"NOPE"]])],
+    lambda g: [b"MEMORY", b"USAGE", g.k(), *g.rng.choice([[], [], [b"SAMPLES", b"0"], [b"SAMPLES", b"x"],
+                                                         [b"SAMPLES", b"-1"], [b"FOO"]])],
+    lambda g: [b"INFO", g.rng.choice([b"nosuch", b"NOSUCH"])],
+]
 
 
 # -- the harness -------------------------------------------------------------------------
@@ -614,6 +728,13 @@ class Sequence:
     length: int = 48
 
     def build(self) -> tuple[str, int, list[list[Any]]]:
+        plane, proto, _, commands = self.build_all()
+        return plane, proto, commands
+
+    def build_all(self) -> tuple[str, int, list[bytes], list[list[Any]]]:
+        """The plane, the protocol, the CLIENT TRACKING options of the sequence's connection (empty: off) and
+        the commands. (Tracking options and introspection steps are drawn from a generator of their own, so
+        the commands of a seed are the ones it always had.)"""
         rng = random.Random(self.seed)
         plane = rng.choice(["local", "local", "active", "desired"])
         proto = 3 if rng.random() < 0.3 else 2
@@ -629,7 +750,13 @@ class Sequence:
                 commands.append(_transaction(gen, family))  # type: ignore[arg-type]
             else:
                 commands.append(rng.choice(family if r < 0.75 else COMMANDS)(gen))
-        return plane, proto, commands
+        extra = random.Random(self.seed * 7919 + 1)
+        tracking = _tracking_options(extra, plane, prefix)
+        intro = Gen(extra, gen.keys)
+        for i in range(len(commands), 0, -1):  # introspection steps, inserted between the others
+            if extra.random() < 0.12:
+                commands.insert(i, extra.choice(INTROSPECTION)(intro))
+        return plane, proto, tracking, commands
 
 
 class Harness:
@@ -637,24 +764,83 @@ class Harness:
 
     def __init__(self, redis_port: int, vfsd_port: int) -> None:
         self.redis_port, self.vfsd_port = redis_port, vfsd_port
-        self.redis = Conn(redis_port)
-        self.vfsd = Conn(vfsd_port)
+        self.redis = Conn(redis_port, divert_pushes=True)
+        self.vfsd = Conn(vfsd_port, divert_pushes=True)
+        self.main = {"redis": self.redis, "vfsd": self.vfsd}
         self.dumps: dict[str, bytes | None] = {"redis": None, "vfsd": None}
         self.proto = 2
         self.prefix = b"dt"
+        self.tracking: list[bytes] = []
         self.commands_sent = 0
         self.skipped = 0
         for conn in (self.redis, self.vfsd):
             assert conn.call(b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA").raw == b"+OK\r\n"
+            # SLOWLOG off on both, so that its replies are deterministic (what it logs is timing).
+            assert conn.call(b"CONFIG", b"SET", b"slowlog-log-slower-than", b"-1").raw == b"+OK\r\n"
         self.subs = {"redis": Conn(redis_port), "vfsd": Conn(vfsd_port)}
         for conn in self.subs.values():
             conn.send([b"PSUBSCRIBE", b"__keyspace@0__:*dt*", b"__keyevent@0__:*"])
             conn.read()
             conn.read()
+        #: The harness's own look-ups (TYPE, OBJECT ENCODING, SMEMBERS, a scan's next pages, SPOP's resync)
+        #: go through these, so that the sequence's connection reads and writes only what the sequence does:
+        #: what it tracks and what MONITOR shows of it are then the same on both servers.
+        self.probe = {"redis": Conn(redis_port), "vfsd": Conn(vfsd_port)}
+        self.monitors = {"redis": Conn(redis_port), "vfsd": Conn(vfsd_port)}
+        for conn in self.monitors.values():
+            assert conn.call(b"MONITOR").raw == b"+OK\r\n"
+        self.markers = 0
 
     def close(self) -> None:
-        for conn in (self.redis, self.vfsd, *self.subs.values()):
+        for conn in (self.redis, self.vfsd, *self.subs.values(), *self.probe.values(), *self.monitors.values()):
             conn.close()
+
+    def _barrier(self, name: str) -> None:
+        """Every push the sequence's connection was sent so far is in its ``pushes`` (a PING round trip)."""
+        conn = self.main[name]
+        conn.send([b"PING"])
+        conn.read()
+
+    @staticmethod
+    def _masked(args: bytes) -> bytes:
+        """A MONITOR line's arguments, with RESTORE's payload (each server's own DUMP format) masked."""
+        if not args.startswith(b'"RESTORE" '):
+            return args
+        words = re.findall(rb'"(?:[^"\\]|\\.)*"', args)
+        if len(words) > 3:
+            words[3] = b'"<payload>"'
+        return b" ".join(words)
+
+    def _monitor_lines(self) -> dict[str, list[bytes]]:
+        """The MONITOR lines of the sequence's connection since the last call (an ECHO on it is the marker),
+        without their times and addresses."""
+        self.markers += 1
+        marker = b"diff-marker-%d" % self.markers
+        out: dict[str, list[bytes]] = {}
+        for name, main in self.main.items():
+            main.call(b"ECHO", marker)
+            lines: list[bytes] = []
+            while True:
+                reply = self.monitors[name].read()
+                text = reply.tree[1]
+                head, _, args = text.partition(b"] ")
+                source = head.partition(b"[0 ")[2]
+                if source == main.addr:
+                    if args == b'"ECHO" "%b"' % marker:
+                        break
+                    lines.append(self._masked(args))
+            out[name] = lines
+        return out
+
+    def _set_tracking(self, seq: Sequence, options: list[bytes]) -> None:
+        for argv in ([b"CLIENT", b"TRACKING", b"off"], [b"CLIENT", b"TRACKING", *options] if options else None):
+            if argv is None:
+                continue
+            r, v = self.redis.call(*argv), self.vfsd.call(*argv)
+            if r.raw != v.raw:
+                raise Mismatch(f"seed {seq.seed}: {b' '.join(argv)!r}\n  redis: {r.raw!r}\n  vfsd:  {v.raw!r}\n"
+                               f"reproduce: python -m compat.differential --seed {seq.seed}")
+        self.tracking = options
 
     def set_proto(self, proto: int) -> None:
         if proto != self.proto:
@@ -694,18 +880,33 @@ class Harness:
         return out
 
     def run(self, seq: Sequence) -> int:
-        plane, proto, commands = seq.build()
+        plane, proto, tracking, commands = seq.build_all()
         self.prefix = PLANES[plane].replace(b"{seed}", b"%d" % seq.seed)
         self.set_proto(proto)
+        self._set_tracking(seq, tracking)
         self._events("redis")
         self._events("vfsd")
+        self._monitor_lines()
+        for conn in self.main.values():
+            conn.pushes.clear()
         for step, argv in enumerate(commands):
             self._step(seq, step, argv)
+        where = f"seed {seq.seed} ({plane}, RESP{proto}, tracking {b' '.join(tracking).decode() or 'off'})"
+        reproduce = f"reproduce: python -m compat.differential --seed {seq.seed}"
         expected, got = self._events("redis"), self._events("vfsd")
         if expected != got:
-            raise Mismatch(f"seed {seq.seed} ({plane}, RESP{proto}): keyspace events differ\n"
-                           f"  redis: {expected}\n  vfsd:  {got}\n"
-                           f"reproduce: python -m compat.differential --seed {seq.seed}")
+            raise Mismatch(f"{where}: keyspace events differ\n  redis: {expected}\n  vfsd:  {got}\n{reproduce}")
+        self._barrier("redis")
+        self._barrier("vfsd")
+        if self.redis.pushes != self.vfsd.pushes:
+            raise Mismatch(f"{where}: invalidation pushes differ\n  redis: {self.redis.pushes}\n"
+                           f"  vfsd:  {self.vfsd.pushes}\n{reproduce}")
+        lines = self._monitor_lines()
+        if lines["redis"] != lines["vfsd"]:
+            first = next(i for i, (a, b) in enumerate(zip(lines["redis"] + [b""], lines["vfsd"] + [b""])) if a != b)
+            raise Mismatch(f"{where}: MONITOR lines differ from line {first}\n"
+                           f"  redis: {lines['redis'][first:first + 5]}\n  vfsd:  {lines['vfsd'][first:first + 5]}\n"
+                           f"{reproduce}")
         return len(commands)
 
     def _undefined(self, argv: list[bytes]) -> bool:
@@ -716,10 +917,11 @@ class Harness:
         if name not in LEX_COMMANDS and not (name in (b"ZRANGE", b"ZRANGESTORE") and b"BYLEX" in upper):
             return False
         key = argv[2] if name == b"ZRANGESTORE" else argv[1]
-        if self.redis.call(b"OBJECT", b"ENCODING", key).tree != ("$", b"skiplist"):
+        probe = self.probe["redis"]
+        if probe.call(b"OBJECT", b"ENCODING", key).tree != ("$", b"skiplist"):
             return False
-        lowest = self.redis.call(b"ZRANGE", key, b"0", b"0", b"WITHSCORES").tree[1]
-        highest = self.redis.call(b"ZRANGE", key, b"-1", b"-1", b"WITHSCORES").tree[1]
+        lowest = probe.call(b"ZRANGE", key, b"0", b"0", b"WITHSCORES").tree[1]
+        highest = probe.call(b"ZRANGE", key, b"-1", b"-1", b"WITHSCORES").tree[1]
         return _canon(lowest[-1]) != _canon(highest[-1])
 
     def _transaction(self, seq: Sequence, step: int, tx: Tx) -> None:
@@ -733,9 +935,31 @@ class Harness:
                                f"  redis: {r.raw[:600]!r}\n  vfsd:  {v.raw[:600]!r}\n"
                                f"reproduce: python -m compat.differential --seed {seq.seed}")
 
+    def _quiet(self, seq: Sequence, step: int, quiet: Quiet) -> None:
+        replies: dict[str, list[bytes]] = {}
+        for name, conn in self.main.items():
+            for argv in quiet.commands:
+                conn.send(argv)
+            conn.send([b"PING"])
+            got: list[bytes] = []
+            while True:
+                reply = conn.read()
+                got.append(reply.raw)
+                if reply.tree in (("+", b"PONG"),):
+                    break
+            replies[name] = got
+        self.commands_sent += len(quiet.commands) + 1
+        if replies["redis"] != replies["vfsd"]:
+            raise Mismatch(f"seed {seq.seed} step {step}: {[b' '.join(c) for c in quiet.commands]!r}\n"
+                           f"  redis: {replies['redis']!r}\n  vfsd:  {replies['vfsd']!r}\n"
+                           f"reproduce: python -m compat.differential --seed {seq.seed}")
+
     def _step(self, seq: Sequence, step: int, argv: Any) -> None:
         if isinstance(argv, Tx):
             self._transaction(seq, step, argv)
+            return
+        if isinstance(argv, Quiet):
+            self._quiet(seq, step, argv)
             return
         r_argv, v_argv = self._resolve(argv, "redis"), self._resolve(argv, "vfsd")
         name = _compare_name(r_argv)
@@ -743,7 +967,7 @@ class Harness:
             self.skipped += 1
             return
         if name == b"SPOP":
-            before = self.redis.call(b"SMEMBERS", r_argv[1])
+            before = self.probe["redis"].call(b"SMEMBERS", r_argv[1])
         self.redis.send(r_argv)
         self.vfsd.send(v_argv)
         r, v = self.redis.read(), self.vfsd.read()
@@ -763,16 +987,24 @@ class Harness:
             self._resync_set(r_argv[1], before)
 
     def _resync_set(self, key: bytes, before: Reply) -> None:
-        """SPOP took different members on each server: give vfsd redis's set back, quietly."""
+        """SPOP took different members on each server: give vfsd redis's set back, quietly (its
+        keyspace events and, for a BCAST connection, its invalidations are dropped)."""
         self._events("redis")
         self._events("vfsd")
-        want = {x[1] for x in self.redis.call(b"SMEMBERS", key).tree[1] or []}
-        have = {x[1] for x in self.vfsd.call(b"SMEMBERS", key).tree[1] or []}
+        self._barrier("redis")
+        self._barrier("vfsd")
+        pushes = len(self.vfsd.pushes)
+        probe = self.probe["vfsd"]
+        want = {x[1] for x in self.probe["redis"].call(b"SMEMBERS", key).tree[1] or []}
+        have = {x[1] for x in probe.call(b"SMEMBERS", key).tree[1] or []}
         if want - have:
-            self.vfsd.call(b"SADD", key, *sorted(want - have))
+            probe.call(b"SADD", key, *sorted(want - have))
         if have - want:
-            self.vfsd.call(b"SREM", key, *sorted(have - want))
+            probe.call(b"SREM", key, *sorted(have - want))
         self._events("vfsd")
+        self._barrier("redis")  # (on both: MONITOR shows the barrier's PING)
+        self._barrier("vfsd")
+        del self.vfsd.pushes[pushes:]
 
     def _scan_all(self, conn: Conn, argv: list[bytes], first: Reply) -> list[Any] | None:
         reply = first
@@ -791,7 +1023,7 @@ class Harness:
     def _scan_equal(self, r_argv: list[bytes], v_argv: list[bytes], r: Reply, v: Reply) -> bool:
         if r.tree[0] == "-" or v.tree[0] == "-":
             return r.raw == v.raw
-        a, b = self._scan_all(self.redis, r_argv, r), self._scan_all(self.vfsd, v_argv, v)
+        a, b = self._scan_all(self.probe["redis"], r_argv, r), self._scan_all(self.probe["vfsd"], v_argv, v)
         if a is None or b is None:
             return False
         if r_argv[0].upper() == b"SSCAN":
@@ -801,14 +1033,16 @@ class Harness:
 
 
 def describe(seed: int) -> str:
-    plane, proto, commands = Sequence(seed).build()
-    lines = [f"seed {seed}: {plane} plane, RESP{proto}"]
+    plane, proto, tracking, commands = Sequence(seed).build_all()
+    lines = [f"seed {seed}: {plane} plane, RESP{proto}, tracking {b' '.join(tracking).decode() or 'off'}"]
     def show(argv: list[Any]) -> str:
         return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else f"<DUMP:{a.how}>" for a in argv)
 
     for argv in commands:
         if isinstance(argv, Tx):
             lines.append("  MULTI; " + "; ".join(show(c) for c in argv.commands) + "; EXEC")
+        elif isinstance(argv, Quiet):
+            lines.append("  " + "; ".join(show(c) for c in argv.commands) + "; PING")
         else:
             lines.append("  " + show(argv))
     return "\n".join(lines)

@@ -281,3 +281,6 @@ class Blocker:
 
     def blocked_clients(self) -> int:
         return len(self._by_client)
+
+    def is_blocked(self, client_id: int) -> bool:
+        return client_id in self._by_client

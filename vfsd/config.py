@@ -47,7 +47,8 @@ def _positive(name: str) -> Callable[[int], None]:
 SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
     Setting("bind", "node", str, "127.0.0.1", "Address the client port listens on.", "bind"),
-    Setting("port", "node", int, 6379, "Client (Redis protocol) port.", "port"),
+    Setting("port", "node", int, 6379, "Client (Redis protocol) port; CONFIG SET moves the listener (open "
+            "connections stay), refusing a port it cannot listen on.", "port", live=True),
     Setting("peer_port", "node", int, 0,
             "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
@@ -79,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis's client-output-buffer-limit: per class, hard and soft limits on unsent output and soft seconds; "
             "normal clients also pause at their soft limit.", "client-output-buffer-limit", live=True,
             check=OutputLimits.parse),
+    Setting("tracking_table_max_keys", "limits", int, 1_000_000,
+            "Most keys the client-side caching table remembers (CLIENT TRACKING); past it the oldest are dropped and "
+            "their clients told, as if the keys had changed. 0: no bound.", "tracking-table-max-keys", live=True),
     Setting("peer_max_frame_bytes", "limits", int, 16 * MiB,
             "Largest frame a peer may send this node, header included.", "peer-max-frame-bytes"),
     Setting("peer_send_queue_max_bytes", "limits", int, 64 * MiB,
@@ -92,6 +96,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vfs_event_max_value_bytes", "notifications", int, 1 * MiB,
             "A __vfs__ event leaves out a value larger than this (it says the size instead): JSON-escaping a large "
             "value would hold up every client.", "vfs-event-max-value-bytes", live=True),
+    Setting("slowlog_log_slower_than_us", "monitoring", int, 10_000,
+            "SLOWLOG keeps commands that took at least this many microseconds (0: every command, -1: none).",
+            "slowlog-log-slower-than", live=True),
+    Setting("slowlog_max_len", "monitoring", int, 128, "Most entries SLOWLOG keeps (the oldest go first).",
+            "slowlog-max-len", live=True),
+    Setting("latency_monitor_threshold_ms", "monitoring", int, 0,
+            "LATENCY records commands that took at least this many milliseconds (0: off).",
+            "latency-monitor-threshold", live=True),
     Setting("expire_sweep_interval_ms", "expiry", int, 100, "How often the active expiry sweep runs.",
             "expire-sweep-interval-ms", live=True),
     Setting("expire_sweep_max_keys", "expiry", int, 1000, "Most keys one sweep expires (the rest wait for the next).",
@@ -137,6 +149,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "max_array_len": (1024, (1 << 31) - 1),
     "max_inline_bytes": (1024, (1 << 31) - 1),
     "max_query_buffer_bytes": (1024 * 1024, INT64_MAX),
+    "slowlog_log_slower_than_us": (-1, INT64_MAX),  # as Redis: -1 switches it off
     "expire_sweep_interval_ms": (1, 3_600_000),
     "expire_sweep_max_keys": (1, (1 << 31) - 1),
     "snapshot_every_entries": (1, INT64_MAX),
@@ -166,11 +179,15 @@ class Config:
     max_inline_bytes: int = 64 * 1024
     max_query_buffer_bytes: int = 1024 * MiB
     client_output_buffer_limit: str = DEFAULT_OUTPUT_LIMITS.format()
+    tracking_table_max_keys: int = 1_000_000
     peer_max_frame_bytes: int = 16 * MiB
     peer_send_queue_max_bytes: int = 64 * MiB
     notify_keyspace_events: str = ""
     notify_vfs_events: str = "KEA"
     vfs_event_max_value_bytes: int = 1 * MiB
+    slowlog_log_slower_than_us: int = 10_000
+    slowlog_max_len: int = 128
+    latency_monitor_threshold_ms: int = 0
     expire_sweep_interval_ms: int = 100
     expire_sweep_max_keys: int = 1000
     snapshot_every_entries: int = 10000
@@ -208,6 +225,15 @@ class Config:
             peer_port=peer_port,
             data_dir=self.data_dir or os.path.join("vfsd-data", node_id),
         )
+
+
+class SettingApplyError(Exception):
+    """A live change could not take effect (CONFIG SET rolls every change of the call back)."""
+
+    def __init__(self, redis_name: str, reason: str) -> None:
+        super().__init__(f"{redis_name}: {reason}")
+        self.redis_name = redis_name
+        self.reason = reason
 
 
 class ConfigError(ValueError):

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import random
+import socket
 import time
 import uuid
 from collections import Counter
@@ -22,26 +23,33 @@ from vfsd.active.plane import ActivePlane
 from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
+from vfsd.commands.dispatch import hold_general_path
 from vfsd.commands.locks import NodeLocks
 from vfsd.commands.scripting import NodeScripting
-from vfsd.config import ALIASES, SETTINGS, Config, parse_address, parse_peers, parse_save_points
+from vfsd.config import ALIASES, SETTINGS, Config, SettingApplyError, parse_address, parse_peers, parse_save_points
 from vfsd.datadir import DataDir, DataDirError, Identity
 from vfsd.desired.log import LogCorruption
 from vfsd.desired.plane import DesiredPlane
 from vfsd.desired.replicated import ClusterStartError, RaftPlane
 from vfsd.desired.snapshot import HardStateCorruption, SnapshotCorruption
+from vfsd.durations import CommandTimer
+from vfsd.latency import LatencyMonitor
 from vfsd.metrics import Stats
+from vfsd.monitor import Monitors
 from vfsd.paths import CONSENSUS, EVENTUAL, GROUP, LEASE, LOCAL, Router
+from vfsd.pause import ClientPause
 from vfsd.peers.transport import PeerTransport
 from vfsd.pubsub import Notifier, PubSub, parse_notify_flags
 from vfsd.resp.output_limits import OutputLimitError, OutputLimits
 from vfsd.resp.types import OK, ErrorReply
 from vfsd.server import Client, PushFlusher
+from vfsd.slowlog import SlowLog
 from vfsd.store.cursors import ScanCursors
 from vfsd.store.dump import DumpCorruption
 from vfsd.store.keyspace import KIND, REV, VALUE, Keyspace
 from vfsd.store.local import LocalPlane
 from vfsd.store.saver import Saver
+from vfsd.tracking import Tracker
 from vfsd.watch.feed import DesiredFeed
 from vfsd.watch.history import WatchHistory
 from vfsd.watch.watchers import Watchers
@@ -50,6 +58,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes a replicated entry's frame adds around its data (message and entry fields, framing).
 ENTRY_FRAME_OVERHEAD = 64 << 10
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_soon(callback)
 
 
 class StartupError(Exception):
@@ -91,6 +103,17 @@ class Node:
         #: The generator behind RANDOMKEY, SPOP, SRANDMEMBER... on the local and active planes (the
         #: desired plane seeds its own from each entry's index, so replicas agree).
         self.random = random.Random()
+        #: Client-side caching (CLIENT TRACKING): a change-event listener while any client tracks.
+        self.tracker = Tracker(self.clients, self.notifier.listeners, _call_soon,
+                               max_keys=cfg.tracking_table_max_keys)
+        #: MONITOR's clients; while there are any, every command takes dispatch's general path, which feeds them.
+        self.monitors = Monitors(time.time_ns, hold_general_path)
+        #: CLIENT PAUSE: commands held until it ends.
+        self.pause = ClientPause(self)
+        #: SLOWLOG and LATENCY, fed by the client shell's command timing.
+        self.slowlog = SlowLog(cfg.slowlog_log_slower_than_us, cfg.slowlog_max_len)
+        self.latency = LatencyMonitor(cfg.latency_monitor_threshold_ms)
+        self.command_timer = CommandTimer(self.slowlog, self.latency)
         #: Clients parked in blocking pops (BLPOP, BZPOPMIN...); dispatch serves its ready keys.
         self.blocking = Blocker(self)
         self.blocking_ready = self.blocking.ready
@@ -155,6 +178,8 @@ class Node:
         self.collectors: CollectorRunner | None = None
         self._expiring: set[bytes] = set()
         self.started_monotonic = time.monotonic()
+        #: Resident memory once started (MEMORY STATS's startup.allocated).
+        self.startup_rss_bytes = 0
         self.address: tuple[str, int] | None = None
 
     @staticmethod
@@ -237,6 +262,7 @@ class Node:
         # What start-up allocated lives for the whole run: keep it out of every later full collection.
         gc.collect()
         gc.freeze()
+        self.startup_rss_bytes = self.rss_bytes()
         log.info("vfsd node %s listening on %s:%d (peer port %s), data in %s", self.config.node_id, sock[0], sock[1],
                  self.peer_port or "any free port", self.data_dir.path)
 
@@ -324,6 +350,8 @@ class Node:
 
     def sweep(self) -> int:
         """Expire keys past their deadline: at once on local/active planes, through the log on the desired plane."""
+        if not self.pause.sweep_allowed():  # CLIENT PAUSE holds expiry too
+            return 0
         now = self.now_ms()
         due = self.keyspace.due(now, self.settings.expire_sweep_max_keys)
         for key in due:
@@ -397,10 +425,17 @@ class Node:
             plane = self.router.plane_of(key) if key[:1] == b"/" else LOCAL
             if plane in by_plane:
                 by_plane[plane].append(key)
-        for name in (LOCAL, EVENTUAL):
-            plane = self.planes["local" if name == LOCAL else "eventual"]
-            plane.ctx.now_ms = now
-            plane.remove_all(by_plane[name])
+        # Tracking clients get one null invalidation for everything (as Redis); the desired plane's deletes,
+        # applied later, still invalidate what is read meanwhile.
+        self.tracker.flush_all()
+        self.tracker.flushing(True)
+        try:
+            for name in (LOCAL, EVENTUAL):
+                plane = self.planes["local" if name == LOCAL else "eventual"]
+                plane.ctx.now_ms = now
+                plane.remove_all(by_plane[name])
+        finally:
+            self.tracker.flushing(False)
         if self.save_points:  # as Redis does: a restart must not bring the flushed files back
             if not self.saver.bgsave():
                 self.saver.schedule_after_current()
@@ -432,20 +467,38 @@ class Node:
         return out
 
     def apply_settings(self, changes: dict[str, Any]) -> None:
-        """CONFIG SET: validate everything first, then apply all or nothing."""
+        """CONFIG SET: every value was checked (``config.coerce``); set them all, then apply them. If one
+        cannot take effect, every setting of the call goes back to its old value and is applied again (Redis's
+        restoreBackupConfig), and the error names the setting that failed."""
+        old = {name: getattr(self.settings, name) for name in changes}
+        try:
+            self._apply_settings(changes)
+        except SettingApplyError as exc:
+            self._apply_settings(old)  # these were in effect a moment ago
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{exc.redis_name}') - "
+                             f"{exc.reason}") from None
+
+    def _apply_settings(self, changes: dict[str, Any]) -> None:
         output_limits = self.output_limits
         if "client_output_buffer_limit" in changes:  # only the classes named change, as in Redis
             try:
                 output_limits = output_limits.updated(changes["client_output_buffer_limit"])
             except OutputLimitError as exc:
-                raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit')"
-                                 f" - {exc}") from None
+                raise SettingApplyError("client-output-buffer-limit", str(exc)) from None
             changes = {**changes, "client_output_buffer_limit": output_limits.format()}
         for name, value in changes.items():  # each value was checked by config.coerce
             setattr(self.settings, name, value)
+        if "port" in changes:  # last: the one change that can still fail once the others are set
+            self.settings.port = self._listen_on(changes["port"])
         self.notifier.local_flags = parse_notify_flags(self.settings.notify_keyspace_events)
         self.notifier.vfs_flags = parse_notify_flags(self.settings.notify_vfs_events)
         self.notifier.max_value_bytes = self.settings.vfs_event_max_value_bytes
+        self.tracker.max_keys = self.settings.tracking_table_max_keys
+        self.slowlog.slower_than_us = self.settings.slowlog_log_slower_than_us
+        self.slowlog.max_len = self.settings.slowlog_max_len
+        self.slowlog.trim()
+        self.latency.threshold_ms = self.settings.latency_monitor_threshold_ms
+        self.command_timer.update()
         if "log_level" in changes:
             logging.getLogger("vfsd").setLevel(changes["log_level"].upper())
         if "snapshot_every_entries" in changes:
@@ -458,6 +511,29 @@ class Node:
         self.output_limits = output_limits
         if "watch_history_max_revisions" in changes or "watch_history_max_bytes" in changes:
             self.history.set_bounds(self.settings.watch_history_max_revisions, self.settings.watch_history_max_bytes)
+
+    def _listen_on(self, port: int) -> int:
+        """CONFIG SET port: open the new listener (SettingApplyError if it cannot be), then close the old one;
+        open connections stay. Returns the port listened on (a free one for 0)."""
+        if self._server is None or (self.address is not None and port == self.address[1]):
+            return port
+        try:
+            sock = socket.create_server((self.config.bind, port), backlog=511, reuse_port=False)
+        except OSError as exc:
+            log.warning("CONFIG SET port %d: cannot listen (%s)", port, exc.strerror)
+            raise SettingApplyError("port", "Unable to listen on this port") from None
+        sock.setblocking(False)
+        bound = sock.getsockname()
+        old, self.address = self._server, (bound[0], bound[1])
+        loop = asyncio.get_running_loop()
+
+        async def switch() -> None:
+            self._server = await loop.create_server(lambda: Client(self), sock=sock, backlog=511)
+            old.close()
+
+        loop.create_task(switch())
+        log.info("now listening on %s:%d", bound[0], bound[1])
+        return bound[1]
 
     def desired_state_installed(self, index: int) -> None:
         """The desired plane's state up to ``index`` was replaced without its changes (a Raft snapshot

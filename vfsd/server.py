@@ -32,9 +32,12 @@ import itertools
 import logging
 import time
 from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from vfsd.commands.dispatch import desired_write, dispatch
+from vfsd.commands.introspection import connection_closed, last_command_name
+from vfsd.commands.observe import ClientModes
 from vfsd.commands.pubsub import Replies
 from vfsd.commands.table import CommandSpec
 from vfsd.paths import GROUP, LOCAL, PLANE_NAMES, PathError
@@ -44,6 +47,7 @@ from vfsd.resp.output_limits import ClassLimit, LimitClock
 from vfsd.resp.pushes import Message, encoded_message
 from vfsd.resp.types import QUEUED, ErrorReply, SimpleString
 from vfsd.store.keyspace import REV
+from vfsd.tracking import TrackingState
 from vfsd.watch.watchers import Watch
 
 if TYPE_CHECKING:
@@ -108,7 +112,7 @@ class Client(asyncio.Protocol):
         self.fd = -1
         self.created = time.monotonic()
         self.last_active_ms = int(time.time() * 1000)
-        self.last_cmd = b"NULL"
+        self.last_argv: list[bytes] = []
         self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
         self.multi_error = False
         self.multi_group: str | None = None
@@ -119,6 +123,11 @@ class Client(asyncio.Protocol):
         self.patterns: set[bytes] = set()
         self.shard_channels: set[bytes] = set()
         self.vfs_watches: dict[bytes, Watch] = {}
+        #: CLIENT TRACKING's options while it is on (``vfsd.tracking``); CLIENT REPLY, NO-TOUCH, NO-EVICT, MONITOR.
+        self.tracking: TrackingState | None = None
+        self.modes = ClientModes()
+        #: Its commands take dispatch's general path and ``commands.observe`` (tracking, or replies switched off).
+        self.observed = False
         #: Subscribed to anything (a channel, pattern, shard channel or VFS.WATCH): kept by the pubsub
         #: commands, since dispatch's fast path reads it on every command.
         self.subscribed = False
@@ -183,6 +192,8 @@ class Client(asyncio.Protocol):
         locks = self.node.locks
         if self.id in locks.held or self.id in locks.sessions or locks.waiting:
             locks.client_closed(self)
+        if self.tracking is not None or self.modes.monitor:
+            connection_closed(self)
         if self.waiting is not None:
             self.waiting = None
         self.backlog.clear()
@@ -260,6 +271,10 @@ class Client(asyncio.Protocol):
         budget = limit.check_at_bytes - self._transport_bytes - self._pushq_bytes
         produced = 0
         done = 0
+        timer = self.node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
+        slow_ns = timer.threshold_ns
+        clock = perf_counter_ns
+        started = clock() if slow_ns >= 0 else 0
         for argv in commands:
             done += 1
             mark = len(out)
@@ -273,6 +288,8 @@ class Client(asyncio.Protocol):
                     encode_into(out, part, self.proto)
                 produced += sum(map(len, out[mark:]))
             elif isinstance(reply, Future):
+                if slow_ns >= 0 and clock() - started >= slow_ns:
+                    timer.record(self, argv, clock() - started)
                 if done < len(commands) and desired_write(self, argv):
                     reply, done = self._pipeline(reply, commands, done)
                 self.backlog = deque(commands[done:])
@@ -285,6 +302,11 @@ class Client(asyncio.Protocol):
                     stats.count_error(str(reply))
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
                 produced += 16 if kind is SimpleString or kind is int or reply is None else sum(map(len, out[mark:]))
+            if slow_ns >= 0:  # this command's time, its reply's encoding included
+                ended = clock()
+                if ended - started >= slow_ns:
+                    timer.record(self, argv, ended - started)
+                started = ended
             if self.closing:
                 break
             if produced + self._batch_bytes >= budget and done < len(commands):
@@ -301,7 +323,7 @@ class Client(asyncio.Protocol):
                 self.closing = True
         if done:
             stats.total_commands_processed += done
-            self.last_cmd = commands[done - 1][0]
+            self.last_argv = commands[done - 1]
             self.last_active_ms = now_ms
         self._batch = None
         transport = self.transport
@@ -424,7 +446,7 @@ class Client(asyncio.Protocol):
             return
         reply = future.result() if not future.cancelled() else ErrorReply("ERR request cancelled")
         out: list[bytes] = []
-        for part in reply if type(reply) is Replies else (reply,):
+        for part in reply if type(reply) is Replies else (reply,):  # several (a pipeline), or none (dropped)
             if type(part) is ErrorReply:
                 self.node.stats.count_error(str(part))
             encode_into(out, part, self.proto)
@@ -654,11 +676,28 @@ class Client(asyncio.Protocol):
     # -- introspection ----------------------------------------------------------
 
     def flags(self) -> str:
-        flags = ""
+        """CLIENT LIST's flags, in Redis's order (networking.c, catClientInfoString)."""
+        modes = self.modes
+        tracking = self.tracking
+        flags = "O" if modes.monitor else ""
         if self.subscriptions():
             flags += "P"
         if self.multi is not None:
             flags += "x"
+        if self.node.blocking.is_blocked(self.id) or self.node.pause.is_holding(self):
+            flags += "b"
+        if tracking is not None:
+            flags += "t" + ("R" if tracking.broken_redirect else "") + ("B" if tracking.bcast else "")
+        if self.watches and self.watches_dirty():
+            flags += "d"
+        if self.closing:
+            flags += "c"
+        if self.readonly:
+            flags += "r"
+        if modes.no_evict:
+            flags += "e"
+        if modes.no_touch:
+            flags += "T"
         return flags or "N"
 
     def output_bytes(self) -> int:
@@ -681,7 +720,8 @@ class Client(asyncio.Protocol):
             f"multi={-1 if self.multi is None else len(self.multi)} watch={len(self.watches)} "
             f"qbuf={qbuf} qbuf-free=0 argv-mem={argv_mem} multi-mem=0 rbs=0 rbp=0 obl={self._pushq_bytes} "
             f"oll={len(self._pushq)} omem={omem} tot-mem={omem + qbuf + argv_mem} events={events} "
-            f"cmd={self.last_cmd[:32].decode(errors='replace').lower()} user=default redir=-1 resp={self.proto} "
+            f"cmd={last_command_name(self.last_argv)} user=default "
+            f"redir={self.tracking.redirect if self.tracking is not None else -1} resp={self.proto} "
             f"lib-name={self.lib_name.decode(errors='replace')} lib-ver={self.lib_ver.decode(errors='replace')}"
         )
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
 from vfsd.commands.table import command, container
-from vfsd.resp.types import OK, PONG, ErrorReply, SimpleString
+from vfsd.resp.types import OK, PONG, ErrorReply, SimpleString, Verbatim
 
 if TYPE_CHECKING:
     from vfsd.server import Client
@@ -42,6 +42,13 @@ def quit_(client: "Client", argv: list[bytes]) -> Any:
 @command("reset", arity=1, flags="no_auth noscript fast", acl="@connection", group="connection", scope="node",
          summary="Resets the connection.", since="6.2.0")
 def reset(client: "Client", argv: list[bytes]) -> Any:
+    from vfsd.commands.introspection import stop_monitoring
+    from vfsd.commands.observe import refresh
+
+    client.node.tracker.disable(client)
+    stop_monitoring(client)
+    client.modes.reset()
+    refresh(client)
     client.multi = None
     client.multi_error = False
     client.multi_group = None
@@ -160,19 +167,62 @@ def validate_name(name: bytes) -> None:
 
 container("client", group="connection", summary="A container for client connection commands.", acl="@connection")
 
+#: Redis 7.2's text, word for word (clients and tests read it).
 CLIENT_HELP = [
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "ID", "    Return the ID of the current connection.",
-    "GETNAME", "    Return the name of the current connection.",
-    "SETNAME <name>", "    Assign the name <name> to the current connection.",
-    "SETINFO <option> <value>", "    Set client meta attr (LIB-NAME, LIB-VER).",
-    "INFO", "    Return information about the current client connection.",
-    "LIST [TYPE (NORMAL|PUBSUB)] [ID <id> [<id> ...]]", "    Return information about client connections.",
-    "KILL <ip:port> | KILL <option> <value> [<option> <value> [...]]",
-    "    Kill connections. Options: ID <id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
-    "NO-EVICT (ON|OFF)", "    Accepted for compatibility; vfsd does not evict.",
-    "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
-    "HELP", "    Print this help.",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on.",
+    "HELP",
+    "    Print this help.",
 ]
 
 
@@ -220,13 +270,15 @@ def client_setinfo(client: "Client", argv: list[bytes]) -> Any:
 
 @command("info", arity=2, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Returns information about the connection.", since="6.2.0")
-def client_info(client: "Client", argv: list[bytes]) -> bytes:
-    return (client.info_line() + "\n").encode()
+def client_info(client: "Client", argv: list[bytes]) -> Verbatim:
+    client.last_argv = argv  # Redis names the command running now
+    return Verbatim(client.info_line() + "\n")
 
 
 @command("list", arity=-2, flags="admin noscript", acl="@connection", group="connection", scope="node", parent="client",
          summary="Lists open connections.", arguments="[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id ...]")
-def client_list(client: "Client", argv: list[bytes]) -> bytes:
+def client_list(client: "Client", argv: list[bytes]) -> Verbatim:
+    client.last_argv = argv  # Redis names the command running now
     clients = list(client.node.clients.values())
     i = 2
     while i < len(argv):
@@ -249,7 +301,7 @@ def client_list(client: "Client", argv: list[bytes]) -> bytes:
             break
         else:
             raise SYNTAX
-    return "".join(c.info_line() + "\n" for c in sorted(clients, key=lambda c: c.id)).encode()
+    return Verbatim("".join(c.info_line() + "\n" for c in sorted(clients, key=lambda c: c.id)))
 
 
 @command("kill", arity=-3, flags="admin noscript", acl="@connection", group="connection", scope="node", parent="client",
@@ -299,11 +351,15 @@ def client_kill(client: "Client", argv: list[bytes]) -> Any:
     return killed
 
 
-@command("no-evict", arity=3, flags="fast noscript", acl="@connection", group="connection", scope="node", parent="client",
+@command("no-evict", arity=3, flags="admin noscript loading stale", acl="@connection", group="connection", scope="node", parent="client",
          summary="Sets the client eviction mode of the connection.", since="7.0.0", arguments="ON|OFF")
 def client_no_evict(client: "Client", argv: list[bytes]) -> Any:
-    if argv[2].lower() not in (b"on", b"off"):
+    # vfsd never evicts clients (output limits disconnect, as they do in Redis whatever this mode); the mode
+    # is remembered for CLIENT LIST (flag e) and RESET.
+    value = argv[2].lower()
+    if value not in (b"on", b"off"):
         raise SYNTAX
+    client.modes.no_evict = value == b"on"
     return OK
 
 

@@ -23,7 +23,8 @@ from vfsd.commands.blocking import Block
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.locks import is_lease_path
-from vfsd.commands.table import TABLE, CommandSpec
+from vfsd.commands.observe import observed
+from vfsd.commands.table import MONITOR_AFTER, MONITOR_BEFORE, TABLE, CommandSpec
 from vfsd.paths import GROUP, PLANE_NAMES, PathError
 from vfsd.resp.types import ErrorReply
 
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOKUP: dict[bytes, CommandSpec] = {}
-#: Commands that take the fast path: one key, a key-scope handler, no subcommands.
+#: Commands that take the fast path: one key, a key-scope handler, no subcommands. Empty while something
+#: needs every command on the general path (``hold_general_path``: MONITOR, CLIENT PAUSE).
 FAST: dict[bytes, CommandSpec] = {}
+_FAST_ALL: dict[bytes, CommandSpec] = {}
+_general_holds = 0
 
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
 IN_MULTI_IMMEDIATE = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
@@ -45,7 +49,7 @@ SUBSCRIBED_ALLOWED = frozenset({"subscribe", "psubscribe", "unsubscribe", "punsu
 def build_lookup() -> None:
     """Index the table by the command's bytes in lower and upper case (the common spellings)."""
     LOOKUP.clear()
-    FAST.clear()
+    _FAST_ALL.clear()
     for name, spec in TABLE.items():
         if "internal" in spec.flags:
             continue
@@ -53,7 +57,23 @@ def build_lookup() -> None:
             LOOKUP[spelling] = spec
             if (spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
                     and not spec.is_blocking):
-                FAST[spelling] = spec
+                _FAST_ALL[spelling] = spec
+    FAST.clear()
+    if not _general_holds:
+        FAST.update(_FAST_ALL)
+
+
+def hold_general_path(hold: bool) -> None:
+    """Send every command through the general path (``hold`` True) until as many releases (``hold`` False)
+    as holds came. The two paths answer alike; only the general one feeds MONITOR and holds commands during
+    CLIENT PAUSE, so while either is on no command may skip it."""
+    global _general_holds
+    _general_holds += 1 if hold else -1
+    assert _general_holds >= 0, "hold_general_path released more often than held"
+    if _general_holds == 0:
+        FAST.update(_FAST_ALL)
+    elif hold and _general_holds == 1:
+        FAST.clear()
 
 
 def unknown_command(argv: list[bytes]) -> ErrorReply:
@@ -195,7 +215,7 @@ def desired_write(client: "Client", argv: list[bytes]) -> bool:
     may be pipelined behind another such write of the same connection."""
     spec = FAST.get(argv[0])
     if spec is None or not spec.is_write or not client.authenticated or client.multi is not None \
-            or client.subscribed or len(argv) < 2:
+            or client.subscribed or client.observed or len(argv) < 2:
         return False
     key = argv[1]
     if key[:1] != b"/":
@@ -210,7 +230,8 @@ def desired_write(client: "Client", argv: list[bytes]) -> bool:
 def dispatch(client: "Client", argv: list[bytes]) -> Any:
     """Run one command for ``client``; returns a reply, or a Future of one."""
     spec = FAST.get(argv[0])
-    if spec is not None and client.authenticated and client.multi is None and not client.subscribed:
+    if spec is not None and client.authenticated and client.multi is None and not client.subscribed \
+            and not client.observed:
         # The hot path, equivalent to the general one below for a plain client running a
         # one-key command: check arity, route the key, run or propose.
         arity = spec.arity
@@ -246,7 +267,16 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
 
 
 def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
-    """The general path: every check, in Redis's order."""
+    """The general path: every check, in Redis's order; then what watches commands run (MONITOR, and for an
+    observed client CLIENT TRACKING and CLIENT REPLY, ``vfsd.commands.observe``)."""
+    if client.observed:
+        return observed(client, argv, run_checked)
+    return run_checked(client, argv)[1]
+
+
+def run_checked(client: "Client", argv: list[bytes]) -> tuple[CommandSpec | None, Any]:
+    """``(spec, reply)`` of one command; ``spec`` is None unless the command ran (rather than being refused
+    before it could, or queued inside MULTI): what ran is what MONITOR shows and tracking remembers."""
     try:
         spec = LOOKUP.get(argv[0])
         if spec is None or spec.parent is not None or "container" in spec.flags:
@@ -258,6 +288,8 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
                 raise wrong_arity(spec.name)
         if not client.authenticated and "no_auth" not in spec.flags:
             raise NOAUTH
+        if client.modes.monitor and (spec.is_write or "readonly" in spec.flags or "may_replicate" in spec.flags):
+            raise ErrorReply("ERR Replica can't interact with the keyspace")  # Redis: a monitor is a replica
         if client.multi is not None or client.proto == 2 and client.subscribed:
             name = spec.parent.name if spec.parent else spec.name
             if client.proto == 2 and client.subscriptions() and name not in SUBSCRIBED_ALLOWED:
@@ -266,12 +298,33 @@ def dispatch_checked(client: "Client", argv: list[bytes]) -> Any:
                     "RESET are allowed in this context"
                 )
             if client.multi is not None and name not in IN_MULTI_IMMEDIATE:
-                return client.queue(spec, argv)
+                return None, client.queue(spec, argv)
             if "no_multi" in spec.flags and client.multi is not None:
                 raise ErrorReply("ERR Command not allowed inside a transaction")
+    except ErrorReply as err:
+        if client.multi is not None:
+            client.multi_error = True
+        return None, err
+    node = client.node
+    pause = node.pause
+    if pause.active and pause.holds(client, spec):
+        return None, pause.postpone(client, argv)
+    monitors = node.monitors
+    if monitors.clients:  # (MONITOR empties FAST, so that every command comes this way)
+        feed = spec.monitor_feed
+        if feed == MONITOR_BEFORE:
+            monitors.feed(client, argv)
+        reply = _run(client, node, spec, argv)
+        if feed == MONITOR_AFTER:
+            monitors.feed(client, argv)
+        return spec, reply
+    return spec, _run(client, node, spec, argv)
+
+
+def _run(client: "Client", node: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+    try:
         if spec.scope == "node":
             return spec.handler(client, argv)
-        node = client.node
         group = plane_group(client, spec, argv) or "local"
         plane = node.planes[group]
         if spec.is_write and plane.deferred:

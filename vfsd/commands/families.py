@@ -5,6 +5,7 @@ from vfsd.commands import (  # noqa: F401
     cluster,
     connection,
     hashes,
+    introspection,
     json,
     keys,
     lists,

@@ -19,6 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from vfsd.commands.blocking import Block
+from vfsd.commands.observe import remember_reads
 from vfsd.commands.table import command
 from vfsd.resp.types import NULL_ARRAY, OK, ErrorReply
 
@@ -90,6 +91,16 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
     limit = node.settings.max_bulk_bytes
     refusals = [refusal(node, spec, args) if spec.scope == "key" else None for spec, args in queued]
     key_ops = [args for (spec, args), refused in zip(queued, refusals) if spec.scope == "key" and refused is None]
+    # The key commands run inside the entry, not through dispatch: tracking remembers their reads here, as EXEC
+    # hands them to the log, and MONITOR shows every queued command here, in order (the others, run through
+    # dispatch once the entry has applied, are not shown again).
+    monitors = node.monitors
+    if monitors.clients or client.tracking is not None:
+        for spec, args in queued:
+            if monitors.clients and spec.monitor_feed:
+                monitors.feed(client, args)
+            if spec.scope == "key":
+                remember_reads(client, spec, args)
     future = node.planes["log"].submit(key_ops, now, transaction=True, watches=watches, max_bulk_bytes=limit)
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -99,11 +110,15 @@ def exec_(client: "Client", argv: list[bytes]) -> Any:
             done.set_result(result)
             return
         replies = iter(result)
-        done.set_result([
-            refused if refused is not None else _no_block(next(replies)) if spec.scope == "key"
-            else dispatch(client, args)
-            for (spec, args), refused in zip(queued, refusals)
-        ])
+        monitors.hold += 1  # shown at EXEC already
+        try:
+            done.set_result([
+                refused if refused is not None else _no_block(next(replies)) if spec.scope == "key"
+                else dispatch(client, args)
+                for (spec, args), refused in zip(queued, refusals)
+            ])
+        finally:
+            monitors.hold -= 1
 
     future.add_done_callback(merge)
     return done

@@ -74,7 +74,7 @@ def punsubscribe(client: "Client", argv: list[bytes]) -> Replies:
     return _unsubscribe(client, argv[1:], b"punsubscribe", pattern=True)
 
 
-@command("publish", arity=3, flags="pubsub loading stale fast", acl="@pubsub", group="pubsub", scope="node",
+@command("publish", arity=3, flags="pubsub loading stale fast may_replicate", acl="@pubsub", group="pubsub", scope="node",
          summary="Posts a message to a channel.", arguments="channel message")
 def publish(client: "Client", argv: list[bytes]) -> int:
     return client.node.pubsub.publish(argv[1], argv[2])
@@ -114,7 +114,7 @@ def sunsubscribe(client: "Client", argv: list[bytes]) -> Replies:
     return out
 
 
-@command("spublish", arity=3, flags="pubsub loading stale fast", keys=(1, 1, 1), acl="@pubsub", group="pubsub",
+@command("spublish", arity=3, flags="pubsub loading stale fast may_replicate", keys=(1, 1, 1), acl="@pubsub", group="pubsub",
          scope="node", since="7.0.0", summary="Post a message to a shard channel.", arguments="shardchannel message")
 def spublish(client: "Client", argv: list[bytes]) -> int:
     return client.node.pubsub.spublish(argv[1], argv[2])

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from vfsd.commands.table import command, container
+from vfsd.commands.observe import remember_reads
+from vfsd.commands.table import MONITOR_NEVER, command, container
 from vfsd.paths import GROUP, PathError
 from vfsd.resp.types import OK, ErrorReply, SimpleString
 from vfsd.scripting.busy import NOTBUSY, BusyScripts, _monotonic_ms
@@ -102,14 +103,32 @@ class NodeScripting:
                              node_command=self._node_command)
         elif not self._spare_in_use:  # the common case: reuse the one immediate-mode invocation
             self._spare_in_use = True
-            return self._spare.reuse(name, read_only=read_only, is_eval=is_eval, now_ms=node.clock_ms,
-                                     caller=client, argv=argv, started_ms=_monotonic_ms())
+            run = self._spare.reuse(name, read_only=read_only, is_eval=is_eval, now_ms=node.clock_ms,
+                                    caller=client, argv=argv, started_ms=_monotonic_ms())
+            run.observer = self._observer(client)
+            return run
         else:
             run = Invocation(name, read_only=read_only, is_eval=is_eval, ctxs=self._immediate_ctxs,
                              router=node.router, now_ms=node.clock_ms, caller=client, argv=argv,
                              node_command=self._node_command)
         run.started_ms = _monotonic_ms()
+        run.observer = self._observer(client)
         return run
+
+    def _observer(self, client: "Client") -> Any:
+        """What watches the commands a script runs for ``client``: MONITOR's ``[0 lua]`` lines, and the keys
+        it reads for a tracking client (Redis 7 tracks what a script read, not what it declared)."""
+        monitors = self.node.monitors
+        if not monitors.clients and (client is None or client.tracking is None):
+            return None
+
+        def observe(spec: Any, argv: list[bytes]) -> None:
+            if monitors.clients and spec.monitor_feed != MONITOR_NEVER:
+                monitors.feed_script(argv)
+            if client is not None:
+                remember_reads(client, spec, argv)
+
+        return observe
 
     def eval(self, client: "Client", argv: list[bytes], script: Script, *, ro: bool) -> Any:
         keys, args = split_keys(argv)

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from vfsd import REDIS_VERSION, __version__
 from vfsd.commands.errors import SYNTAX, parse_int
+from vfsd.commands.introspection import OrderedSetReply
+from vfsd.commands.keyflags import has_keys as has_key_args
+from vfsd.commands.keyflags import key_flags, keys_countable
 from vfsd.commands.keys import type_name
 from vfsd.commands.table import TABLE, CommandSpec, command, container
 from vfsd.config import ALIASES, BY_REDIS_NAME, ConfigError, coerce
@@ -107,16 +110,46 @@ def command_list(client: "Client", argv: list[bytes]) -> list[str]:
     return [s.name for s in TABLE.values() if _visible(s)]
 
 
+def _keys_of_call(argv: list[bytes]) -> tuple[CommandSpec, list[int]]:
+    """COMMAND GETKEYS[ANDFLAGS] <command> ...: the command's spec and the positions of its keys, with
+    Redis's errors (server.c, getKeysSubcommandImpl)."""
+    call = argv[2:]
+    spec = TABLE.get(call[0].decode(errors="replace").lower())
+    if spec is not None and "container" in spec.flags and len(call) > 1:
+        spec = spec.subcommands.get(call[1].decode(errors="replace").lower())
+    if spec is None or "internal" in spec.flags:
+        raise ErrorReply("ERR Invalid command specified")
+    has_keys = (spec.first_key > 0 or spec.key_positions is not None) and has_key_args(spec.full_name)
+    if "container" in spec.flags or not has_keys:
+        raise ErrorReply("ERR The command has no key arguments")
+    if not spec.arity_ok(len(call)):
+        raise ErrorReply("ERR Invalid number of arguments specified for command")
+    if not keys_countable(spec.full_name, call):
+        positions = []
+    elif spec.key_positions is not None:
+        positions = spec.key_positions(call)
+    else:
+        last = spec.last_key if spec.last_key >= 0 else len(call) + spec.last_key
+        positions = list(range(spec.first_key, last + 1, spec.step))
+    if not positions and "no_mandatory_keys" not in spec.flags:
+        raise ErrorReply("ERR Invalid arguments specified for command")
+    return spec, positions
+
+
 @command("getkeys", arity=-3, flags="loading stale", group="server", scope="node", parent="command",
          summary="Extracts the key names from an arbitrary command.", since="2.8.13", arguments="command [arg ...]")
 def command_getkeys(client: "Client", argv: list[bytes]) -> list[bytes]:
-    from vfsd.commands.dispatch import resolve
+    _, positions = _keys_of_call(argv)
+    return [argv[2 + i] for i in positions]
 
-    spec = resolve(argv[2:])
-    keys = spec.keys(argv[2:])
-    if not keys:
-        raise ErrorReply("ERR The command has no key arguments")
-    return keys
+
+@command("getkeysandflags", arity=-3, flags="loading stale", group="server", scope="node", parent="command",
+         summary="Extracts the key names and access flags for an arbitrary command.", since="7.0.0",
+         arguments="command [arg ...]")
+def command_getkeysandflags(client: "Client", argv: list[bytes]) -> list[list[Any]]:
+    spec, positions = _keys_of_call(argv)
+    flags = key_flags(spec.full_name, argv[2:], len(positions), readonly="readonly" in spec.flags)
+    return [[argv[2 + i], OrderedSetReply([SimpleString(f) for f in group])] for i, group in zip(positions, flags)]
 
 
 @command("help", arity=2, flags="loading stale", group="server", scope="node", parent="command",
@@ -130,6 +163,7 @@ def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
         "DOCS [<command-name> ...]", "    Return documentation about the named commands, or all with no name.",
         "LIST", "    Return a list of all command names.",
         "GETKEYS <full-command>", "    Return the keys from a full command.",
+        "GETKEYSANDFLAGS <full-command>", "    Return the keys and the access flags from a full command.",
         "HELP", "    Print this help.",
     )]
 
@@ -168,7 +202,8 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         sections.append("# Clients\r\n" + _fields({
             "connected_clients": len(node.clients), "maxclients": settings.maxclients,
             "client_recent_max_output_buffer": max((c.output_bytes() for c in node.clients.values()), default=0),
-            "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients(), "tracking_clients": 0,
+            "pubsub_clients": pubsub_clients, "blocked_clients": node.blocking.blocked_clients() + node.pause.held_clients,
+            "tracking_clients": node.tracker.tracking_clients,
             "watching_clients": sum(1 for c in node.clients.values() if c.watches),
         }))
     if want("memory"):
@@ -201,6 +236,7 @@ def info_text(client: "Client", wanted: set[str]) -> str:
             "keyspace_misses": sum(plane.ctx.misses for plane in node.planes.values()),
             "pubsub_channels": len(node.pubsub.channels), "pubsub_patterns": node.pubsub.numpat(),
             "pubsubshard_channels": len(node.pubsub.shard_channels),
+            **node.tracker.info(),
             "total_error_replies": stats.error_replies, "protocol_errors": stats.protocol_errors,
             # Redis 7.4's name, and vfsd's earlier one: clients cut off at their output buffer limit.
             "client_output_buffer_limit_disconnections": stats.client_output_limit_disconnections,
@@ -306,13 +342,24 @@ COMPAT_CONFIG = {"save": "", "appendonly": "no", "databases": "1", "maxmemory": 
 @command("get", arity=-3, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
          parent="config", summary="Returns the effective values of configuration parameters.", arguments="parameter [parameter ...]")
 def config_get(client: "Client", argv: list[bytes]) -> dict[str, str]:
+    """As Redis's configGetCommand: a name without glob characters is looked up as given (and answered under
+    the name given: ``CONFIG GET MAXCLIENTS``), a pattern is matched without case against every name, aliases
+    included; each setting once."""
     values = client.node.config_values()
     values.update({k: v for k, v in COMPAT_CONFIG.items() if k not in values})
     out: dict[str, str] = {}
-    for pattern in argv[2:]:
-        match = compile_glob(pattern.lower())
+    seen: set[str] = set()  # Redis's reply dict compares names without case
+    for raw in argv[2:]:
+        pattern = raw.decode(errors="replace")
+        if not any(c in pattern for c in "[*?"):
+            if pattern.lower() not in seen and pattern.lower() in values:
+                seen.add(pattern.lower())
+                out[pattern] = values[pattern.lower()]
+            continue
+        match = compile_glob(raw.lower())
         for name, value in values.items():
-            if match(name.encode()) is not None:
+            if name not in seen and match(name.encode()) is not None:
+                seen.add(name)
                 out[name] = value
     return out
 
@@ -320,20 +367,37 @@ def config_get(client: "Client", argv: list[bytes]) -> dict[str, str]:
 @command("set", arity=-4, flags="admin noscript loading stale", acl="@dangerous", group="server", scope="node",
          parent="config", summary="Sets configuration parameters in-flight.", arguments="parameter value [parameter value ...]")
 def config_set(client: "Client", argv: list[bytes]) -> Any:
+    """As Redis's configSetCommand: all or nothing. The first problem with the names wins (unknown, immutable,
+    given twice); then each value is checked in turn; then all are applied, and if one cannot take effect
+    (a port nothing can listen on) every one goes back (``Node.apply_settings``)."""
     if len(argv) % 2 != 0:
-        raise ErrorReply("ERR wrong number of arguments for 'config|set' command")
-    changes: dict[str, Any] = {}
+        raise SYNTAX
+    raw: dict[str, bytes] = {}  # the name as Redis knows it (an alias stays an alias) -> value
+    error: str | None = None
     for i in range(2, len(argv), 2):
-        name = argv[i].decode(errors="replace").lower()
+        given = argv[i].decode(errors="replace")
+        name = given.lower()
         setting = BY_REDIS_NAME.get(ALIASES.get(name, name))
-        if setting is None or not setting.live:
-            raise ErrorReply(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
-        if setting.name in changes:
-            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter")
+        if setting is None and name not in COMPAT_CONFIG:
+            error = error or f"ERR Unknown option or number of arguments for CONFIG SET - '{given}'"
+        elif error is not None:
+            continue
+        elif setting is None or not setting.live:
+            error = f"ERR CONFIG SET failed (possibly related to argument '{given}') - can't set immutable config"
+        elif name in raw:
+            error = f"ERR CONFIG SET failed (possibly related to argument '{given}') - duplicate parameter"
+        else:
+            raw[name] = argv[i + 1]
+    if error is not None:
+        raise ErrorReply(error)
+    changes: dict[str, Any] = {}
+    for name, value in raw.items():  # in order: a setting given under two names takes the later value
+        setting = BY_REDIS_NAME[ALIASES.get(name, name)]
         try:
-            changes[setting.name] = coerce(setting, argv[i + 1].decode(errors="replace"))
+            changes[setting.name] = coerce(setting, value.decode(errors="replace"))
         except ConfigError as exc:
-            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {exc.reason}") from None
+            raise ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - "
+                             f"{exc.reason}") from None
     client.node.apply_settings(changes)
     return OK
 

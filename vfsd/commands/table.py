@@ -32,6 +32,8 @@ from typing import Any
 
 Handler = Callable[..., Any]
 
+MONITOR_NEVER, MONITOR_AFTER, MONITOR_BEFORE = 0, 1, 2
+
 
 @dataclass(slots=True)
 class CommandSpec:
@@ -61,10 +63,16 @@ class CommandSpec:
     is_write: bool = False
     #: A blocking pop: its handler may return ``vfsd.commands.blocking.Block``.
     is_blocking: bool = False
+    #: When MONITOR shows the command: ``MONITOR_AFTER`` it ran (most), ``MONITOR_BEFORE`` (scripts, so that the
+    #: commands they call come after them; Redis's skip_monitor commands feed monitors themselves), or never
+    #: (admin commands, as in Redis).
+    monitor_feed: int = 0
 
     def __post_init__(self) -> None:
         self.is_write = "write" in self.flags
         self.is_blocking = "blocking" in self.flags
+        self.monitor_feed = (MONITOR_NEVER if "admin" in self.flags else
+                             MONITOR_BEFORE if "skip_monitor" in self.flags else MONITOR_AFTER)
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of a call whose arity has been checked."""

@@ -76,7 +76,7 @@ class Invocation(Run):
     """One run of a script or function: its mode, what it may touch, and whether it wrote."""
 
     __slots__ = ("read_only", "wrote", "is_eval", "deterministic", "declared", "ctxs", "router", "now_ms",
-                 "node_command", "caller", "argv", "started_ms", "busy")
+                 "node_command", "caller", "argv", "started_ms", "busy", "observer")
 
     def __init__(self, name: str, *, read_only: bool, is_eval: bool, ctxs: Mapping[str, Any], router: Router,
                  now_ms: int, declared: Collection[bytes] | None = None,
@@ -99,6 +99,9 @@ class Invocation(Run):
         self.argv = argv or []
         self.started_ms = 0
         self.busy = False
+        #: Called with ``(spec, argv)`` after each command the script ran (MONITOR, client-side caching); None
+        #: when nothing watches.
+        self.observer: Callable[[CommandSpec, list[bytes]], None] | None = None
 
     def reuse(self, name: str, *, read_only: bool, is_eval: bool, now_ms: int, caller: Any,
               argv: list[bytes], started_ms: int) -> "Invocation":
@@ -139,6 +142,8 @@ class Invocation(Run):
             reply = self.node_command(self.caller, spec, argv)
             if hasattr(reply, "add_done_callback"):
                 raise ErrorReply(f"ERR '{spec.full_name}' cannot run inside a script")
+            if self.observer is not None:
+                self.observer(spec, argv)
             return reply
         if (not self.deterministic and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
                 and argv[1][:1] != b"/"):
@@ -148,7 +153,12 @@ class Invocation(Run):
         ctx.now_ms = self.now_ms
         if spec.is_write:
             self.wrote = True
-        return spec.handler(ctx, argv)
+        if self.observer is None:
+            return spec.handler(ctx, argv)
+        try:
+            return spec.handler(ctx, argv)
+        finally:
+            self.observer(spec, argv)
 
     def route(self, spec: CommandSpec, argv: list[bytes]) -> str:
         """The group a command's keys are on, if this run may touch them."""
