@@ -456,8 +456,10 @@ def test_a_desired_write_on_another_node_invalidates(tmp_path: object) -> None:
             assert conn.call(["GET", "/ctx/remote"]) == b"$2\r\nv1\r\n"  # a linearizable read, remembered
             writer.set("/ctx/remote", f"v-{name}")
             assert conn.read() == push(b"/ctx/remote")
-            writer.set("/ctx/exp", "x", px=1500)
-            wait_for(lambda conn=conn: conn.call(["GET", "/ctx/exp"]) == b"$1\r\nx\r\n", what="the expiring key")
+            writer.set("/ctx/exp", "x", px=3000)
+            # A linearizable read right after the write sees it (no polling: a GET sent once the key has
+            # lapsed would be tracked before its read round, and the expiry's push could precede its reply).
+            assert conn.call(["GET", "/ctx/exp"]) == b"$1\r\nx\r\n"
             assert conn.read() == push(b"/ctx/exp")  # the leader's expiry entry, applied on this node
             conn.close()
         bcast = tracking_conn(cluster.nodes[follower].port, "BCAST", "PREFIX", "/ctx/b/")

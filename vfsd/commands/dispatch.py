@@ -23,7 +23,7 @@ from vfsd.commands.blocking import Block
 from vfsd.commands.context import probe
 from vfsd.commands.errors import wrong_arity
 from vfsd.commands.locks import is_lease_path
-from vfsd.commands.observe import observed
+from vfsd.commands.observe import observed, remember_reads
 from vfsd.commands.table import MONITOR_AFTER, MONITOR_BEFORE, TABLE, CommandSpec
 from vfsd.paths import GROUP, PLANE_NAMES, PathError
 from vfsd.resp.types import ErrorReply
@@ -176,10 +176,11 @@ def _propose_lease(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], 
     return future
 
 
-def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes]) -> Any:
+def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client") -> Any:
     """A read of a replicated desired path: run it once the plane's read barrier (ReadIndex, then
     the applied index reaching it) says every write committed before the read began is applied
-    here. A lone leading voter needs none: the reply is immediate."""
+    here. A lone leading voter needs none: the reply is immediate. A tracking client's keys are
+    remembered as the read runs (not when it was sent), so an invalidation can only follow its reply."""
     barrier = plane.read_barrier()
     if barrier is None:
         ctx = plane.ctx
@@ -198,6 +199,8 @@ def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes
         ctx = plane.ctx
         ctx.now_ms = node.now_ms()
         ctx.reading = True
+        if client.tracking is not None:
+            remember_reads(client, spec, argv)
         try:
             reply.set_result(spec.handler(ctx, argv))
         except ErrorReply as err:
@@ -248,7 +251,7 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                     if spec.is_write:
                         return propose(node, plane, spec, argv, client)
                     if plane.linearizable and not client.readonly:
-                        return read_linearizably(node, plane, spec, argv)
+                        return read_linearizably(node, plane, spec, argv, client)
                 ctx = plane.ctx
                 ctx.now_ms = node.clock_ms
                 ctx.reading = not spec.is_write
@@ -336,7 +339,7 @@ def _run(client: "Client", node: Any, spec: CommandSpec, argv: list[bytes]) -> A
             return propose(node, plane, spec, argv, client)
         if plane.deferred and plane.linearizable and not spec.is_write and not client.readonly \
                 and not spec.is_blocking and not node.blocking.hold:
-            return read_linearizably(node, plane, spec, argv)
+            return read_linearizably(node, plane, spec, argv, client)
         ctx = plane.ctx
         ctx.now_ms = node.clock_ms
         ctx.reading = not spec.is_write

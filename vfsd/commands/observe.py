@@ -87,8 +87,10 @@ def observed(client: "Client", argv: list[bytes], run: Run) -> Any:
     try:
         spec, reply = run(client, argv)
         state = client.tracking
-        if state is not None:
-            remember_reads(client, spec, argv)  # (still current: what the table drops for room comes after)
+        if state is not None and not isinstance(reply, asyncio.Future):
+            # (still current: what the table drops for room comes after). A read still to come (a
+            # linearizable desired-path read) remembers its keys itself, as it runs.
+            remember_reads(client, spec, argv)
             # CLIENT CACHING covers the next command, or the next transaction (as Redis's resetClient).
             if state.caching and client.multi is None and argv[0].lower() != b"client":
                 state.caching = False
