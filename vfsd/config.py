@@ -44,6 +44,16 @@ def _positive(name: str) -> Callable[[int], None]:
     return check
 
 
+def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return check
+
+
+#: The gossip profiles (``vfsd.active.profile.PROFILES``), by name.
+GOSSIP_PROFILES = ("lan", "local", "wan")
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
     Setting("bind", "node", str, "127.0.0.1", "Address the client port listens on.", "bind"),
@@ -58,6 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
             "host:peerport of any member of an existing cluster, to join it as a learner.", "join"),
     Setting("seeds", "cluster", str, "",
             "host:peerport,... of gossip members to join through (peers and join are seeds too).", "seeds"),
+    Setting("gossip_profile", "cluster", str, "lan",
+            "Gossip timing, as memberlist's profiles: lan (1 s probes, 200 ms gossip), local (loopback and "
+            "tests: faster gossip and suspicion) or wan (5 s probes, slower everything).", "gossip-profile",
+            check=_one_of("gossip_profile", GOSSIP_PROFILES)),
     Setting("cluster_id", "node", str, "vfsd",
             "Name of the cluster; the peer port refuses peers of another cluster.", "cluster-id"),
     Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
@@ -155,6 +169,7 @@ class Config:
     peers: str = ""
     join: str = ""
     seeds: str = ""
+    gossip_profile: str = "lan"
     cluster_id: str = "vfsd"
     requirepass: str = ""
     protected_mode: bool = True

@@ -137,7 +137,7 @@ def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
 # -- INFO ------------------------------------------------------------------------
 
 INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats",
-                 "cluster", "keyspace", "vfsd")
+                 "cluster", "keyspace", "vfsd", "gossip")
 #: Keys with a TTL sampled for INFO keyspace's avg_ttl (an estimate, as Redis's is).
 AVG_TTL_SAMPLE = 1000
 
@@ -236,6 +236,10 @@ def info_text(client: "Client", wanted: set[str]) -> str:
                        "watch_history_bytes": history.bytes, "watch_history_dropped_revisions": history.dropped_revisions,
                        "vfs_watches": node.watchers.count})
         sections.append("# Vfsd\r\n" + _fields(fields))
+    if want("gossip"):
+        # The active plane's replication (vfsd.active.shell): members, state, traffic, refusals.
+        gossip = node.gossip
+        sections.append("# Gossip\r\n" + _fields(gossip.info() if gossip is not None else {"gossip_enabled": 0}))
     return "\r\n".join(sections)
 
 

@@ -555,6 +555,11 @@ class PeerTransport:
         loop = self._loop
         return (loop.time() if loop is not None else time.monotonic()) * 1000
 
+    @property
+    def advertised_address(self) -> str:
+        """``host:port`` this node tells peers to dial (its HELLO's address)."""
+        return self._advertised()
+
     def _advertised(self) -> str:
         return self._advertise if self._advertise is not None else f"{self.bind}:{self.port}"
 
