@@ -60,6 +60,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "node", int, 6379, "Client (Redis protocol) port.", "port"),
     Setting("peer_port", "node", int, 0,
             "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
+    Setting("peer_advertise", "node", str, "",
+            "host:port peers are told to reach this node's peer port at (behind NAT, a proxy or a container's "
+            "port mapping); empty means bind:peer_port.", "peer-advertise"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
     Setting("peers", "cluster", str, "",
             "The initial cluster: id=host:peerport,... (every voter of a new cluster gets the same list; "
@@ -165,6 +168,7 @@ class Config:
     bind: str = "127.0.0.1"
     port: int = 6379
     peer_port: int = 0
+    peer_advertise: str = ""
     data_dir: str = ""
     peers: str = ""
     join: str = ""
@@ -306,6 +310,8 @@ def coerce(setting: Setting, raw: Any) -> Any:
         check_node_id(raw)
     if setting.name == "peers" and raw:
         parse_peers(raw)
+    if setting.name == "peer_advertise" and raw:
+        parse_address(raw, setting.name)
     if setting.name in ("join", "seeds") and raw:
         for address in raw.split(","):
             parse_address(address, setting.name)

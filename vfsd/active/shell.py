@@ -58,15 +58,11 @@ from vfsd.active.profile import PROFILES, GossipProfile
 from vfsd.active.wire import Limits, MsgType, on_roots
 from vfsd.config import parse_address, parse_peers
 from vfsd.desired.log import write_file_atomically
-from vfsd.peers.frame import GOSSIP, WIRE, LocalProtocolError
+from vfsd.peers.frame import GOSSIP, LocalProtocolError
 from vfsd.peers.transport import PeerTransport
 from vfsd.store.keyspace import ORIGIN, REV, Entry
 
 log = logging.getLogger(__name__)
-
-# The gossip family's message types on the peer wire: the agent's MsgType numbers, append-only.
-for _type in MsgType:
-    WIRE.message(GOSSIP, int(_type), _type.name.lower())
 
 HIGH_WATER_FILE = "gossip-clock.json"
 #: How long stop() waits for the leave announcement to reach the sockets.
@@ -422,8 +418,9 @@ class GossipShell:
 
 
 def _one_line(text: str) -> str:
-    """An INFO value: one line, no spaces to trip a parser (they become underscores)."""
-    return "_".join(text.split())[:200] or "none"
+    """An INFO value: one line, nothing a client's INFO parser splits on (spaces, commas and
+    equals signs become underscores)."""
+    return "_".join(text.replace(",", " ").replace("=", " ").split())[:200] or "none"
 
 
 __all__ = ["GossipShell", "HighWaterError", "read_high_water", "seed_addresses", "write_high_water"]
