@@ -89,7 +89,7 @@ from typing import Protocol
 from zlib import crc32
 
 from vfsd.active.broadcast import TransmitQueue
-from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash, version_hash_with
+from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
 from vfsd.active.membership import Membership
@@ -226,12 +226,23 @@ class Replicator:
 
     def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
         """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
+        self.wrote_over(key, None if old is None else old[0], None if old is None else old[1], hlc)
+
+    def wrote_over(self, key: bytes, old_hlc: int | None, old_origin: str | None, hlc: int) -> None:
+        """``wrote`` with the replaced version in two arguments (None: there was none): the shell's
+        hot path, which has them at hand in the keyspace entry and need not pack a tuple."""
         kh = crc32(key)
         pk = (kh << 32) | self._origin_hash
-        h = version_hash_with(pk, hlc)
-        if old is not None:  # the common case: a file rewritten (inlined Digest.xor)
+        # version_hash_with(pk, hlc), inlined (this runs on every write; see vfsd.active.digest)
+        x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h = x ^ (x >> 32)
+        if old_hlc is not None:  # the common case: a file rewritten (inlined Digest.xor)
             leaf = kh & LEAF_MASK
-            delta = h ^ (version_hash_with(pk, old[0]) if old[1] == self.name else version_hash(kh, old[0], old[1]))
+            if old_origin == self.name:
+                x = ((pk ^ (old_hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                delta = h ^ x ^ (x >> 32)
+            else:
+                delta = h ^ version_hash(kh, old_hlc, old_origin)  # type: ignore[arg-type]
             leaves = self._leaves
             value = leaves.get(leaf, 0) ^ delta
             if value:
@@ -249,7 +260,12 @@ class Replicator:
             if self.collected:
                 self.collected.pop(key, None)
         if not self.fresh:
-            self.queue.push(key, None)
+            queue = self.queue
+            if key not in queue.where and len(queue.where) < queue.max_items:
+                queue.where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
+                queue.tiers[0][key] = None
+            else:
+                queue.push(key, None)
 
     def deleted(self, key: bytes, old: tuple[int, str], now_ms: int) -> int:
         """This node deleted ``key`` (whose entry was versioned ``old``); returns the deletion's revision."""
@@ -342,8 +358,12 @@ class Replicator:
         """Queued paths' current records for one gossip message (counted ``transmits`` times)."""
         found: dict[bytes, Record] = {}
 
+        read = self.store.read
+        tomb = self.tombstones.record
+
         def size_of(key: bytes, _: None) -> int | None:
-            rec = self.record(key)
+            r = read(key)  # self.record(key), inlined
+            rec = (key, r[2], r[3], r[0], r[1], r[4]) if r is not None else tomb(key)
             if rec is None:
                 return None
             found[key] = rec

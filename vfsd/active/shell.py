@@ -154,6 +154,7 @@ class GossipShell:
                                  profile=self.profile, limits=limits)
         self.store.tombstone_of = self.agent.replica.tombstones.get
         self._replica = self.agent.replica
+        self._wrote_over = self._replica.wrote_over
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
@@ -248,7 +249,10 @@ class GossipShell:
     # -- ReplicationHooks (the active plane calls these on every change) ----------------------
 
     def wrote(self, key: bytes, old: Entry | None, rev: int) -> None:
-        self._replica.wrote(key, None if old is None else (old[REV], old[ORIGIN]), rev)
+        if old is None:
+            self._wrote_over(key, None, None, rev)
+        else:
+            self._wrote_over(key, old[REV], old[ORIGIN], rev)
         if not self._flush_scheduled:
             self._schedule_flush()
 
@@ -410,6 +414,8 @@ class GossipShell:
             out[f"members_{state}"] = stats[f"members_{state}"]
         out.update({
             "keys": stats["records"] - stats["tombstones"], "tombstones": stats["tombstones"],
+            # The hash over every record held (entries and tombstones): replicas that agree hold the same.
+            "digest_root": f"0x{self._replica.digest.root():016x}",
             "queued_paths": stats["queued_paths"],
             "pushes": stats.get("gossip_rounds", 0),
             "anti_entropy_rounds": stats.get("pulls_completed", 0),
