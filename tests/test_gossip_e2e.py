@@ -324,6 +324,18 @@ def test_bad_gossip_input_is_refused_and_counted_and_the_node_keeps_serving(whol
     c.wait_all(lambda n: c.c(n).get("/run/e2e/still-serving") == b"yes", what="n2 still replicates")
 
 
+def test_flushall_on_one_node_empties_the_active_plane_everywhere_and_membership_writes_itg_again(
+        whole: Cluster) -> None:
+    c = whole
+    c.c("n1").set("/run/e2e/flushed", "x")
+    c.c("n1").set("local-key", "stays")  # a local key: that node's alone
+    c.wait_all(lambda n: c.c(n).exists("/run/e2e/flushed") == 1, what="/run/e2e/flushed everywhere")
+    c.c("n2").flushall()
+    c.wait_all(lambda n: not any(k.startswith(b"/run/") for k in c.c(n).keys("/run/*")), what="/run empty everywhere")
+    assert c.c("n1").get("local-key") == b"stays"
+    c.wait_whole(timeout=15)  # every /itg/<node> written again (they are checked every 5 s)
+
+
 # -- partition ---------------------------------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ from vfsd.active.integrity import event_document, member_path, member_row, owned
 from vfsd.active.keyspace_store import REPLICATED_KINDS, KeyspaceStore, check_wire_value
 from vfsd.active.membership import MemberEvent
 from vfsd.active.profile import PROFILES, GossipProfile
-from vfsd.active.wire import Limits, MsgType, on_roots
+from vfsd.active.wire import STATE_NAMES, Limits, MsgType, on_roots
 from vfsd.config import parse_address, parse_peers
 from vfsd.desired.log import write_file_atomically
 from vfsd.peers.frame import GOSSIP, LocalProtocolError
@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 HIGH_WATER_FILE = "gossip-clock.json"
 #: The least time between two pushes of local writes (see ``GossipShell._schedule_flush``).
 FLUSH_GAP_S = 0.002
+#: How often the ``/itg`` documents of known members are checked, and written again if missing
+#: (a client's DEL or a FLUSHALL removed them; membership only writes on a change).
+ITG_RESTORE_S = 5.0
 #: How long stop() waits for the leave announcement to reach the sockets.
 LEAVE_DRAIN_S = 1.0
 #: Why the agent refuses a message (vfsd.active.wire's WireError reasons and the agent's own):
@@ -157,6 +160,7 @@ class GossipShell:
         self._wrote_over = self._replica.wrote_over
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._restorer: asyncio.TimerHandle | None = None
         self._timer_at = 0
         self._flush_scheduled = False
         self._last_flush = 0.0  # loop time of the last push
@@ -191,6 +195,7 @@ class GossipShell:
         self._write_self("alive", now)
         self.agent.join(self.seeds, now)
         self._settle()
+        self._restorer = self._loop.call_later(ITG_RESTORE_S, self._restore_itg)
         log.info("gossip member %s at %s (profile %s), seeds: %s", self.name, self.address, self.profile.name,
                  ", ".join(self.seeds) or "none")
 
@@ -209,6 +214,9 @@ class GossipShell:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._restorer is not None:
+            self._restorer.cancel()
+            self._restorer = None
         if peers:
             try:
                 async with asyncio.timeout(LEAVE_DRAIN_S):
@@ -379,6 +387,28 @@ class GossipShell:
         if collectors is not None:
             collectors.restore()
         log.warning("gossip: %s had been reaped by the cluster and rejoined as a new member", self.name)
+
+    def _restore_itg(self) -> None:
+        """Write the ``/itg`` document of every known member that has none (see ``ITG_RESTORE_S``)."""
+        if self._stopped:
+            return
+        self._restorer = self._loop.call_later(ITG_RESTORE_S, self._restore_itg)  # type: ignore[union-attr]
+        data = self.node.keyspace.data
+        now = self.node.now_ms()
+        membership = self.agent.membership
+        for m in list(membership.members.values()):
+            path = member_path(m.name)
+            if path in data:
+                continue
+            if m.name == self.name:
+                self._write_self("left" if membership.leaving else "alive", now)
+                continue
+            event = MemberEvent(m.name, STATE_NAMES[m.state], None, m.incarnation, m.boot, m.address, m.since_ms,
+                                m.flaps)
+            try:
+                self.node.write_document(path, event_document(event, m.heard_ms, self.name))
+            except Exception:
+                log.exception("gossip: cannot write %s", path.decode(errors="replace"))
 
     def _arm(self) -> None:
         wake = self.agent.wake_ms
