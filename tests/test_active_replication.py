@@ -275,3 +275,23 @@ def test_the_wire_value_check_refuses_what_install_could_not_build() -> None:
     assert not check_wire_value(SET, codec.pack([b"m", b"m"]))  # duplicate member
     assert not check_wire_value(ZSET, codec.pack([b"m", "1"]))  # score not a float
     assert not check_wire_value(LIST, codec.pack([]))  # empty
+
+
+def test_a_value_too_large_to_replicate_is_refused_at_the_write_not_kept_on_one_node() -> None:
+    from vfsd.resp.types import ErrorReply
+
+    a, b = pair()
+    a.plane.ctx.max_value_bytes = 1000
+    a.run("SET", "/run/big", b"x" * 1000)  # at the limit: fine
+    for argv in (("SET", "/run/big", b"y" * 1001), ("SET", "/run/big", b"y" * 1001, "PX", "5000"),
+                 ("JSON.SET", "/run/bigdoc", "$", '"' + "z" * 1200 + '"')):
+        try:
+            a.run(*argv)
+        except ErrorReply as exc:
+            assert "over the 1000 bytes the active plane replicates" in str(exc) and argv[1] in str(exc)
+        else:
+            raise AssertionError(f"{argv[0]} of an oversize value was accepted")
+    exchange([a, b])
+    assert a.run("GET", "/run/big") == b.run("GET", "/run/big") == b"x" * 1000
+    assert a.run("EXISTS", "/run/bigdoc") == b.run("EXISTS", "/run/bigdoc") == 0
+    assert a.agent.replica.check() == []

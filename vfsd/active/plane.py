@@ -20,6 +20,7 @@ from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.codec import RAW
 from vfsd.commands.context import ChangeSink, Ctx
 from vfsd.paths import EVENTUAL
+from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import CTIME, KIND, ORIGIN, REV, Entry, Keyspace
 
 
@@ -46,19 +47,24 @@ class ReplicatedCtx(Ctx):
     same on every replica; any other removal is a delete with a revision of its own.
     """
 
-    __slots__ = ("hooks",)
+    __slots__ = ("hooks", "max_value_bytes")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         #: The gossip shell, once it is attached; None until then (writes still reach the
         #: keyspace, and the replication core reads them when it starts).
         self.hooks: ReplicationHooks | None = None
+        #: The largest string or document replication can carry (one gossip message holds a
+        #: record whole): a larger one is refused with an error rather than kept on this node alone.
+        self.max_value_bytes = 1 << 62
 
     def write(self, key: bytes, value: bytes, kind: int = RAW, *, old: Entry | None = None,
               keep_ttl: bool = False) -> Entry:
         hooks = self.hooks
         if hooks is None:
             return Ctx.write(self, key, value, kind, old=old, keep_ttl=keep_ttl)
+        if type(value) is bytes and len(value) > self.max_value_bytes:
+            raise _too_large(key, len(value), self.max_value_bytes)
         before = self.db.data.get(key)
         entry = Ctx.write(self, key, value, kind, old=old, keep_ttl=keep_ttl)
         hooks.wrote(key, before, entry[REV])
@@ -68,6 +74,8 @@ class ReplicatedCtx(Ctx):
         hooks = self.hooks
         if hooks is None:
             return Ctx.replace(self, key, value)
+        if len(value) > self.max_value_bytes:
+            raise _too_large(key, len(value), self.max_value_bytes)
         db = self.db
         before = db.data.get(key)
         if before is not None and db.expires:
@@ -92,6 +100,12 @@ class ReplicatedCtx(Ctx):
             hooks.expired(key, old, at)
             return (None, old[KIND], old[REV], old[ORIGIN], old[CTIME], now)
         return (None, old[KIND], hooks.deleted(key, old, now), self.origin, old[CTIME], now)
+
+
+def _too_large(key: bytes, size: int, limit: int) -> ErrorReply:
+    path = key[:200].decode("utf-8", "replace")
+    return ErrorReply(f"ERR value of {size} bytes for '{path}' is over the {limit} bytes the active plane "
+                      "replicates")
 
 
 class ActivePlane:

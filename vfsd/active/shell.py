@@ -156,6 +156,7 @@ class GossipShell:
         self.agent = GossipAgent(self.name, self.address, self.store, self.hlc, rng or random.Random(), now,
                                  profile=self.profile, limits=limits)
         self.store.tombstone_of = self.agent.replica.tombstones.get
+        self.plane.ctx.max_value_bytes = limits.max_value_bytes  # what peers accept: refuse more at the write
         self._replica = self.agent.replica
         self._wrote_over = self._replica.wrote_over
         self._loop: asyncio.AbstractEventLoop | None = None
