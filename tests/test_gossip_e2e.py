@@ -255,6 +255,48 @@ def test_a_node_killed_and_restarted_catches_up(whole: Cluster) -> None:
     assert json.loads(c.c("n1").execute_command("JSON.GET", "/itg/n5"))["boot"] > old_boot  # a new identity
 
 
+def test_a_delete_made_while_a_node_was_away_holds_when_it_comes_back_with_its_dump(whole: Cluster) -> None:
+    c = whole
+    c.c("n2").set("/run/e2e/zombie", "written by n2")
+    c.c("n2").set("/run/e2e/kept", "written by n2")
+    c.wait_all(lambda n: c.c(n).exists("/run/e2e/zombie", "/run/e2e/kept") == 2, what="n2's writes everywhere")
+    c.clients["n2"].close()
+    assert c.nodes["n2"].stop() == 0  # SIGTERM: the dump holds both paths
+    assert c.c("n1").delete("/run/e2e/zombie") == 1
+    c.nodes["n2"].restart()
+    c.clients["n2"] = c.nodes["n2"].client()
+    c.wait_whole()
+    c.wait_all(lambda n: c.c(n).exists("/run/e2e/zombie") == 0 and c.c(n).get("/run/e2e/kept") == b"written by n2",
+               timeout=CONVERGE_WITHIN_S, what="the delete everywhere, n2's other write kept")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # through the anti-entropy rounds that follow
+        assert values_everywhere(c, "/run/e2e/zombie") == {None}
+        time.sleep(0.1)
+
+
+def test_a_node_that_leaves_is_left_at_once_and_its_documents_go_when_it_is_forgotten(whole: Cluster) -> None:
+    c = whole
+    three = c.c("n3")
+    three.execute_command("JSON.SET", "/hw/n3/e2e", "$", '{"cores": 2}')  # as its Props collector would
+    three.execute_command("JSON.SET", "/sum/n3", "$", '{"load": 0.5}')
+    c.wait_all(lambda n: c.c(n).exists("/hw/n3/e2e", "/sum/n3") == 2, what="n3's documents everywhere")
+    others = ["n1", "n2", "n4", "n5"]
+    c.clients["n3"].close()
+    left_at = time.monotonic()
+    assert c.nodes["n3"].stop() == 0  # SIGTERM: a graceful leave
+    c.wait_all(lambda n: c.state_of(n, "n3") == "left", names=others, timeout=5, what="n3 left, not dead")
+    assert time.monotonic() - left_at < 5
+    # Kept while it is gone (marked stale by /itg/n3), deleted everywhere once it is forgotten
+    # (left_grace_ms after it left: 15 s in the local profile).
+    assert all(c.c(n).exists("/hw/n3/e2e", "/sum/n3") == 2 for n in others)
+    c.wait_all(lambda n: c.c(n).exists("/hw/n3/e2e", "/sum/n3", "/itg/n3") == 0, names=others, timeout=30,
+               what="n3's documents deleted once it was reaped")
+    assert time.monotonic() - left_at > 10
+    c.nodes["n3"].restart()
+    c.clients["n3"] = c.nodes["n3"].client()
+    c.wait_whole(timeout=15)  # back as a new member
+
+
 # -- bad input on the peer port --------------------------------------------------------------------
 
 def _raw_peer(port: int, data: bytes) -> bytes:

@@ -156,6 +156,10 @@ class GossipShell:
         self.agent = GossipAgent(self.name, self.address, self.store, self.hlc, rng or random.Random(), now,
                                  profile=self.profile, limits=limits)
         self.store.tombstone_of = self.agent.replica.tombstones.get
+        # What the dump brought back was published before this node stopped: it keeps its versions,
+        # so a delete made meanwhile on another node wins. Only what is written from here until the
+        # first pull is answered counts as written alone, to be re-stamped then (vfsd.active.gossip).
+        self.agent.replica.fresh_since = self.hlc.last + 1
         self.plane.ctx.max_value_bytes = limits.max_value_bytes  # what peers accept: refuse more at the write
         self._replica = self.agent.replica
         self._wrote_over = self._replica.wrote_over
