@@ -32,7 +32,14 @@ since to ``push_nodes`` random peers at once. Gossip work stays off the client's
 path: no write waits for the network.
 
 Replicated changes land in the keyspace through ``KeyspaceStore`` and raise the same
-events as local ones; they are announced after each call into the agent.
+events as local ones; they are announced after each call into the agent. Every
+``ITG_RESTORE_S`` the shell writes the ``/itg`` document of any known member that has
+none (a client's DEL, or a FLUSHALL, which replicates, removed it).
+
+At start the clock resumes above the persisted mark, the dump's clock and every revision
+of this node's own entries; what the dump brought back keeps its versions (only writes
+made after the start and before the first pull is answered are re-stamped), so a delete
+made elsewhere while this node was away wins over its dump.
 
 Seeds: ``--seeds``, the other nodes of ``--peers`` and ``--join`` (one flag set forms
 both the Raft cluster and the gossip one). Graceful leave (SIGTERM, SHUTDOWN,
