@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from tests.conftest import VfsdProcess, free_port, wait_for
-from tests.faultproxy import FaultProxies
+from tests.faultproxy import FaultProxy
 
 
 class Cluster:
@@ -22,9 +22,9 @@ class Cluster:
         self.root = root
         self.names = [f"n{i + 1}" for i in range(n)]
         self.peer_ports = {name: free_port() for name in self.names}
-        #: With ``proxied``, every peer connection passes through a FaultProxies proxy (``partition``):
+        #: With ``proxied``, every peer connection passes through a FaultProxy proxy (``partition``):
         #: ``--peers`` names the proxies, each node listens on its own ``--peer-port`` behind its proxy.
-        self.proxies = FaultProxies() if proxied else None
+        self.proxies = FaultProxy() if proxied else None
         listed = dict(self.peer_ports)
         if self.proxies is not None:
             listed = {name: self.proxies.add(name, port) for name, port in self.peer_ports.items()}

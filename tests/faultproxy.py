@@ -1,12 +1,15 @@
-"""A fault-injecting TCP proxy for the peer port: partitions between named nodes, on loopback.
+"""A fault-injecting TCP proxy for the peer port: cut the network between groups of nodes.
 
-Each node gets a proxy port that stands for its peer port: the cluster's ``--peers`` list
-names the proxies, so every connection between two nodes passes through the proxy of
-the node that was dialled. The proxy reads the dialler's first frame (its HELLO, a
-msgpack map naming its ``node_id``) to learn who is calling, then forwards both ways.
-``partition({"n1"}, {"n2", "n3"})`` refuses new connections between the groups and cuts
-the ones open (both ways, as a real partition does); ``heal()`` lets them through again.
-It runs on its own event loop in a thread, so tests stay synchronous.
+Each node's peer port gets a proxy listener, and the node advertises the proxy's address
+(``--peer-advertise``), so every peer connection to it runs through the proxy. The proxy
+learns who is calling from the first frame the dialler sends (its HELLO, which names its
+node id) and then copies bytes both ways. ``partition({"n1", "n2"}, {"n3", "n4", "n5"})``
+aborts every connection between the groups and holds new ones open in silence (as a real
+partition does: the handshake never completes, probes time out); ``heal()`` lets traffic
+through again and closes the silent connections so their diallers redial at once.
+
+The proxy runs its own event loop on a daemon thread; every method is called from the
+test's thread and returns once the change is in effect.
 """
 
 from __future__ import annotations
@@ -18,97 +21,134 @@ from typing import Any
 
 import msgpack
 
-HEADER = struct.Struct(">IBBH")
+_HEADER = struct.Struct(">IBBH")  # vfsd.peers.frame.HEADER: body length, version, family, type
+_MAX_HELLO_BYTES = 64 * 1024
 
 
-class FaultProxies:
+class _Link:
+    __slots__ = ("caller", "callee", "writers", "silent")
+
+    def __init__(self, caller: str, callee: str) -> None:
+        self.caller = caller
+        self.callee = callee
+        self.writers: list[asyncio.StreamWriter] = []
+        self.silent = False
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            transport = writer.transport
+            if not transport.is_closing():
+                transport.abort()
+
+
+class FaultProxy:
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy", daemon=True)
-        self._thread.start()
-        self._servers: list[asyncio.AbstractServer] = []
-        self._cut: set[frozenset[str]] = set()
-        self._live: list[tuple[str, str, asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self.refused = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="faultproxy", daemon=True)
+        self.thread.start()
+        self.groups: list[set[str]] | None = None
+        self.links: set[_Link] = set()
+        self.servers: list[asyncio.Server] = []
+        self.connections = 0
+        self.held = 0
 
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _call(self, coro: Any, timeout: float = 5.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def add(self, name: str, target_port: int) -> int:
-        """A proxy standing for ``name``'s peer port (which listens on ``target_port``); its port."""
-        async def start() -> int:
-            server = await asyncio.start_server(lambda r, w: self._serve(name, target_port, r, w), "127.0.0.1", 0)
-            self._servers.append(server)
-            return server.sockets[0].getsockname()[1]
-        return self._call(start())
+    # -- set-up -------------------------------------------------------------------------
 
-    def partition(self, *groups: set[str]) -> None:
-        async def cut() -> None:
-            self._cut = {frozenset((a, b)) for i, g in enumerate(groups) for h in groups[i + 1:] for a in g for b in h}
-            for src, dst, w1, w2 in list(self._live):
-                if frozenset((src, dst)) in self._cut:
-                    w1.transport.abort()
-                    w2.transport.abort()
-        self._call(cut())
+    def add(self, callee: str, target_port: int) -> int:
+        """Listen in front of ``callee``'s peer port ``target_port``; returns the proxy's port."""
+        return self._call(self._listen(callee, target_port))
 
-    def heal(self) -> None:
-        async def heal() -> None:
-            self._cut = set()
-        self._call(heal())
+    async def _listen(self, callee: str, target_port: int) -> int:
+        server = await asyncio.start_server(lambda r, w: self._serve(callee, target_port, r, w), "127.0.0.1", 0)
+        self.servers.append(server)
+        return server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
-        async def close() -> None:
-            for server in self._servers:
+        async def shut() -> None:
+            for server in self.servers:
                 server.close()
-            for _, _, w1, w2 in self._live:
-                w1.transport.abort()
-                w2.transport.abort()
+            for link in list(self.links):
+                link.abort()
         try:
-            self._call(close())
+            self._call(shut())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
 
-    async def _serve(self, dst: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # -- faults -------------------------------------------------------------------------
+
+    def _cut(self, a: str, b: str) -> bool:
+        groups = self.groups
+        if groups is None:
+            return False
+        return not any(a in g and b in g for g in groups)
+
+    def partition(self, *groups: set[str]) -> None:
+        """Only nodes in the same group reach each other (a node in no group reaches nobody)."""
+        async def apply() -> None:
+            self.groups = [set(g) for g in groups]
+            for link in list(self.links):
+                if self._cut(link.caller, link.callee):
+                    link.abort()
+        self._call(apply())
+
+    def heal(self) -> None:
+        async def apply() -> None:
+            self.groups = None
+            for link in list(self.links):
+                if link.silent:
+                    link.abort()
+        self._call(apply())
+
+    # -- connections --------------------------------------------------------------------
+
+    async def _serve(self, callee: str, target_port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            head = await asyncio.wait_for(reader.readexactly(HEADER.size), 10)
-            length = HEADER.unpack(head)[0]
-            body = await asyncio.wait_for(reader.readexactly(length), 10)
+            header = await reader.readexactly(_HEADER.size)
+            length = _HEADER.unpack(header)[0]
+            if length > _MAX_HELLO_BYTES:
+                raise ValueError("not a HELLO")
+            body = await reader.readexactly(length)
             hello = msgpack.unpackb(body, raw=False)
-            src = str(hello.get("node_id")) if isinstance(hello, dict) else "?"
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, msgpack.UnpackException, OSError):
+            caller = str(hello.get("node_id", "?")) if isinstance(hello, dict) else "?"
+        except (asyncio.IncompleteReadError, ValueError, ConnectionError, msgpack.UnpackException):
             writer.transport.abort()
             return
-        if frozenset((src, dst)) in self._cut:
-            self.refused += 1
-            writer.transport.abort()
-            return
+        link = _Link(caller, callee)
+        link.writers.append(writer)
+        self.links.add(link)
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            writer.transport.abort()
-            return
-        up_writer.write(head + body)
-        entry = (src, dst, writer, up_writer)
-        self._live.append(entry)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            if self._cut(caller, callee):
+                link.silent = True
+                self.held += 1
+                while await reader.read(65536):  # swallow everything, answer nothing
+                    pass
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+            except OSError:
+                return
+            link.writers.append(up_writer)
+            up_writer.write(header + body)
+            await asyncio.gather(self._pump(reader, up_writer, link), self._pump(up_reader, writer, link))
         finally:
-            if entry in self._live:
-                self._live.remove(entry)
-            writer.transport.abort()
-            up_writer.transport.abort()
+            self.links.discard(link)
+            link.abort()
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.transport.abort()
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data or self._cut(link.caller, link.callee):
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            link.abort()

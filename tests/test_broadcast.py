@@ -86,3 +86,22 @@ def test_a_shrinking_limit_retires_items_past_it() -> None:
     q.push("b", 0)
     assert q.take(4, 100, size1) == [("b", 0)]  # cluster shrank: a (5 sent) is done
     assert "a" not in q
+
+
+def test_a_nearly_full_message_stops_looking_for_smaller_items_soon() -> None:
+    from vfsd.active.broadcast import MAX_MISFITS
+
+    q: TransmitQueue[str, int] = TransmitQueue()
+    q.push("small", -1)  # the oldest: reached last (never-sent items go newest first)
+    for i in range(1000):
+        q.push(f"big{i}", i)
+    asked: list[str] = []
+
+    def size_of(key: str, value: int) -> int:
+        asked.append(key)
+        return 1 if key == "small" else 60
+
+    taken = q.take(10, 100, size_of)
+    assert len(taken) == 1  # one big item; the next does not fit
+    assert len(asked) == 1 + MAX_MISFITS  # not a walk over the 999 others (each size_of reads a value)
+    assert len(q) == 1001

@@ -174,3 +174,61 @@ def test_seeds_that_never_answer_are_retried() -> None:
     node.agent.tick(T0 + 10 * LAN.probe_interval_ms)
     again = [o for o in node.ready().messages if o.address == "n9:7946"]
     assert len(again) == 1
+
+
+def test_in_a_small_cluster_a_push_reaches_everyone_and_is_neither_retransmitted_nor_relayed() -> None:
+    nodes = joined(5)  # 4 peers each: within push_nodes, so every push goes to all of them
+    a = nodes["n0"]
+    a.write(b"/run/x", b"1", T0 + 20)
+    pushes = [o for o in a.ready().messages if o.type == MsgType.GOSSIP]
+    assert {o.to for o in pushes} == {"n1", "n2", "n3", "n4"}
+    assert not a.agent.replica.queue  # sent to everyone: nothing left to retransmit
+    for out in pushes:
+        nodes[out.to].agent.receive("n0", out.type, out.body, T0 + 21)
+    for name in ("n1", "n2", "n3", "n4"):
+        node = nodes[name]
+        assert node.store.data[b"/run/x"][1] == b"1"
+        assert not node.agent.replica.queue  # every other member has it already: no relay
+        node.agent.tick(T0 + 400)  # the next gossip round carries no record
+        assert not [o for o in node.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2]]
+
+
+def test_in_a_large_cluster_a_push_goes_to_push_nodes_members_and_the_epidemic_does_the_rest() -> None:
+    nodes = joined(12)
+    a = nodes["n0"]
+    a.write(b"/run/y", b"2", T0 + 20)
+    pushes = [o for o in a.ready().messages if o.type == MsgType.GOSSIP]
+    assert len(pushes) == LAN.push_nodes < 11  # (8 sends: its retransmit limit for 12 members, used up at once)
+    first = nodes[pushes[0].to]
+    first.agent.receive("n0", pushes[0].type, pushes[0].body, T0 + 21)
+    assert b"/run/y" in first.agent.replica.queue  # relayed: not every member has it
+    pump(nodes, T0 + 21)
+    for t in range(1, 20):
+        for node in nodes.values():
+            node.agent.tick(T0 + 21 + t * LAN.gossip_interval_ms)
+        pump(nodes, T0 + 21 + t * LAN.gossip_interval_ms)
+    assert all(n.store.data.get(b"/run/y", (0, None))[1] == b"2" for n in nodes.values())
+
+
+def test_a_stream_of_pushes_defers_the_periodic_pull_but_not_past_its_bound() -> None:
+    nodes = joined(3)
+    replica = nodes["n0"].agent.replica
+    now = T0 + 100
+    pulls_at: list[int] = []
+    for _ in range(2 * LAN.sync_busy_max_ms // LAN.sync_interval_ms):
+        replica.pushed_records += LAN.sync_busy_records  # a stream of writes, every interval
+        now += LAN.sync_interval_ms
+        started = replica.counters.get("pulls_started", 0)
+        for node in nodes.values():
+            node.agent.tick(now)
+        if replica.counters.get("pulls_started", 0) > started:
+            pulls_at.append(now)
+        pump(nodes, now)
+    assert replica.counters.get("pulls_deferred", 0) >= len(pulls_at) * 10
+    gaps = [b - a for a, b in zip(pulls_at, pulls_at[1:])]
+    assert gaps and all(LAN.sync_busy_max_ms <= g <= LAN.sync_busy_max_ms + LAN.sync_interval_ms for g in gaps)
+    # Once the stream eases, the next interval pulls again.
+    before = replica.counters.get("pulls_started", 0)
+    nodes["n0"].agent.tick(now + LAN.sync_interval_ms)
+    assert replica.counters.get("pulls_started", 0) == before + 1
+    assert all(n.agent.membership.alive_count() == 3 for n in nodes.values())

@@ -264,3 +264,25 @@ def test_a_leader_change_keeps_a_lease_s_remaining_time(tmp_path: Path) -> None:
         assert free_after >= 4.0, free_after
         # Lengthened by at most the lease tick and an election (plus a loaded machine's slack).
         assert free_after <= 4.0 + 0.5 + 1.0 + 3.0, free_after
+
+
+def test_a_session_lease_is_released_when_gossip_declares_its_node_dead(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3, "--gossip-profile", "local") as c:
+        leader = c.wait_leader()
+        holder_node, other = [n for n in c.names if n != leader]
+        holder = c.client(holder_node)
+        assert holder.execute_command("LOCK.ACQUIRE", "/lk/gone", "h", 120000, "SESSION") > 0
+        c.pause(holder_node)  # its connection stays open, but the node stops answering anyone
+        try:
+            with c.client(other, socket_timeout=60) as r:
+                t0 = time.monotonic()
+                token = r.execute_command("LOCK.ACQUIRE", "/lk/gone", "o", 5000, "WAIT", 45000)
+                waited = time.monotonic() - t0
+            assert token is not None, "the session lease outlived its node"
+            assert waited < 45, waited  # long before the 120 s TTL: when gossip declared the node dead
+            with c.client(leader) as r:
+                itg = r.execute_command("JSON.GET", f"/itg/{holder_node}")
+                assert b"dead" in itg
+        finally:
+            c.resume(holder_node)
+            holder.close()

@@ -34,7 +34,7 @@ from vfsd.peers.frame import (
 from vfsd.peers.hello import Hello, transcript
 
 REG = WIRE.copy()
-APPEND = REG.message(RAFT, 1, "append")
+APPEND = REG.message(RAFT, 60001, "test_append")  # a number the real families will not reach
 MiB = 1024 * 1024
 TIMEOUTS = {"handshake_timeout_ms": 1000, "idle_timeout_ms": 3000, "keepalive_interval_ms": 1000}
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import vfsd.active.wire  # noqa: F401  (declares the gossip family's message types)
 from vfsd.peers.frame import (
     CLOSE,
     GOSSIP,
@@ -39,9 +40,9 @@ from vfsd.peers.frame import (
 )
 
 REG = WIRE.copy()
-APPEND = REG.message(RAFT, 1, "append")
-VOTE = REG.message(RAFT, 2, "vote")
-PUSH = REG.message(GOSSIP, 1, "push")
+APPEND = REG.message(RAFT, 60001, "test_append")  # numbers the real families will not reach
+VOTE = REG.message(RAFT, 60002, "test_vote")
+PUSH = REG.message(GOSSIP, 60001, "test_push")
 KINDS = [(PEER, PING), (PEER, PONG), (RAFT, APPEND), (RAFT, VOTE), (GOSSIP, PUSH)]
 MiB = 1024 * 1024
 
@@ -247,6 +248,19 @@ PINNED_WIRE = [
     (0, "peer", 3, "close"),
     (0, "peer", 4, "ping"),
     (0, "peer", 5, "pong"),
+    (2, "gossip", 1, "ping"),
+    (2, "gossip", 2, "ack"),
+    (2, "gossip", 3, "ping_req"),
+    (2, "gossip", 4, "nack"),
+    (2, "gossip", 5, "gossip"),
+    (2, "gossip", 6, "sync_open"),
+    (2, "gossip", 7, "sync_reply"),
+    (2, "gossip", 8, "sync_descend"),
+    (2, "gossip", 9, "sync_tree"),
+    (2, "gossip", 10, "sync_versions"),
+    (2, "gossip", 11, "sync_records"),
+    (2, "gossip", 12, "records"),
+    (2, "gossip", 13, "split"),
 ]
 PINNED_FAMILIES = {0: "peer", 1: "raft", 2: "gossip"}
 

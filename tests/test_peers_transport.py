@@ -38,8 +38,8 @@ from vfsd.peers.settings import PeerSettings
 from vfsd.peers.transport import PeerInfo, PeerTransport, PeerUnreachable
 
 REG = WIRE.copy()
-MSG = REG.message(RAFT, 1, "test")
-GMSG = REG.message(GOSSIP, 1, "test")
+MSG = REG.message(RAFT, 60001, "test")  # numbers the real families will not reach
+GMSG = REG.message(GOSSIP, 60001, "test")
 CLUSTER = "test-cluster"
 KiB = 1024
 MiB = 1024 * KiB

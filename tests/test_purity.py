@@ -62,6 +62,8 @@ CORES = [
     "vfsd.active.membership",
     "vfsd.active.gossip",
     "vfsd.active.agent",
+    "vfsd.active.keyspace_store",
+    "vfsd.active.integrity",
     "vfsd.sim",
     "vfsd.sim.gossip",
     "vfsd.desired.machine",

@@ -379,7 +379,7 @@ def test_a_partitioned_leader_cannot_commit_the_majority_goes_on_and_healing_con
             r.execute_command("READONLY")
             assert r.get("/ctx/part") in (b"before", b"minority")
             assert r.get("/ctx/only-majority") is None
-        assert c.proxies is not None and c.proxies.refused > 0
+        assert c.proxies is not None and c.proxies.held > 0
         c.heal()
         for name in c.names:
             with c.client(name) as r:

@@ -42,6 +42,9 @@ def main() -> None:
               help="host:peerport of a member of an existing cluster, to join it as a learner.")
 @click.option("--seeds", envvar=_env("seeds"), show_envvar=True,
               help="host:peerport,... of gossip members to join through (--peers and --join are seeds too).")
+@click.option("--gossip-profile", type=click.Choice(["lan", "local", "wan"], case_sensitive=False),
+              envvar=_env("gossip_profile"), show_envvar=True,
+              help="Gossip timing: lan, local (loopback, tests) or wan [default: lan].")
 @click.option("--requirepass", envvar=_env("requirepass"), show_envvar=True, help="Password clients AUTH with.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               envvar=_env("log_level"), show_envvar=True, help="Log level [default: info].")

@@ -44,6 +44,16 @@ def _positive(name: str) -> Callable[[int], None]:
     return check
 
 
+def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return check
+
+
+#: The gossip profiles (``vfsd.active.profile.PROFILES``), by name.
+GOSSIP_PROFILES = ("lan", "local", "wan")
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "node", str, "", "Node name; empty means the host name.", "node-id"),
     Setting("bind", "node", str, "127.0.0.1", "Address the client port listens on.", "bind"),
@@ -51,6 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
             "connections stay), refusing a port it cannot listen on.", "port", live=True),
     Setting("peer_port", "node", int, 0,
             "Peer port (Raft, gossip); 0 means port + 10000 (any free port if that passes 65535).", "peer-port"),
+    Setting("peer_advertise", "node", str, "",
+            "host:port peers are told to reach this node's peer port at (behind NAT, a proxy or a container's "
+            "port mapping); empty means bind:peer_port.", "peer-advertise"),
     Setting("data_dir", "node", str, "", "Where durable state lives; empty means ./vfsd-data/<node-id>.", "dir"),
     Setting("peers", "cluster", str, "",
             "The initial cluster: id=host:peerport,... (every voter of a new cluster gets the same list; "
@@ -59,6 +72,10 @@ SETTINGS: tuple[Setting, ...] = (
             "host:peerport of any member of an existing cluster, to join it as a learner.", "join"),
     Setting("seeds", "cluster", str, "",
             "host:peerport,... of gossip members to join through (peers and join are seeds too).", "seeds"),
+    Setting("gossip_profile", "cluster", str, "lan",
+            "Gossip timing, as memberlist's profiles: lan (1 s probes, 200 ms gossip), local (loopback and "
+            "tests: faster gossip and suspicion) or wan (5 s probes, slower everything).", "gossip-profile",
+            check=_one_of("gossip_profile", GOSSIP_PROFILES)),
     Setting("cluster_id", "node", str, "vfsd",
             "Name of the cluster; the peer port refuses peers of another cluster.", "cluster-id"),
     Setting("requirepass", "security", str, "", "Password for AUTH; empty means none.", "requirepass", live=True),
@@ -164,10 +181,12 @@ class Config:
     bind: str = "127.0.0.1"
     port: int = 6379
     peer_port: int = 0
+    peer_advertise: str = ""
     data_dir: str = ""
     peers: str = ""
     join: str = ""
     seeds: str = ""
+    gossip_profile: str = "lan"
     cluster_id: str = "vfsd"
     requirepass: str = ""
     protected_mode: bool = True
@@ -320,6 +339,8 @@ def coerce(setting: Setting, raw: Any) -> Any:
         check_node_id(raw)
     if setting.name == "peers" and raw:
         parse_peers(raw)
+    if setting.name == "peer_advertise" and raw:
+        parse_address(raw, setting.name)
     if setting.name in ("join", "seeds") and raw:
         for address in raw.split(","):
             parse_address(address, setting.name)

@@ -20,6 +20,7 @@ from typing import Any
 
 from vfsd import codec
 from vfsd.active.plane import ActivePlane
+from vfsd.active.shell import GossipShell, HighWaterError
 from vfsd.blocking import Blocker
 from vfsd.collectors.runner import CollectorRunner
 from vfsd.commands import families  # noqa: F401  (fills and indexes the command table)
@@ -118,6 +119,8 @@ class Node:
         self.blocking = Blocker(self)
         self.blocking_ready = self.blocking.ready
         self.data_dir = DataDir(cfg.data_dir)
+        #: Part of a cluster: the peer port opens, and the active plane replicates by gossip.
+        self.clustered = bool(cfg.peers or cfg.join or cfg.seeds)
         #: The peer port (Raft, gossip): configured, port + 10000, or derived once a free client port is bound.
         self.peer_port = cfg.peer_port
         #: This data dir's node, member id and start count (``DataDir.identity``); set by start().
@@ -125,6 +128,8 @@ class Node:
         #: The peer port's transport, shared by Raft and gossip (one message family each); made by
         #: start() once the identity is known, and opened only for a node that is part of a cluster.
         self.peers: PeerTransport | None = None
+        #: The active plane's gossip member (vfsd.active.shell), on a clustered node once started; else None.
+        self.gossip: GossipShell | None = None
         sink = self.notifier
         self.desired_feed = DesiredFeed(self.history, self.notifier)
         log_roots = [r.encode() for r, p in cfg.roots.items() if p in (CONSENSUS, LEASE)]
@@ -150,7 +155,8 @@ class Node:
                                    replay_sink=self.desired_feed.replay)
         self.planes: dict[str, Any] = {
             "local": LocalPlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
-            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random),
+            "eventual": ActivePlane(self.keyspace, cfg.node_id, sink, cfg.max_bulk_bytes, rng=self.random,
+                                    replicated=self.clustered),
             "log": desired,
         }
         self.desired_feed.machine = self.planes["log"].machine
@@ -247,9 +253,10 @@ class Node:
             self.settings.port = sock[1]
             if self.peer_port == 0 and sock[1] + 10000 <= 65535:
                 self.peer_port = self.settings.peer_port = sock[1] + 10000
-        if self.config.peers or self.config.join or self.config.seeds:
+        if self.clustered:
             try:
                 await self._open_peer_port()
+                await self._start_gossip()
             except StartupError:
                 self._server.close()
                 self.data_dir.release()
@@ -270,10 +277,10 @@ class Node:
         """Open the peer port (Raft and gossip register their message families on ``self.peers``)."""
         assert self.identity is not None
         config = dataclasses.replace(self.config, peer_port=self.peer_port)
-        # The address --peers gives this node is what peers reach it at (it may differ from where it
-        # listens: a forwarded port, a proxy); otherwise its own bind address and peer port.
+        # What peers reach this node at: peer_advertise if set, else the address --peers gives it (it
+        # may differ from where it listens: a forwarded port, a proxy), else its bind address and port.
         listed = parse_peers(config.peers).get(config.node_id) if config.peers else None
-        advertise = f"{listed[0]}:{listed[1]}" if listed is not None else None
+        advertise = config.peer_advertise or (f"{listed[0]}:{listed[1]}" if listed is not None else None)
         self.peers = PeerTransport.from_config(config, member_id=self.identity.member_id, advertise=advertise)
         try:
             await self.peers.start()
@@ -289,6 +296,16 @@ class Node:
             except ClusterStartError as exc:
                 await self.peers.stop()
                 raise StartupError(str(exc)) from None
+
+    async def _start_gossip(self) -> None:
+        """Make this node a gossip member of the active plane (vfsd.active.shell)."""
+        assert self.peers is not None
+        try:
+            self.gossip = GossipShell(self, self.peers)
+        except HighWaterError as exc:
+            await self.peers.stop()
+            raise StartupError(f"cannot start gossip: {exc}") from None
+        self.gossip.start()
 
     def request_shutdown(self, *, save: bool | None) -> None:
         """SHUTDOWN: ask whoever runs the node to stop it (``save`` as for ``stop``)."""
@@ -310,6 +327,8 @@ class Node:
             client.kill()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.gossip is not None:  # leave before the save: peers stop probing us at once
+            await self.gossip.stop()
         if save or (save is None and self.save_points):
             try:
                 count = await self.saver.save()

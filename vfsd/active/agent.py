@@ -172,7 +172,7 @@ class GossipAgent:
         self.replica.expired(key, version, deadline_ms)
 
     def flush(self, now_ms: int) -> None:
-        """Push what changed since the last push to ``gossip_nodes`` peers, now."""
+        """Push what changed since the last push to ``push_nodes`` peers, now."""
         self._keep_gossip_schedule(now_ms)
         if self.replica.queue.fresh() or self.membership.updates.fresh():
             self._gossip(now_ms, fresh_only=True)
@@ -303,7 +303,13 @@ class GossipAgent:
     def _on_gossip(self, sender: str, header: Header, msg: Gossip, now_ms: int) -> None:
         self._updates(msg.updates, now_ms)
         if msg.records and self._known(sender, header) and self._settled():
-            self.replica.apply_all(msg.records, now_ms, relay=True)
+            self.replica.pushed_records += len(msg.records)
+            self.replica.apply_all(msg.records, now_ms, relay=not self._pushes_reach_everyone())
+
+    def _pushes_reach_everyone(self) -> bool:
+        """In a cluster of at most ``push_nodes + 1`` members every push goes to every member:
+        relaying what one brought would only send everybody a second copy."""
+        return self.membership.alive_count() - 1 <= self.profile.push_nodes
 
     def _settled(self) -> bool:
         """Records pushed at a fresh replica wait for its first pull (vfsd.active.gossip)."""
@@ -415,9 +421,10 @@ class GossipAgent:
     # -- outputs ------------------------------------------------------------------------------
 
     def _gossip(self, now_ms: int, fresh_only: bool) -> None:
-        """One round: queued updates and records to ``gossip_nodes`` random members."""
-        peers = self.membership.sample(self.profile.gossip_nodes, include_dead_ms=self.profile.gossip_to_the_dead_ms,
-                                       now_ms=now_ms)
+        """One round: queued updates and records to ``gossip_nodes`` random members (a push of
+        fresh news, ``fresh_only``: to ``push_nodes``)."""
+        fanout = self.profile.push_nodes if fresh_only else self.profile.gossip_nodes
+        peers = self.membership.sample(fanout, include_dead_ms=self.profile.gossip_to_the_dead_ms, now_ms=now_ms)
         if not peers:
             return
         k = len(peers)
@@ -428,7 +435,12 @@ class GossipAgent:
         budget = self.profile.gossip_max_bytes - sum(_update_size("", u) for u in updates)
         records: list[Record] = []
         if not self.replica.fresh:
-            records = self.replica.take_records(k, budget, fresh_only=fresh_only)
+            # A message that reaches every live member leaves nobody to retransmit to: its records
+            # are done (anti-entropy repairs one lost on the way). Otherwise each peer counts once.
+            reached = sum(1 for p in peers if p in m.active)
+            transmits = limit if reached >= m.alive_count() - 1 else k
+            records = self.replica.take_records(transmits, budget, fresh_only=fresh_only)
+            self.replica.pushed_records += len(records)
         if not updates and not records:
             return
         self.count("gossip_rounds")

@@ -24,6 +24,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+#: Items that did not fit a nearly full message tried before ``take`` gives up looking for smaller ones.
+MAX_MISFITS = 8
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -86,6 +89,7 @@ class TransmitQueue(Generic[K, V]):
         chosen: list[tuple[K, V]] = []
         gone: list[K] = []
         used = 0
+        misfits = 0
         tiers = self.tiers
         last = 1 if fresh_only else min(limit, len(tiers))
         for t in range(last):
@@ -100,12 +104,17 @@ class TransmitQueue(Generic[K, V]):
                     gone.append(key)
                     continue
                 if used + size > budget_bytes and chosen:
-                    continue  # try smaller items
+                    # Try smaller items, but only a few: the message is nearly full, and walking a
+                    # long queue (each size_of reads a value) would cost more than the room is worth.
+                    misfits += 1
+                    if misfits >= MAX_MISFITS:
+                        break
+                    continue
                 used += size
                 chosen.append((key, value))
                 if used >= budget_bytes:
                     break
-            if used >= budget_bytes:
+            if used >= budget_bytes or misfits >= MAX_MISFITS:
                 break
         for key in gone:
             self.discard(key)

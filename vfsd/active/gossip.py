@@ -12,16 +12,28 @@ watermarks (``vfsd.active.lww``) and a queue of *paths* to gossip
 **Local writes** cost one hook call each (``wrote``, ``deleted``, ``expired``): a
 CRC-32 of the key, two version hashes, an XOR into one node per tree level, and a
 queue insert. The shell then calls ``GossipAgent.flush`` once per batch of writes,
-which pushes the newest value of every fresh path to ``gossip_nodes`` random peers
+which pushes the newest value of every fresh path to ``push_nodes`` random peers
 at once; the path stays queued and rides on the next gossip rounds until it has
 been sent ``retransmit_limit(n)`` times (memberlist's TransmitLimitedQueue). A
 receiver that learns something new from a push queues it in turn: the epidemic of
-SWIM §4, which reaches every node in O(log n) rounds. Rapid rewrites of one path
+SWIM §4, which reaches every node in O(log n) rounds. In a cluster small enough that
+a push goes to every member (at most ``push_nodes + 1``), the push is all there is:
+the path leaves the queue once sent and receivers do not relay it, since every
+further copy would be a duplicate (a push lost with a broken connection is repaired
+by the next anti-entropy pull). Under a full write load this is most of the cost of
+replication saved: in a 3-node cluster each write then travels twice, not a dozen
+times. Rapid rewrites of one path
 coalesce in the queue: only the newest value is ever read and sent.
 
 **Anti-entropy** repairs what pushes missed. Every ``sync_interval_for(n)`` a replica
 *pulls* from one random member (and at once from a member that comes back from
-suspect or dead, and from seeds on join):
+suspect or dead, and from seeds on join). Under a stream of writes (at least
+``sync_busy_records`` records pushed from here or received by push in the last
+interval) the periodic pull is deferred, for at most ``sync_busy_max_ms`` since the
+last one: a comparison then mostly finds the records still in flight, and lists
+thousands of versions around them to learn that, at a cost above the writes' own;
+what a push missed is repaired at the latest ``sync_busy_max_ms`` later, or one
+interval after the stream eases. A pull goes:
 
 1. ``SyncOpen``: our root hash and record count (plus, on a join, our own row).
 2. ``SyncReply``: the responder's clock ``t``, its membership rows, and — unless the
@@ -77,7 +89,7 @@ from typing import Protocol
 from zlib import crc32
 
 from vfsd.active.broadcast import TransmitQueue
-from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash, version_hash_with
+from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
 from vfsd.active.membership import Membership
@@ -194,6 +206,10 @@ class Replicator:
         self.counters: dict[str, int] = {}
         self._sid = rng.getrandbits(32)
         self._rows_at = 0
+        #: Records pushed from here or received by push since the last periodic pull was due (``tick``).
+        self.pushed_records = 0
+        #: When the last periodic pull started.
+        self.last_sync_ms = -(1 << 62)
         jitter = rng.randrange(max(1, profile.sync_interval_ms))
         self.next_sync_ms = now_ms + jitter
         self.next_gc_ms = now_ms + profile.sync_interval_ms
@@ -210,12 +226,23 @@ class Replicator:
 
     def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
         """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
+        self.wrote_over(key, None if old is None else old[0], None if old is None else old[1], hlc)
+
+    def wrote_over(self, key: bytes, old_hlc: int | None, old_origin: str | None, hlc: int) -> None:
+        """``wrote`` with the replaced version in two arguments (None: there was none): the shell's
+        hot path, which has them at hand in the keyspace entry and need not pack a tuple."""
         kh = crc32(key)
         pk = (kh << 32) | self._origin_hash
-        h = version_hash_with(pk, hlc)
-        if old is not None:  # the common case: a file rewritten (inlined Digest.xor)
+        # version_hash_with(pk, hlc), inlined (this runs on every write; see vfsd.active.digest)
+        x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h = x ^ (x >> 32)
+        if old_hlc is not None:  # the common case: a file rewritten (inlined Digest.xor)
             leaf = kh & LEAF_MASK
-            delta = h ^ (version_hash_with(pk, old[0]) if old[1] == self.name else version_hash(kh, old[0], old[1]))
+            if old_origin == self.name:
+                x = ((pk ^ (old_hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                delta = h ^ x ^ (x >> 32)
+            else:
+                delta = h ^ version_hash(kh, old_hlc, old_origin)  # type: ignore[arg-type]
             leaves = self._leaves
             value = leaves.get(leaf, 0) ^ delta
             if value:
@@ -233,7 +260,12 @@ class Replicator:
             if self.collected:
                 self.collected.pop(key, None)
         if not self.fresh:
-            self.queue.push(key, None)
+            queue = self.queue
+            if key not in queue.where and len(queue.where) < queue.max_items:
+                queue.where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
+                queue.tiers[0][key] = None
+            else:
+                queue.push(key, None)
 
     def deleted(self, key: bytes, old: tuple[int, str], now_ms: int) -> int:
         """This node deleted ``key`` (whose entry was versioned ``old``); returns the deletion's revision."""
@@ -326,8 +358,12 @@ class Replicator:
         """Queued paths' current records for one gossip message (counted ``transmits`` times)."""
         found: dict[bytes, Record] = {}
 
+        read = self.store.read
+        tomb = self.tombstones.record
+
         def size_of(key: bytes, _: None) -> int | None:
-            rec = self.record(key)
+            r = read(key)  # self.record(key), inlined
+            rec = (key, r[2], r[3], r[0], r[1], r[4]) if r is not None else tomb(key)
             if rec is None:
                 return None
             found[key] = rec
@@ -599,11 +635,20 @@ class Replicator:
             del self.pulls[sid]
             self.count("pull_timeouts")
         if now_ms >= self.next_sync_ms:
-            self.next_sync_ms = now_ms + self.profile.sync_interval_for(self.membership.alive_count())
-            # After a reset, only the member that told us to: until it answers, we wait for it.
-            peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
-            if peers:
-                self.pull(peers[0], now_ms, want_rows=True)
+            interval = self.profile.sync_interval_for(self.membership.alive_count())
+            self.next_sync_ms = now_ms + interval
+            pushed, self.pushed_records = self.pushed_records, 0
+            if (self.only_from is None and pushed >= self.profile.sync_busy_records
+                    and now_ms - self.last_sync_ms < self.profile.sync_busy_max_ms):
+                # A stream of pushes: a comparison now would mostly find records still in flight
+                # (and list thousands of versions to learn it). Repair waits, up to sync_busy_max_ms.
+                self.count("pulls_deferred")
+            else:
+                self.last_sync_ms = now_ms
+                # After a reset, only the member that told us to: until it answers, we wait for it.
+                peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
+                if peers:
+                    self.pull(peers[0], now_ms, want_rows=True)
         if now_ms >= self.next_gc_ms and (self.tombstones or self._collected_queue):
             self.next_gc_ms = now_ms + self.profile.sync_interval_ms
             self.collect(now_ms)

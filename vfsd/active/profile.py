@@ -34,7 +34,13 @@ Failure detection (SWIM, with Lifeguard's refinements):
 Dissemination:
 
 * ``gossip_interval_ms`` = 200, ``gossip_nodes`` = 3 (the fanout): every interval,
-  queued updates go to 3 random members; a local change goes out at once as well.
+  queued updates go to 3 random members.
+* ``push_nodes`` = 8 (ours): a local change goes out at once to this many random
+  members. In a cluster of at most ``push_nodes + 1`` that is every member, so the
+  push is all there is: nothing is retransmitted or relayed, and a write is on every
+  node one hop later (with ``gossip_nodes`` alone, one node of five would wait for a
+  relay at the next round, up to ``gossip_interval_ms``). Beyond that, the epidemic
+  takes over from the members the push reached.
 * ``retransmit_mult`` = 4: an update is sent ``retransmit_mult * ceil(log10(n + 1))``
   times by every node that learns it (SWIM's infection-style dissemination).
 * ``gossip_max_bytes`` = 65536: the largest gossip message; more waits for the next round.
@@ -46,6 +52,12 @@ Anti-entropy:
   node pulls from one random member — a root hash when they agree, the differing
   buckets when they do not (memberlist's push-pull is 30 s; ours is cheaper because
   it sends no member list and no state when nothing differs, so it can run often).
+* ``sync_busy_records`` = 1000, ``sync_busy_max_ms`` = 30000: when at least
+  ``sync_busy_records`` records were pushed from here or received by push in the last
+  interval (a stream of writes, 500 a second in this profile), the periodic pull waits,
+  but never longer than ``sync_busy_max_ms`` since the last one (a comparison under such
+  a stream mostly finds records still in flight, at the cost of listing thousands of
+  versions around them).
 * ``sync_timeout_ms`` = 2000: a pull that hears nothing for this long is abandoned (each
   request is answered in one round trip, a page of a full transfer included; a lost one
   costs at most this before the next pull starts over).
@@ -89,10 +101,13 @@ class GossipProfile:
     reconnect_fanout: int = 3
     gossip_interval_ms: int = 200
     gossip_nodes: int = 3
+    push_nodes: int = 8
     retransmit_mult: int = 4
     gossip_max_bytes: int = 65_536
     sync_interval_ms: int = 2000
     sync_timeout_ms: int = 2000
+    sync_busy_records: int = 1000
+    sync_busy_max_ms: int = 30_000
     sync_list_max: int = 64
     max_rows: int = 1024
     max_message_bytes: int = 1 << 20
@@ -103,13 +118,13 @@ class GossipProfile:
 
     def __post_init__(self) -> None:
         for field in ("probe_interval_ms", "probe_timeout_ms", "gossip_interval_ms", "sync_interval_ms",
-                      "sync_timeout_ms", "reconnect_interval_ms", "horizon_ms", "left_grace_ms"):
+                      "sync_timeout_ms", "sync_busy_max_ms", "reconnect_interval_ms", "horizon_ms", "left_grace_ms"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive")
         if self.probe_timeout_ms > self.probe_interval_ms:
             raise ValueError("probe_timeout_ms must not exceed probe_interval_ms")
-        if self.gossip_nodes < 1 or self.retransmit_mult < 1 or self.suspicion_mult < 1:
-            raise ValueError("gossip_nodes, retransmit_mult and suspicion_mult must be at least 1")
+        if self.gossip_nodes < 1 or self.push_nodes < 1 or self.retransmit_mult < 1 or self.suspicion_mult < 1:
+            raise ValueError("gossip_nodes, push_nodes, retransmit_mult and suspicion_mult must be at least 1")
         if self.awareness_max_multiplier < 1 or self.suspicion_max_timeout_mult < 1:
             raise ValueError("awareness_max_multiplier and suspicion_max_timeout_mult must be at least 1")
         if self.gossip_max_bytes > self.max_message_bytes or self.gossip_max_bytes < 1024:
@@ -152,9 +167,9 @@ def _push_pull_scale(n: int) -> int:
 LAN = GossipProfile()
 LOCAL = replace(LAN, name="local", indirect_checks=1, retransmit_mult=2, suspicion_mult=3,
                 probe_timeout_ms=200, gossip_interval_ms=100, gossip_to_the_dead_ms=15_000,
-                sync_interval_ms=1000, sync_timeout_ms=1000, left_grace_ms=15_000)
+                sync_interval_ms=1000, sync_timeout_ms=1000, sync_busy_max_ms=15_000, left_grace_ms=15_000)
 WAN = replace(LAN, name="wan", suspicion_mult=6, probe_timeout_ms=3000, probe_interval_ms=5000,
               gossip_nodes=4, gossip_interval_ms=500, gossip_to_the_dead_ms=60_000,
-              reconnect_interval_ms=5000, sync_interval_ms=10_000, sync_timeout_ms=10_000,
+              reconnect_interval_ms=5000, sync_interval_ms=10_000, sync_timeout_ms=10_000, sync_busy_max_ms=120_000,
               left_grace_ms=60_000, horizon_ms=6 * 3_600_000)
 PROFILES = {p.name: p for p in (LOCAL, LAN, WAN)}

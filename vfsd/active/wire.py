@@ -31,6 +31,7 @@ from typing import Any
 from vfsd.active.digest import DEPTH, FANOUT_BITS, LEAVES
 from vfsd.active.lww import TOMBSTONE, Record
 from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, PathError, check_path
+from vfsd.peers.frame import GOSSIP, WIRE
 
 U63 = (1 << 63) - 1
 U64 = (1 << 64) - 1
@@ -58,6 +59,11 @@ class MsgType(IntEnum):
     RECORDS = 12
     SPLIT = 13
 
+
+# The gossip family's message types on the peer wire (vfsd.peers.frame): these same numbers.
+for _type in MsgType:
+    WIRE.message(GOSSIP, int(_type), _type.name.lower())
+del _type
 
 #: Member update operations (memberlist's alive / suspect / dead messages).
 ALIVE_OP, SUSPECT_OP, DEAD_OP = 0, 1, 2

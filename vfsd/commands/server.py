@@ -171,7 +171,7 @@ def command_help(client: "Client", argv: list[bytes]) -> list[SimpleString]:
 # -- INFO ------------------------------------------------------------------------
 
 INFO_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats",
-                 "cluster", "keyspace", "vfsd", "raft")
+                 "cluster", "keyspace", "vfsd", "raft", "gossip")
 #: Keys with a TTL sampled for INFO keyspace's avg_ttl (an estimate, as Redis's is).
 AVG_TTL_SAMPLE = 1000
 
@@ -274,6 +274,10 @@ def info_text(client: "Client", wanted: set[str]) -> str:
         sections.append("# Vfsd\r\n" + _fields(fields))
     if want("raft"):
         sections.append("# Raft\r\n" + _fields(raft_fields(node)))
+    if want("gossip"):
+        # The active plane's replication (vfsd.active.shell): members, state, traffic, refusals.
+        gossip = node.gossip
+        sections.append("# Gossip\r\n" + _fields(gossip.info() if gossip is not None else {"gossip_enabled": 0}))
     return "\r\n".join(sections)
 
 

@@ -292,10 +292,11 @@ class PeerTransport:
     @classmethod
     def from_config(cls, config: Any, member_id: str, **kwargs: Any) -> "PeerTransport":
         """The transport a node's resolved ``Config`` describes: its node id, cluster id,
-        bind address and peer port, the shared secret (if any) and the limits."""
+        bind address, peer port and advertised address, the shared secret (if any) and the limits."""
         secret = config.peer_secret
         kwargs.setdefault("authenticator", SharedSecretAuth(secret.encode()) if secret else NoAuth())
         kwargs.setdefault("settings", PeerSettings.from_config(config))
+        kwargs.setdefault("advertise", getattr(config, "peer_advertise", "") or None)
         return cls(config.node_id, member_id, config.cluster_id, config.bind, config.peer_port, **kwargs)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -558,10 +559,15 @@ class PeerTransport:
     @property
     def advertised(self) -> str:
         """``host:port`` peers reach this node at (what its HELLO announces)."""
-        return self._advertise if self._advertise is not None else f"{self.bind}:{self.port}"
+        return self._advertised()
+
+    @property
+    def advertised_address(self) -> str:
+        """``host:port`` this node tells peers to dial (its HELLO's address)."""
+        return self._advertised()
 
     def _advertised(self) -> str:
-        return self.advertised
+        return self._advertise if self._advertise is not None else f"{self.bind}:{self.port}"
 
     def _hello(self, nonce: bytes) -> Hello:
         return Hello(version=PROTOCOL_VERSION, cluster_id=self.cluster_id, node_id=self.node_id,
