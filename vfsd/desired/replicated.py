@@ -438,10 +438,18 @@ class RaftPlane:
     def submit(self, ops: list[list[bytes]], now_ms: int, *, transaction: bool = False,
                watches: list[tuple[bytes, int | None]] | None = None,
                max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> asyncio.Future[Any]:
-        """Propose one entry; the future resolves with its reply once it is committed and applied here.
-        Between ``begin_batch`` and ``end_batch``, plain writes join one entry instead."""
+        """Propose a write; the future resolves with its reply once it is committed and applied here.
+
+        Plain writes (not transactions) submitted in one event-loop iteration, from every connection,
+        go in one entry (``_flush_batch``): they commit together, in the order they came, each with
+        its own reply, and the per-entry costs of replication (encoding, the log record, the append
+        messages, decoding on every node) are paid once for all of them. A connection's pipelined
+        writes land in one iteration, so they share an entry and no retry can reorder them."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._batch is not None and not transaction and not watches:
+        if not transaction and not watches:
+            if self._batch is None:
+                self._batch = []
+                asyncio.get_running_loop().call_soon(self._flush_batch)
             self._batch.append((ops, future, now_ms, max_bulk_bytes))
             return future
         self._submit_entry(entry_body(ops, now_ms, self.origin, transaction=transaction, watches=watches,
@@ -458,33 +466,36 @@ class RaftPlane:
         self._offer(_Proposal(data, future, 0.0, 0.0, body=body))
 
     def begin_batch(self) -> None:
-        """A connection's pipelined writes follow: until ``end_batch`` they are gathered into one
-        entry, so they commit together and in order (a retried entry cannot reorder them), with one
-        round of replication for all of them; each still gets its own reply."""
-        self._batch = []
+        """A connection's pipelined writes follow: they join this iteration's entry anyway (submit)."""
 
     def end_batch(self) -> None:
+        return None
+
+    def _flush_batch(self) -> None:
         batch, self._batch = self._batch, None
         if not batch:
             return
-        if len(batch) == 1 or len({limit for _, _, _, limit in batch}) > 1:
+        limits = {limit for _, _, _, limit in batch}
+        size = sum(len(a) for ops, _, _, _ in batch for op in ops for a in op)
+        if len(batch) == 1 or len(limits) > 1 or size > self.max_entry_bytes:
             for ops, future, now_ms, limit in batch:
                 self._submit_entry(entry_body(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
             return
-        futures = [f for _, f, _, _ in batch]
-        body = entry_body([op for ops, _, _, _ in batch for op in ops], batch[0][2], self.origin,
+        body = entry_body([op for ops, _, _, _ in batch for op in ops], batch[-1][2], self.origin,
                           max_bulk_bytes=batch[0][3], pipeline=True)
-        if sum(len(a) for ops, _, _, _ in batch for op in ops for a in op) > self.max_entry_bytes:
-            for ops, future, now_ms, limit in batch:
-                self._submit_entry(entry_body(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
-            return
         whole: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def split(done: asyncio.Future[Any]) -> None:
             replies = done.result()
-            for i, f in enumerate(futures):
+            at = 0
+            for ops, f, _, _ in batch:
+                n = len(ops)
                 if not f.done():
-                    f.set_result(replies[i] if type(replies) is list else replies)
+                    if type(replies) is not list:  # the entry failed as a whole (no leader, ...)
+                        f.set_result(replies)
+                    else:
+                        f.set_result(replies[at])  # (a plain write of several ops answers with its first)
+                at += n
 
         whole.add_done_callback(split)
         self._submit_entry(body, whole)
