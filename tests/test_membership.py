@@ -171,6 +171,50 @@ def test_a_relay_pings_the_target_and_forwards_the_ack_or_a_nack() -> None:
     assert ("p0", Nack(78)) in m.out
 
 
+def test_a_relays_nack_reaches_the_requester_before_its_probe_is_judged() -> None:
+    # Lifeguard §IV-A: nacks tell the requester that the fault is the target's. The requester
+    # asks relays probe_timeout_ms into its probe and judges it at the end of the interval; a
+    # relay waiting a full probe_timeout_ms would nack just as the probe is judged (LAN: at 1000
+    # of 1000 ms), and every failed probe would count against the requester's own health.
+    for profile in (LOCAL, LAN, WAN):
+        requester = node("a", peers=5, profile=profile)
+        relay = node("r", peers=5, profile=profile)
+        to, ping = start_probe(requester)
+        start = requester._probe.deadline_ms - profile.probe_interval_ms
+        requester.tick(start + profile.probe_timeout_ms)
+        asked = start + profile.probe_timeout_ms + 2  # a 2 ms hop
+        relay.on_ping_req("a", PingReq(ping.probe, to, f"{to}:1"), asked)
+        deadline = asked + relay.relay_nack_ms()
+        relay.tick(deadline - 1)
+        assert ("a", Nack(ping.probe)) not in relay.out
+        relay.tick(deadline)
+        assert ("a", Nack(ping.probe)) in relay.out
+        assert deadline + 2 < start + profile.probe_interval_ms, profile.name
+        for dest, _ in sent(requester, PingReq):
+            requester.on_nack(dest, Nack(ping.probe), deadline + 2)
+        requester.tick(start + profile.probe_interval_ms)
+        assert requester.get(to).state == SUSPECT and requester.health == 0, profile.name
+
+
+def test_a_member_suspected_by_another_is_probed_next_out_of_turn() -> None:
+    m = node(peers=9)
+    m._order = iter(["p1", "p2", "p3"])
+    m.on_suspect("p5", 25, 0, "p1", T0)  # someone else's suspicion reaches us
+    to, ping = start_probe(m)
+    assert to == "p5" and ping.updates[0][:2] == (SUSPECT_OP, "p5")
+    m.tick(m._probe.deadline_ms)  # our probe fails too: a confirmation, within one interval
+    assert m.get("p5").suspicion.confirmations == 1
+    (to, ping), = sent(m, Ping)  # the next probe started in the same tick
+    assert to == "p1"  # and the round-robin resumed where it was
+    m.out.clear()
+    # A suspect refuted before its turn is not probed out of turn.
+    m.on_ack(to, Ack(ping.probe), m.next_probe_ms - 1)
+    m.on_suspect("p6", 26, 0, "p2", m.next_probe_ms)
+    m.on_alive("p6", 26, 1, "p6:1", m.next_probe_ms)
+    to, _ = start_probe(m)
+    assert to == "p2"
+
+
 def test_a_ping_for_someone_else_is_not_answered() -> None:
     m = node()
     m.on_ping("p0", Ping(5, "zz"), T0)

@@ -257,6 +257,8 @@ class Membership:
         self._suspects: dict[str, None] = {}
         self._probe: _Probe | None = None
         self._order: Iterator[str] = iter(())
+        #: Members others suspect, to be probed before the round-robin resumes (ordered set).
+        self._probe_first: dict[str, None] = {}
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
         self._reconnects: dict[int, str] = {}
@@ -398,6 +400,12 @@ class Membership:
         self.out.append((target.name, Ping(probe.seq, target.name, updates)))
 
     def _next_target(self) -> Member | None:
+        while self._probe_first:
+            name = next(iter(self._probe_first))
+            del self._probe_first[name]
+            m = self.members.get(name)
+            if m is not None and m.state == SUSPECT:
+                return m
         for _ in range(2):
             for name in self._order:
                 m = self.members.get(name)
@@ -532,9 +540,22 @@ class Membership:
             self.out.append((sender, Ack(req.probe)))
             return
         seq = self._next_seq()
-        timeout = self.scaled(self.profile.probe_timeout_ms)
-        self._relays[seq] = _Relay(sender, req.probe, now_ms + timeout, now_ms + self.scaled(self.profile.probe_interval_ms))
+        self._relays[seq] = _Relay(sender, req.probe, now_ms + self.scaled(self.relay_nack_ms()),
+                                   now_ms + self.scaled(self.profile.probe_interval_ms))
         self.out.append((req.target, Ping(seq, req.target, ())))
+
+    def relay_nack_ms(self) -> int:
+        """How long a relay waits for the target's ack before it nacks (Lifeguard §IV-A).
+
+        The requester asked ``probe_timeout_ms`` into its probe and gives up at the end of the
+        interval, so it waits ``probe_interval_ms - probe_timeout_ms`` for relays' answers. A
+        relay that waited a full ``probe_timeout_ms`` (memberlist) would nack at that very
+        moment in the LAN profile: the nack lands after the probe is judged and the requester
+        blames itself for nacks that were on their way. The relay nacks at 80% of the shorter
+        of the two, so that a nack is there in time whatever the profile.
+        """
+        p = self.profile
+        return max(1, min(p.probe_timeout_ms, p.probe_interval_ms - p.probe_timeout_ms) * 4 // 5)
 
     def on_nack(self, sender: str, nack: Nack, now_ms: int) -> None:
         probe = self._probe
@@ -606,6 +627,11 @@ class Membership:
         if m.state in (DEAD, LEFT):
             return
         self._suspect(m, inc, by, now_ms)
+        if by != self.name:
+            # Probe it next rather than when the round-robin comes to it: our own failed probe
+            # is the independent confirmation that brings its timer down to the minimum (and a
+            # ping tells a live suspect to refute), within one interval instead of up to n.
+            self._probe_first[name] = None
 
     def on_dead(self, name: str, boot: int, inc: int, by: str, now_ms: int) -> None:
         if name == self.name:
@@ -755,6 +781,7 @@ class Membership:
         self._suspects.clear()
         self._probe = None
         self._order = iter(())
+        self._probe_first.clear()
         self._relays.clear()
         self._reconnects.clear()
         self.updates.clear()
