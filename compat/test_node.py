@@ -1,8 +1,9 @@
-"""The compat scenarios through a Node.js client (ioredis), from ``compat/node/scenarios.js``.
+"""The compat scenarios through Node.js clients: ioredis (``compat/node/scenarios.js``) and node-redis
+(the lock recipes, ``compat/node/locks.js``).
 
-The script prints TAP-style ``ok N - name`` / ``not ok N - name`` lines and a
-``1..N`` plan, and exits 0 only when every check passed. ioredis is installed
-locally (``compat/node/node_modules``, git-ignored); when it is missing this
+Each script prints TAP-style ``ok N - name`` / ``not ok N - name`` lines and a
+``1..N`` plan, and exits 0 only when every check passed. ioredis and node-redis are
+installed locally (``compat/node/node_modules``, git-ignored); when one is missing its
 test fails and says how to install it — a skipped compat test would hide that
 the Node client was never exercised.
 """
@@ -46,3 +47,18 @@ def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:
     passed = re.findall(r"^ok \d+ - ", done.stdout, flags=re.MULTILINE)
     assert len(passed) == 2 * CHECKS_PER_PROTOCOL, output
     assert f"1..{2 * CHECKS_PER_PROTOCOL}" in done.stdout.splitlines(), output
+
+
+def test_node_redis_lock_recipes(vfsd: VfsdProcess) -> None:
+    """node-redis's usual lock recipe (SET NX PX, Lua release and extend) and LOCK.ACQUIRE on /lk."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("Node.js is not installed: install node (>= 20), then " + INSTALL_HINT)
+    if not (NODE_DIR / "node_modules" / "redis" / "package.json").is_file():
+        pytest.fail(f"node-redis is not installed in {NODE_DIR / 'node_modules'}: " + INSTALL_HINT)
+    done = subprocess.run([node, str(NODE_DIR / "locks.js"), str(vfsd.port)], capture_output=True, text=True,
+                          timeout=60, cwd=NODE_DIR)
+    output = done.stdout + done.stderr
+    assert not [line for line in output.splitlines() if line.startswith("not ok")], output
+    assert done.returncode == 0, output
+    assert "1..4" in done.stdout.splitlines(), output
