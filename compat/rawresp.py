@@ -64,3 +64,27 @@ class RawConnection:
         end = self._reply_end(0)
         reply, self.buf = self.buf[:end], self.buf[end:]
         return reply
+
+    def read(self) -> bytes:
+        """The next whole reply or push, as its bytes."""
+        end = self._reply_end(0)
+        frame, self.buf = self.buf[:end], self.buf[end:]
+        return frame
+
+    def send(self, *args: str | bytes) -> None:
+        self.sock.sendall(encode_command(list(args)))
+
+    def quiet(self, wait_s: float = 0.2) -> bool:
+        """Nothing arrives within ``wait_s`` (a PING round trip then proves the connection is idle)."""
+        if self.buf:
+            return False
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(wait_s)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(timeout)
+        self.buf += chunk
+        return not chunk

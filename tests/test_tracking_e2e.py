@@ -13,34 +13,10 @@ import redis
 import redis.asyncio
 from redis.cache import CacheConfig
 
-from compat.rawresp import RawConnection, encode_command
+from compat.rawresp import RawConnection
 from tests.conftest import VfsdProcess, wait_for
 
-
-class Raw(RawConnection):
-    """A raw connection that can also read what arrives unasked (pushes), and tell when nothing does."""
-
-    def read(self) -> bytes:
-        end = self._reply_end(0)
-        frame, self.buf = self.buf[:end], self.buf[end:]
-        return frame
-
-    def send(self, *args: str | bytes) -> None:
-        self.sock.sendall(encode_command(list(args)))
-
-    def quiet(self, wait_s: float = 0.2) -> bool:
-        """Nothing arrives within ``wait_s`` (a PING round trip then proves the connection is idle)."""
-        if self.buf:
-            return False
-        self.sock.settimeout(wait_s)
-        try:
-            chunk = self.sock.recv(65536)
-        except TimeoutError:
-            return True
-        finally:
-            self.sock.settimeout(10)
-        self.buf += chunk
-        return not chunk
+Raw = RawConnection  # reads what arrives unasked too (pushes, MONITOR lines): read(), quiet()
 
 
 def push(*keys: bytes) -> bytes:

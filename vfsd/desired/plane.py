@@ -24,7 +24,7 @@ from vfsd import codec
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.desired.log import LogCorruption, LogEntry, WriteAheadLog
 from vfsd.desired.machine import StateMachine, entry_body, pack_pieces
-from vfsd.desired.snapshot import Snapshot, SnapshotCorruption, SnapshotStore
+from vfsd.desired.snapshot import Snapshot, SnapshotStore
 from vfsd.paths import Router
 from vfsd.resp.types import ErrorReply
 from vfsd.store.keyspace import Keyspace
@@ -92,15 +92,7 @@ class DesiredPlane:
         machine = self.machine
         sink, machine.ctx.notify = machine.ctx.notify, self._replay_sink
         try:
-            try:
-                snap = self.snapshots.load()
-            except SnapshotCorruption:
-                if self.wal.first_index > 1:
-                    raise
-                # The log was never compacted (compaction waits for a second snapshot): it alone
-                # holds every entry, so a damaged first snapshot costs only a longer replay.
-                log.warning("every desired-plane snapshot is damaged; replaying the whole log instead")
-                snap = None
+            snap = self.snapshots.load_or_replay(self.wal.first_index)
             if snap is not None:
                 machine.restore_state(snap.index, codec.unpack(snap.data))
                 self.snapshot_index = snap.index

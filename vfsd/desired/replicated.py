@@ -242,13 +242,7 @@ class RaftPlane:
         stored = self.hard_state_store.load()
         machine = self.machine
         meta = None
-        try:
-            snap = self.snapshots.load()
-        except SnapshotCorruption:
-            if self.wal.first_index > 1:
-                raise
-            log.warning("every desired-plane snapshot is damaged; replaying the whole log instead")
-            snap = None
+        snap = self.snapshots.load_or_replay(self.wal.first_index)
         if snap is not None:
             try:
                 meta, state = decode_snapshot(snap.index, snap.term, snap.data)

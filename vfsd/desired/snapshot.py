@@ -121,6 +121,18 @@ class SnapshotStore:
                 return found if isinstance(found, Snapshot) else None
         return None
 
+    def load_or_replay(self, log_first_index: int) -> Snapshot | None:
+        """``load``, except that when every snapshot is damaged but the log was never compacted
+        (``log_first_index`` 1: compaction waits for a second snapshot) the log alone holds every
+        entry, so None is returned (a longer replay) instead of SnapshotCorruption."""
+        try:
+            return self.load()
+        except SnapshotCorruption:
+            if log_first_index > 1:
+                raise
+            _log.warning("every desired-plane snapshot is damaged; replaying the whole log instead")
+            return None
+
     def load(self) -> Snapshot | None:
         """The newest valid snapshot; None when there is none at all.
 
