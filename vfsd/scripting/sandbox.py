@@ -36,9 +36,17 @@ from typing import Any
 import lupa.lua51 as lua
 
 from vfsd import REDIS_VERSION
-from vfsd.resp.types import ErrorReply
+from vfsd.resp.types import OK, ErrorReply
 from vfsd.scripting import libs
-from vfsd.scripting.convert import LuaOps, format_number, lua_to_reply, reply_to_lua
+from vfsd.scripting.convert import (
+    LuaOps,
+    error_from_lua,
+    error_table_message,
+    format_number,
+    lua_to_reply,
+    reply_to_lua,
+    status_from_lua,
+)
 from vfsd.scripting.sandbox_lua import SOURCE
 
 __all__ = ["Run", "Sandbox", "ScriptError"]
@@ -114,7 +122,7 @@ class Sandbox:
         self._registrar: Callable[..., Any] | None = None
         table_from = self.runtime.table_from
         # Small tables are made by Lua functions: calling into Lua costs less than lupa's table_from.
-        pair = self.runtime.eval("function(k, v) return {[k] = v} end")
+        self._pair = pair = self.runtime.eval("function(k, v) return {[k] = v} end")
         array = self.runtime.eval("function(...) return {...} end")
 
         def new_table(value: Any) -> Any:
@@ -251,11 +259,16 @@ class Sandbox:
                 self.collect()
 
     def _finish(self, run: Run, result: Any) -> Any:
+        """The reply for a run's outcome: (true, value), (false, error), ("s", status) or ("e", error)."""
         if type(result) is not tuple:  # xpcall returned ``true`` alone: the script returned nothing
             result = (result,)
-        ok, value = result[0], result[1] if len(result) > 1 else None
-        if ok:
+        status, value = result[0], result[1] if len(result) > 1 else None
+        if status is True:
             return lua_to_reply(value, run.resp == 3, self.ops)
+        if status == b"s":
+            return status_from_lua(value)
+        if status == b"e":
+            return error_from_lua(value)
         return self.error_reply(value, run.name)
 
     def error_reply(self, err: Any, name: str) -> ErrorReply:
@@ -319,32 +332,43 @@ class Sandbox:
         return raised.value if isinstance(raised, _Raise) else None
 
     def _call(self, args: tuple[Any, ...]) -> tuple[Any, bool]:
+        """(the Lua value of the reply, whether it is an error)."""
         run = self.run
-        new_table = self.new_table
-        if not args:
-            return new_table({b"err": b"ERR Please specify at least one argument for this redis lib call"}), True
-        argv = []
+        argv = list(args)
         for a in args:
-            kind = type(a)
-            if kind is bytes:
-                argv.append(a)
-            elif kind is int or kind is float:
-                argv.append(format_number(a))
-            else:
-                return new_table({b"err": b"ERR Lua redis lib command arguments must be strings or integers"}), True
+            if type(a) is not bytes:
+                argv = _arguments(args)
+                if argv is None:
+                    return self._pair(b"err", b"ERR Lua redis lib command arguments must be strings or integers"), True
+                break
+        if not argv:
+            return self._pair(b"err", b"ERR Please specify at least one argument for this redis lib call"), True
         if run is None:
-            return new_table({b"err": b"ERR redis.call is only available while a script runs"}), True
+            return self._pair(b"err", b"ERR redis.call is only available while a script runs"), True
         try:
             reply = run.command(argv)
         except ErrorReply as err:
-            reply = err
+            return self._pair(b"err", error_table_message(err.message)), True
         except Exception as exc:
             reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
-        if isinstance(reply, ErrorReply):
-            return reply_to_lua(reply, run.resp, new_table), True
-        if not self.has_room(_size(reply)):
-            return new_table({b"err": b"ERR not enough memory for the reply of '%b'" % argv[0][:64]}), True
-        return reply_to_lua(reply, run.resp, new_table), False
+        # The replies scripts get most, converted here (reply_to_lua has the full rules); each must fit
+        # below the memory limit first (see has_room).
+        kind = type(reply)
+        if kind is int or reply is None:
+            return (reply if reply is not None else (None if run.resp == 3 else False)), False
+        limit = self.max_memory_bytes
+        used = self.runtime.get_memory_used() + HEADROOM_BYTES if limit else 0
+        if kind is bytes:
+            if used + 2 * len(reply) + 64 < limit or not limit:
+                return reply, False
+        elif reply is OK:
+            if used + 128 < limit or not limit:
+                return self._pair(b"ok", b"OK"), False
+        elif isinstance(reply, ErrorReply):
+            return self._pair(b"err", error_table_message(reply.message)), True
+        elif not limit or used + 2 * _size(reply) < limit:
+            return reply_to_lua(reply, run.resp, self.new_table), False
+        return self._pair(b"err", b"ERR not enough memory for the reply of '%b'" % argv[0][:64]), True
 
     def _random(self, *args: Any) -> Any:
         """math.random as Redis has it: Lua 5.1's, drawing from Redis's rand48."""
@@ -465,6 +489,20 @@ def _size(value: Any) -> int:
     if kind is dict:
         return 64 + sum(_size(k) + _size(v) for k, v in value.items())
     return 32
+
+
+def _arguments(args: tuple[Any, ...]) -> list[bytes] | None:
+    """The arguments of a ``redis.call`` as bytes (numbers in Redis's format), None if one is neither."""
+    argv = []
+    for a in args:
+        kind = type(a)
+        if kind is bytes:
+            argv.append(a)
+        elif kind is int or kind is float:
+            argv.append(format_number(a))
+        else:
+            return None
+    return argv
 
 
 def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]],
