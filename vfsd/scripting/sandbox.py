@@ -173,6 +173,9 @@ class Sandbox:
         self._run_eval = self.api[b"run_eval"]
         self._run_function = self.api[b"run_function"]
         self._run_eval_short = self.api[b"run_eval_short"]
+        by_keys = self.api[b"run_eval_keys"]
+        #: run_eval_short for 0, 1 and 2 KEYS, without the count (KEYS and ARGV made by table constructors).
+        self._run_eval_keys = (by_keys[0], by_keys[1], by_keys[2])
         self._run_function_short = self.api[b"run_function_short"]
         self._reset_hook = self.api[b"reset_hook"]
         self.ops = LuaOps(is_table, self._rawget, items, self._is_null)
@@ -221,9 +224,34 @@ class Sandbox:
     # -- running -------------------------------------------------------------------------
 
     def execute_eval(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
-        if len(keys) + len(argv) <= SHORT_ARGS:
-            return self._finish(run, self._guard(self._run_eval_short, fn, run.max_steps > 0, len(keys), *keys, *argv,
-                                                 run=run))
+        nkeys = len(keys)
+        if nkeys + len(argv) <= SHORT_ARGS:  # the common case: _guard and _finish's usual cases, inlined
+            previous = self.run
+            self.run = run
+            try:
+                if nkeys < 3:
+                    result = self._run_eval_keys[nkeys](fn, run.max_steps > 0, *keys, *argv)
+                else:
+                    result = self._run_eval_short(fn, run.max_steps > 0, nkeys, *keys, *argv)
+            except lua.LuaMemoryError:
+                result = (False, b"not enough memory")
+            except lua.LuaError as exc:
+                result = (False, str(exc).encode())
+            finally:
+                self.run = previous
+                if run.verdict is not None:
+                    self._reset_hook()
+                limit = self.max_memory_bytes
+                if limit and self.runtime.get_memory_used() > limit // 2:
+                    self.collect()
+            status, value = result
+            if status is True:
+                kind = type(value)
+                if kind is bytes or kind is int:
+                    return value
+            elif status == b"s" and value == b"OK":
+                return OK
+            return self._finish(run, result)
         table_from = self.new_table
         return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv),
                                              run.max_steps > 0, run=run))

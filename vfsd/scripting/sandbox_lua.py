@@ -303,12 +303,21 @@ local function outcome(ok, v)
   return ok, v
 end
 
-function api.run_eval(f, keys, argv, exact)
-  rawset(eval_globals, "KEYS", keys)
-  rawset(eval_globals, "ARGV", argv)
+local function run_eval(f, exact, keys, argv)
+  eval_globals.KEYS, eval_globals.ARGV = keys, argv  -- eval_globals has no __newindex
   if exact then sethook(hook, "", STEP) end  -- restart the count: budgets must be exact
-  return outcome(xpcall(f, handler))
+  local ok, v = xpcall(f, handler)
+  if ok and type(v) == "table" then return outcome(ok, v) end
+  return ok, v
 end
+
+local function run_function(f, exact, keys, argv)
+  if exact then sethook(hook, "", STEP) end
+  return outcome(xpcall(function() return (f(keys, argv)) end, handler))
+end
+
+function api.run_eval(f, keys, argv, exact) return run_eval(f, exact, keys, argv) end
+function api.run_function(f, keys, argv, exact) return run_function(f, exact, keys, argv) end
 
 function api.compile_library(code)
   local f, err = loadstring(code, "@user_function")
@@ -325,8 +334,9 @@ function api.load_library(f)
   return ok, err
 end
 
--- The same with KEYS and ARGV as one short vararg list: cheaper than two tables made in Python
--- (lupa's table_from costs microseconds); sandbox.py uses it up to SHORT_ARGS arguments.
+-- The same with KEYS and ARGV as one short vararg list, the first nkeys of it the KEYS: cheaper
+-- than two tables made in Python (lupa's table_from costs microseconds); sandbox.py uses these up
+-- to SHORT_ARGS arguments. Table constructors for the usual counts of keys, a loop for the rest.
 local function split(nkeys, ...)
   local keys, argv = {...}, {}
   for i = nkeys + 1, select("#", ...) do
@@ -336,24 +346,13 @@ local function split(nkeys, ...)
   return keys, argv
 end
 
-function api.run_eval_short(f, exact, nkeys, ...)
-  local keys, argv = split(nkeys, ...)
-  rawset(eval_globals, "KEYS", keys)
-  rawset(eval_globals, "ARGV", argv)
-  if exact then sethook(hook, "", STEP) end
-  return outcome(xpcall(f, handler))
-end
-
-function api.run_function_short(f, exact, nkeys, ...)
-  local keys, argv = split(nkeys, ...)
-  if exact then sethook(hook, "", STEP) end
-  return outcome(xpcall(function() return (f(keys, argv)) end, handler))
-end
-
-function api.run_function(f, keys, argv, exact)
-  if exact then sethook(hook, "", STEP) end
-  return outcome(xpcall(function() return (f(keys, argv)) end, handler))
-end
+function api.run_eval_short(f, exact, nkeys, ...) return run_eval(f, exact, split(nkeys, ...)) end
+function api.run_function_short(f, exact, nkeys, ...) return run_function(f, exact, split(nkeys, ...)) end
+api.run_eval_keys = {
+  [0] = function(f, exact, ...) return run_eval(f, exact, {}, {...}) end,
+  function(f, exact, k1, ...) return run_eval(f, exact, {k1}, {...}) end,
+  function(f, exact, k1, k2, ...) return run_eval(f, exact, {k1, k2}, {...}) end,
+}
 
 function api.stop_hook() sethook() end
 function api.reset_hook() sethook(hook, "", STEP) end
