@@ -90,7 +90,7 @@ class Run:
     (``vfsd.scripting.calls``), which knows planes and the command table.
     """
 
-    __slots__ = ("name", "command", "resp", "steps", "max_steps", "verdict")
+    __slots__ = ("name", "command", "resp", "steps", "max_steps", "verdict", "work")
 
     def __init__(self, name: str, command: Callable[[list[bytes]], Any], *, max_steps: int = 0) -> None:
         self.name = name
@@ -101,6 +101,8 @@ class Run:
         self.max_steps = max_steps
         #: Set to an error text to stop the run at the next hook (SCRIPT KILL).
         self.verdict: bytes | None = None
+        #: Work reported by long library calls since the last hook period they made (see libs.py).
+        self.work = 0
 
 
 class Sandbox:
@@ -140,7 +142,8 @@ class Sandbox:
         def items(t: Any) -> Any:
             return t.items()
 
-        self.lib_ops = libs.LibOps(new_table, is_table, items, None, self._is_null)
+        self.lib_ops = ops = libs.LibOps(new_table, is_table, items, None, self._is_null, self._spend, self.has_room,
+                                         self._callee, lua.lua_type)
         callbacks = {
             b"hook_steps": hook_steps,
             b"tick": self._tick,
@@ -158,10 +161,11 @@ class Sandbox:
             b"set_null": self._set_null,
             b"redis_version": REDIS_VERSION.encode(),
             b"redis_version_num": _version_num(REDIS_VERSION),
-            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops), self.has_room),
-            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops), self.has_room),
-            b"bit": _library(table_from, libs.bit_functions(), self.has_room),
-            b"struct": _library(table_from, libs.struct_functions(), self.has_room),
+            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops), self),
+            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops), self),
+            b"bit": _library(table_from, libs.bit_functions(), self),
+            b"struct": _library(table_from, libs.struct_functions(self.lib_ops), self),
+            b"base": _library(table_from, libs.base_functions(ops, self._concat_range), self),
         }
         loader = self.runtime.eval("loadstring")
         chunk = loader(SOURCE.encode(), b"=vfsd")
@@ -178,6 +182,9 @@ class Sandbox:
         self._run_eval_keys = (by_keys[0], by_keys[1], by_keys[2])
         self._run_function_short = self.api[b"run_function_short"]
         self._reset_hook = self.api[b"reset_hook"]
+        self.raise_on_lines = self.api[b"raise_on_lines"]
+        self._native_concat = self.api[b"native_concat"]
+        self._caller_names = self.api[b"callee"]
         self.ops = LuaOps(is_table, self._rawget, items, self._is_null)
 
     # -- the Lua operations the conversion rules need ------------------------------------
@@ -192,6 +199,22 @@ class Sandbox:
     def _set_null(self, value: Any) -> None:
         self._null = value
         self.lib_ops.null = value
+
+    def _callee(self) -> tuple[Any, Any]:
+        """(name, namewhat) of the library function running now, as its caller names it."""
+        try:
+            return self._caller_names()
+        except lua.LuaError:
+            return None, None
+
+    def _concat_range(self, table: Any, sep: bytes, first: int, last: int) -> bytes:
+        """Lua's own table.concat of table[first..last]; LibError with Lua's message."""
+        try:
+            return self._native_concat(table, sep, first, last)
+        except lua.LuaMemoryError:
+            raise libs.LibError("not enough memory") from None
+        except lua.LuaError as exc:
+            raise libs.LibError(str(exc).split("\nstack traceback:", 1)[0]) from None
 
     # -- compiling -----------------------------------------------------------------------
 
@@ -323,10 +346,25 @@ class Sandbox:
         limit = self.max_memory_bytes
         return not limit or self.runtime.get_memory_used() + 2 * nbytes + HEADROOM_BYTES < limit
 
-    def _tick(self) -> bytes | None:
+    def _spend(self, units: int) -> None:
+        """A library call did ``units`` of work (libs.py): every HOOK_STEPS of them are one hook
+        period, as if that many VM instructions had run; LibStop if the run must stop."""
+        run = self.run
+        if run is None:
+            return
+        work = run.work + units
+        if work < HOOK_STEPS:
+            run.work = work
+            return
+        periods, run.work = divmod(work, HOOK_STEPS)
+        verdict = self._tick(periods)
+        if verdict is not None:
+            raise libs.LibStop(verdict)
+
+    def _tick(self, periods: int = 1) -> bytes | None:
         run = self.run
         if run is not None:
-            run.steps += 1
+            run.steps += periods
             if run.max_steps and run.steps > run.max_steps:
                 run.verdict = (b"ERR Script exceeded its budget of %d instructions (script-max-instructions: "
                         b"the limit of desired-plane scripts, the same on every node)" % (run.max_steps * HOOK_STEPS))
@@ -533,17 +571,24 @@ def _arguments(args: tuple[Any, ...]) -> list[bytes] | None:
     return argv
 
 
-def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]],
-             has_room: Callable[[int], bool]) -> Any:
+def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]], sandbox: Sandbox) -> Any:
     """A library table of Python callables: ``(True, results...)`` is returned as the results,
-    ``(False, message)`` raised as a Lua error with that message."""
+    ``(False, message)`` raised as a Lua error with that message. A call that was stopped
+    (libs.LibStop) raises the run's verdict as the hook does, again on every line after it."""
+    has_room = sandbox.has_room
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
             if not has_room(sum(len(a) * 4 for a in args if type(a) is bytes)):
                 raise _Raise(b"not enough memory")
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except libs.LibStop as stop:
+                sandbox.raise_on_lines()
+                raise _Raise(table_from({b"err": stop.verdict})) from None
             if result[0]:
+                if not has_room(sum(len(r) for r in result[1:] if type(r) is bytes)):
+                    raise _Raise(b"not enough memory")  # the results must fit before lupa copies them in
                 return result[1:] if len(result) != 2 else result[1]
             raise _Raise(result[1])
         return call
