@@ -118,6 +118,7 @@ class Invocation(Run):
         self.name = name
         self.resp = 2
         self.steps = 0
+        self.work = 0
         self.verdict = None
         self.read_only = read_only
         self.wrote = False
