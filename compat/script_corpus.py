@@ -15,6 +15,9 @@ def ev(body: str, *args: str, keys: int = 0) -> list[str]:
     return [E, body, str(keys), *args]
 
 
+KV = "return {#KEYS, #ARGV, table.concat(KEYS, ','), table.concat(ARGV, ',')}"
+
+
 CASES: list[list[str]] = [
     # -- Lua -> reply conversion --
     ev("return 1"), ev("return 3.99"), ev("return -3.7"), ev("return 0.5"), ev("return 1e15"),
@@ -96,6 +99,25 @@ CASES: list[list[str]] = [
     ev("math.randomseed(7) return tostring(math.random())"), ev("return math.random(0)"),
     ev("return string.format('%d %s %5.2f', 42, 'x', 3.14159)"), ev("return string.rep('ab', 3)"),
     ev("return table.concat({1, 2, 3}, ',')"), ev("return tostring(tonumber('0x10'))"),
+    # string.rep and table.concat (vfsd's build big results in pieces): arguments as Lua 5.1 takes them
+    ev("return string.rep('x', '0x3')"), ev("return string.rep('x', ' 2 ')"), ev("return string.rep(12.5, 2)"),
+    ev("return string.rep('x', 2^32 + 2)"), ev("return string.rep('x', -1)"), ev("return string.rep('', 1e9)"),
+    ev("return string.rep('x', 2.9)"), ev("return #string.rep('abc', 100000)"), ev("return ('ab'):rep(3)"),
+    ev("return string.rep()"), ev("return string.rep('x')"), ev("return string.rep({}, 1)"),
+    ev("return string.rep('x', 'a')"), ev("return string.rep('x', nil)"), ev("return ('x'):rep()"),
+    ev("local r = string.rep return r()"), ev("local ok, e = pcall(string.rep) return e"),
+    ev("return table.concat({1, 2, 3}, '-', 2)"), ev("return table.concat({1, 2, 3}, '-', 2, 3)"),
+    ev("return table.concat({1, 2, 3}, 5, '2')"), ev("return table.concat({}, ',')"),
+    ev("return table.concat({1, 2}, ',', 3)"), ev("return table.concat({'a', 'b'}, nil, nil, 1)"),
+    ev("local t = {} for i = 1, 10000 do t[i] = i % 7 end local s = table.concat(t, ',') return {#s, s:sub(-20)}"),
+    ev("local t = {} for i = 1, 10000 do t[i] = i end t[9000] = {} return table.concat(t)"),
+    ev("return table.concat({1, {}})"), ev("return table.concat()"), ev("return table.concat(1, {})"),
+    ev("return table.concat({1}, {})"), ev("return table.concat({1}, ',', 'x')"),
+    ev("return table.concat({1, 2}, ',', 1, 3)"),
+    ev("return {type(redis.call), type(cjson.encode), type(string.rep), type(table.concat), type(math.random)}"),
+    ev("return {tostring(redis.call):sub(1, 12), tostring(string.rep):sub(1, 12), tostring(bit.band):sub(1, 12)}"),
+    ev("local t = type() return t"),
+    ev("local x = setmetatable(1) return x"),
     ev("return tostring(1/0)"), ev("return tostring(-1/0)"), ev("return 1/0"),
     # -- cjson --
     ev("return cjson.encode({})"), ev("return cjson.encode({1, 2, 3})"), ev("return cjson.encode({a = 1})"),
@@ -138,7 +160,17 @@ CASES: list[list[str]] = [
     ["SCRIPT", "LOAD", "return 'loaded'"], ["EVALSHA", "a48ee3e13ec5e10a5eb4a7c7d2bd2e18c6f2bcf4", "0"],
     ["SCRIPT", "EXISTS", "a48ee3e13ec5e10a5eb4a7c7d2bd2e18c6f2bcf4", "ffffffffffffffffffffffffffffffffffffffff"],
     ["SCRIPT", "LOAD", "syntax error here"], ["SCRIPT", "KILL"], ["SCRIPT", "FLUSH", "BOGUS"],
+    ["EVALSHA", "A48EE3E13EC5E10A5EB4A7C7D2BD2E18C6F2BCF4", "0"],
+    ["EVALSHA_RO", "a48ee3e13ec5e10a5eb4a7c7d2bd2e18c6f2bcf4", "0"],
+    # KEYS and ARGV of every shape (0, 1 and 2 keys take their own way into Lua), numkeys errors
+    *(ev(KV, *args, keys=n) for n, args in ((0, ()), (0, ("a",)), (1, ("k",)), (1, ("k", "a", "b")), (2, ("k", "l")),
+                                             (2, ("k", "l", "a")), (3, ("k", "l", "m", "a")))),
+    ["SCRIPT", "LOAD", KV], ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "1", "k", "a"], ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "01", "k", "a"],
+    ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "-1", "k"], ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "3", "k"], ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "x", "k"],
+    ["SCRIPT", "LOAD", "return redis.call('SET', KEYS[1], ARGV[1])"], ["EVALSHA", "d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37", "1", "sha-w", "v"],
+    ["EVALSHA_RO", "d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37", "1", "sha-w", "v"], ["EVALSHA", "d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37", "1", "sha-w"],
     ["SCRIPT", "FLUSH"], ["SCRIPT", "EXISTS", "a48ee3e13ec5e10a5eb4a7c7d2bd2e18c6f2bcf4"], ["SCRIPT", "NOPE"],
+    ["EVALSHA", "05a8ae56088b91b37d7b91c5a112b3cd38611b1a", "1", "k", "a"], ["EVALSHA", "d8f2fad9f8e86a53d2a6ebd960b33c4972cacc37", "1", "sha-w", "v"],
     # -- FUNCTION --
     ["FUNCTION", "FLUSH"],
     ["FUNCTION", "LOAD", "#!lua name=lib1\nredis.register_function('f1', function(keys, args) return args[1] end)"],

@@ -109,6 +109,36 @@ async def test_lock_asyncio(vfsd: VfsdProcess, key: str) -> None:
         await client.aclose()
 
 
+@pytest.mark.parametrize("key", KEYS)
+async def test_lock_asyncio_not_owned_after_expiry(vfsd: VfsdProcess, key: str) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=vfsd.port, socket_timeout=10, protocol=2)
+    try:
+        lock = client.lock(key, timeout=0.2)
+        assert await lock.acquire(blocking=False)
+        deadline = time.monotonic() + 5
+        while await client.exists(key) and time.monotonic() < deadline:  # the lease lapses (poll, bounded)
+            await asyncio.sleep(0.05)
+        assert not await lock.owned()
+        thief = client.lock(key, timeout=5)
+        assert await thief.acquire(blocking=True, blocking_timeout=1)
+        started = time.monotonic()  # now held: a blocking acquire gives up at its timeout
+        assert not await client.lock(key, timeout=5).acquire(blocking=True, blocking_timeout=0.3)
+        assert 0.15 < time.monotonic() - started < 3
+        with pytest.raises(LockNotOwnedError):
+            await lock.extend(1)
+        with pytest.raises(LockNotOwnedError):
+            await lock.reacquire()
+        with pytest.raises(LockNotOwnedError):
+            await lock.do_release(b"not-the-token")
+        with pytest.raises(LockNotOwnedError):
+            await lock.release()
+        assert await thief.owned() and await thief.locked()
+        await thief.release()
+        assert not await thief.locked()
+    finally:
+        await client.aclose()
+
+
 def test_lock_survives_script_flush(client: redis.Redis) -> None:
     """After SCRIPT FLUSH (or a restart) EVALSHA gets NOSCRIPT and redis-py falls back to EVAL."""
     lock = client.lock("/lk/flushed", timeout=5)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -273,6 +274,48 @@ def test_a_busy_desired_script_is_bounded_and_unkillable(busy_node: VfsdProcess)
     result = script.wait(timeout=60)
     assert "exceeded its budget of 300000000 instructions" in str(result)
     assert client.set("/ctx/after", "1") is True
+    client.close()
+
+
+# One library call on a big ARGV, seconds of work (the script's own instructions never reach a hook
+# period): without the libraries reporting their work, nobody would hear from the node until it ends.
+LONG_LIBRARY_CALLS = [
+    ("return #cjson.decode(ARGV[1])", b"[" + b"1," * 2_000_000 + b"1]"),
+    ("return #cjson.encode(ARGV[1])", b"\x01" * 8_000_000),
+    ("return #cmsgpack.unpack(ARGV[1])", msgpack.packb([7] * 2_000_000)),
+    ("return #cmsgpack.pack(cmsgpack.unpack(ARGV[1]))", msgpack.packb([7] * 1_000_000)),
+    ("return #struct.pack(ARGV[1])", b"x" * 6_000_000),
+]
+#: How much later than busy-reply-threshold the first -BUSY may come (a loaded machine, the ARGV's transfer).
+BUSY_MARGIN_S = 2.0
+
+
+@pytest.mark.parametrize("body, arg", LONG_LIBRARY_CALLS, ids=[body for body, _ in LONG_LIBRARY_CALLS])
+def test_a_long_library_call_answers_busy_and_can_be_killed(busy_node: VfsdProcess, body: str, arg: bytes) -> None:
+    started = time.monotonic()
+    script = Background(busy_node, "EVAL", body, 0, arg)
+    assert busy_reply(busy_node).startswith("BUSY Redis is busy running a script.")
+    assert time.monotonic() - started < 0.1 + BUSY_MARGIN_S
+    killer = busy_node.client()
+    with pytest.raises(redis.ResponseError, match="^BUSY"):  # as in Redis; the point is that it is answered
+        killer.ping()
+    assert killer.execute_command("SCRIPT", "KILL") == b"OK"
+    killed = time.monotonic()
+    result = script.wait(timeout=30)
+    assert str(result).startswith("Script killed by user with SCRIPT KILL..."), result
+    assert time.monotonic() - killed < 2.0
+    assert killer.set("after", "1") is True  # the node serves again
+    killer.close()
+
+
+def test_long_library_work_counts_against_a_desired_script_budget(node: VfsdProcess) -> None:
+    client = node.client()
+    client.config_set("script-max-instructions", 10_000_000)  # 100 hook periods
+    started = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="exceeded its budget of 10000000 instructions"):
+        client.eval("return #cjson.decode(ARGV[1])", 1, "/ctx/budget", b"[" + b"1," * 1_000_000 + b"1]")
+    assert time.monotonic() - started < 20
+    assert client.eval("return #cjson.decode(ARGV[1])", 1, "/ctx/budget", b"[1, 2, 3]") == 3
     client.close()
 
 

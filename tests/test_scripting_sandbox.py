@@ -56,15 +56,17 @@ def test_raw_writes_to_protected_tables_are_refused(sandbox: Sandbox, body: str)
 
 def test_no_way_back_to_the_pristine_globals(sandbox: Sandbox) -> None:
     assert run(sandbox, "return getfenv(0) == _G and getfenv(tostring) == _G and getfenv(1) == _G") == 1
-    assert run(sandbox, "local e = getfenv(redis.error_reply) return e.os == nil and e.debug == nil and "
-                        "e.python == nil and getmetatable('').__index == string") == 1
+    # The sandbox's own functions stand in for Redis's C functions: their environment is the script's.
+    assert run(sandbox, "local e = getfenv(redis.error_reply) return e == _G and getfenv(pcall) == _G and "
+                        "not pcall(function() return e.os end) and getmetatable('').__index == string") == 1
     assert "cannot change the environment of the running thread" in error(sandbox, "setfenv(0, {})")
     # A script may give its own functions an environment: they are its own.
     assert run(sandbox, "local f = function() return y end setfenv(f, {y = 5}) return f()") == 5
 
 
 def test_python_objects_are_unreachable(sandbox: Sandbox) -> None:
-    assert run(sandbox, "return type(redis.call)") == b"userdata"
+    assert run(sandbox, "return type(redis.call)") == b"function"  # as in Redis, though it is a Python callable
+    assert run(sandbox, "return tostring(redis.call):sub(1, 12)") == b"function: 0x"  # no Python repr
     for attr in ("__class__", "__globals__", "__self__"):
         assert error(sandbox, f"return redis.call.{attr}").startswith("ERR")
     assert run(sandbox, "local ok = pcall(function() return redis.call.__globals__ end) return tostring(ok)") == b"false"
@@ -225,3 +227,79 @@ def test_struct_matches_python_struct(sandbox: Sandbox, fmt: str, values: list[A
     assert run(sandbox, f"return struct.pack('{fmt}', {args})") == struct.pack(py, *values)
     unpacked = run(sandbox, f"return {{struct.unpack('{fmt}', struct.pack('{fmt}', {args}))}}")
     assert unpacked[:-1] == [int(v) for v in values] and unpacked[-1] == struct.calcsize(py) + 1
+
+
+# -- long library calls: they report their work, so the hook's decisions reach inside them --------
+
+BIG_JSON_ARRAY = b"[" + b"1," * 300_000 + b"1]"
+LONG_CALLS = [  # one library call on its ARGV: the script itself runs only a handful of VM instructions
+    ("return #cjson.decode(ARGV[1])", BIG_JSON_ARRAY),
+    ("return #cjson.encode(ARGV[1])", b"\x01" * 2_000_000),
+    ("return #cmsgpack.unpack(ARGV[1])", msgpack.packb([7] * 300_000)),
+    ("return #cmsgpack.pack(cmsgpack.unpack(ARGV[1]))", msgpack.packb([7] * 150_000)),
+    ("return #cjson.encode(cjson.decode(ARGV[1]))", BIG_JSON_ARRAY),
+    ("return #struct.pack(ARGV[1])", b"x" * 300_000),
+    ("return struct.size(ARGV[1])", b"i" * 300_000),
+    ("return #table.concat(cjson.decode(ARGV[1]), ',')", BIG_JSON_ARRAY),
+    ("return #string.rep(ARGV[1], 2^22)", b"abcdefgh"),
+]
+
+
+@pytest.mark.parametrize("body, arg", LONG_CALLS, ids=[body for body, _ in LONG_CALLS])
+def test_long_library_calls_reach_the_hook(body: str, arg: bytes) -> None:
+    fresh = Sandbox()
+    periods: list[int] = []
+
+    def on_tick(run_: Run | None) -> bytes | None:
+        periods.append(run_.steps if run_ is not None else 0)
+        return None
+
+    fresh.on_tick = on_tick
+    assert isinstance(run(fresh, body, argv=[arg]), int)
+    assert periods and periods[-1] >= 5  # the script's own few instructions never reach a hook period
+
+    def stop(run_: Run | None) -> bytes | None:
+        return b"ERR stopped inside the library" if run_ is not None and run_.steps >= 2 else None
+
+    fresh.on_tick = stop
+    # Stopped inside the call: its pcall cannot keep the script going (the next line raises again).
+    reply = run(fresh, f"local ok, e = pcall(function() {body} end)\nreturn 'finished'", argv=[arg])
+    assert isinstance(reply, ErrorReply), reply
+    assert reply.message == "ERR stopped inside the library script: sha, on @user_script:2."
+    fresh.on_tick = None
+    assert run(fresh, "return 'afterwards'") == b"afterwards"
+
+
+def test_library_work_counts_against_the_budget_deterministically() -> None:
+    body = "return #cjson.encode(cjson.decode(ARGV[1]))"
+    steps = []
+    for history in (0, 2):
+        fresh = Sandbox()
+        for _ in range(history):  # a different past must not change where the budget stops
+            run(fresh, body, argv=[b"[" + b"2," * 5000 + b"2]"])
+        r = Run("sha", lambda a: None, max_steps=30)
+        reply = fresh.execute_eval(fresh.compile_eval(body.encode()), [], [BIG_JSON_ARRAY], r)
+        assert "exceeded its budget of %d instructions" % (30 * HOOK_STEPS) in reply.message
+        steps.append((r.steps, r.work))
+    assert steps[0] == steps[1]
+
+
+def test_big_results_fail_cleanly_before_they_are_built() -> None:
+    small = Sandbox(max_memory_bytes=32 << 20)
+    assert "not enough memory" in error(small, "return #string.rep('x', 2^30)")
+    assert "not enough memory" in error(small, "return ('ab'):rep(2^31 - 1)")
+    assert "not enough memory" in error(
+        small, "local t = {} for i = 1, 1e6 do t[i] = 'item' end return #table.concat(t, string.rep('-', 100))")
+    assert "not enough memory" in error(small, "return #cjson.encode({string.rep('\\1', 3e6)})")
+    assert run(small, "return #string.rep('x', 2^20)") == 1 << 20
+    assert small.runtime.get_memory_used() < 16 << 20
+
+
+def test_lua_tonumber_reads_numbers_as_lua_does() -> None:
+    from vfsd.scripting.libs import lua_tonumber
+
+    for text, number in [(b"10", 10), (b" 2 ", 2), (b"0x10", 16), (b"-0x10", -16), (b"1e2", 100), (b".5", 0.5),
+                         (b"5.", 5), (b"5\0junk", 5), (b"\t\n3\v", 3), (b"inf", float("inf"))]:
+        assert lua_tonumber(text) == number, text
+    for text in (b"", b" ", b"1_0", b"0x", b"1e", b"abc", b"1 2", b"--1"):
+        assert lua_tonumber(text) is None, text

@@ -14,6 +14,7 @@ compiled here first, so a broken one is refused before anything is logged.
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from vfsd.commands.observe import remember_reads
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vfsd.scripting")
 LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)  # redis.LOG_DEBUG .. LOG_WARNING
+#: numkeys as scripts send it most (one probe instead of parsing); anything else goes through split_keys.
+SMALL_NUMKEYS = {b"%d" % n: n for n in range(16)}
 
 
 class NodeScripting:
@@ -131,11 +134,38 @@ class NodeScripting:
         return observe
 
     def eval(self, client: "Client", argv: list[bytes], script: Script, *, ro: bool) -> Any:
-        keys, args = split_keys(argv)
-        if ro and script.flags is not None and not script.read_only:
-            raise ErrorReply("ERR Can not execute a script with write flag using *_ro command.")
-        read_only = ro or script.read_only
-        group = self.group_of(keys)
+        numkeys = SMALL_NUMKEYS.get(argv[2])
+        if numkeys is not None and numkeys <= len(argv) - 3:
+            keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
+        else:
+            keys, args = split_keys(argv)  # and its errors
+        flags = script.flags
+        if flags is None:  # compatibility mode: writes allowed unless called as *_RO
+            read_only = ro
+        else:
+            read_only = "no-writes" in flags
+            if ro and not read_only:
+                raise ErrorReply("ERR Can not execute a script with write flag using *_ro command.")
+            read_only = True if ro else read_only
+        for key in keys:
+            if key[:1] == b"/":
+                group = self.group_of(keys)
+                break
+        else:
+            group = "local"
+        if group == "local" and not self._spare_in_use:  # the common case, on the reusable invocation
+            self._spare_in_use = True
+            run = self._spare.reuse(script.sha, read_only=read_only, is_eval=True, now_ms=self.node.clock_ms,
+                                    caller=client, argv=argv, started_ms=int(monotonic() * 1000))
+            run.observer = self._observer(client)
+            try:
+                return self.sandbox.execute_eval(script.function, keys, args, run)
+            finally:
+                if run.busy:
+                    self.busy.finish()
+                run.caller = None
+                run.argv = []
+                self._spare_in_use = False
         node = self.node
         if group == "log" and not read_only:
             op = [b"vfs.eval", script.body, b"0", b"%d" % node.settings.script_max_instructions, *argv[2:]]
@@ -202,9 +232,10 @@ def eval_ro(client: "Client", argv: list[bytes]) -> Any:
 
 
 def _cached(client: "Client", sha: bytes) -> Script:
-    if len(sha) != 40:
-        raise NOSCRIPT
-    script = _scripting(client).engine.cache.get(sha.decode(errors="replace").lower())
+    """The script of an EVALSHA digest, in either case; NOSCRIPT if it is not cached."""
+    script = None
+    if len(sha) == 40:
+        script = _scripting(client).engine.cache.get(sha.decode(errors="replace").lower())
     if script is None:
         raise NOSCRIPT
     return script
@@ -214,7 +245,9 @@ def _cached(client: "Client", sha: bytes) -> Script:
          key_positions=_script_keys, summary="Executes a server-side Lua script by SHA1 digest.",
          arguments="sha1 numkeys [key ...] [arg ...]")
 def evalsha(client: "Client", argv: list[bytes]) -> Any:
-    return _scripting(client).eval(client, argv, _cached(client, argv[1]), ro=False)
+    scripting = client.node.scripting
+    script = scripting.engine.cache.digests.get(argv[1])  # the digest as SCRIPT LOAD returned it
+    return scripting.eval(client, argv, script or _cached(client, argv[1]), ro=False)
 
 
 @command("evalsha_ro", arity=-3, flags=EVAL_FLAGS.replace("may_replicate ", "readonly "), acl="@scripting",

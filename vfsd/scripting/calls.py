@@ -41,6 +41,14 @@ READ_ONLY = ErrorReply("ERR Write commands are not allowed from read-only script
 
 
 _SPELLINGS: dict[bytes, CommandSpec] = {}  # b"GET", b"get" ... -> spec: one probe on the hot path
+#: The spellings seen so far of commands ``Invocation.call`` may run without its general checks:
+#: one key at argv[1], a key-scope handler, allowed in scripts, no subcommands.
+_PLAIN: dict[bytes, CommandSpec] = {}
+
+
+def _is_plain(spec: CommandSpec) -> bool:
+    return (spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
+            and spec.parent is None and "noscript" not in spec.flags and "container" not in spec.flags)
 
 
 def lookup(argv: list[bytes]) -> CommandSpec | None:
@@ -52,6 +60,8 @@ def lookup(argv: list[bytes]) -> CommandSpec | None:
             return None
         if len(_SPELLINGS) < 4096:
             _SPELLINGS[argv[0]] = spec
+            if _is_plain(spec):
+                _PLAIN[argv[0]] = spec
     if "container" in spec.flags and len(argv) >= 2:
         sub = spec.subcommands.get(argv[1].decode(errors="replace").lower())
         return sub if sub is not None else spec
@@ -76,7 +86,7 @@ class Invocation(Run):
     """One run of a script or function: its mode, what it may touch, and whether it wrote."""
 
     __slots__ = ("read_only", "wrote", "is_eval", "deterministic", "declared", "ctxs", "router", "now_ms",
-                 "node_command", "caller", "argv", "started_ms", "busy", "observer")
+                 "node_command", "caller", "argv", "started_ms", "busy", "observer", "local_ctx")
 
     def __init__(self, name: str, *, read_only: bool, is_eval: bool, ctxs: Mapping[str, Any], router: Router,
                  now_ms: int, declared: Collection[bytes] | None = None,
@@ -91,6 +101,8 @@ class Invocation(Run):
         self.deterministic = declared is not None
         #: Replication group -> the Ctx commands run through ("log" alone for a deterministic run).
         self.ctxs = ctxs
+        #: Where a plain command on a local key runs (None: a deterministic run, which has only the log).
+        self.local_ctx = None if self.deterministic else ctxs.get("local")
         self.router = router
         #: Every command of the run sees this time (Redis freezes the clock for a script too).
         self.now_ms = now_ms
@@ -109,6 +121,7 @@ class Invocation(Run):
         self.name = name
         self.resp = 2
         self.steps = 0
+        self.work = 0
         self.verdict = None
         self.read_only = read_only
         self.wrote = False
@@ -121,6 +134,26 @@ class Invocation(Run):
         return self
 
     def call(self, argv: list[bytes]) -> Any:
+        """One ``redis.call``: the reply, or ErrorReply raised."""
+        spec = _PLAIN.get(argv[0])
+        ctx = self.local_ctx
+        if spec is not None and ctx is not None and self.observer is None:
+            # The common case, equivalent to ``call_checked`` for a plain command on a local key in an
+            # immediate run that nothing observes (its spelling was looked up and classified once, by
+            # ``lookup``).
+            n = len(argv)
+            arity = spec.arity
+            if ((n == arity) if arity >= 0 else (n >= -arity)) and argv[1][:1] != b"/":
+                if spec.is_write:
+                    if self.read_only:
+                        raise READ_ONLY
+                    self.wrote = True
+                ctx.now_ms = self.now_ms
+                return spec.handler(ctx, argv)
+        return self.call_checked(argv)
+
+    def call_checked(self, argv: list[bytes]) -> Any:
+        """One ``redis.call`` through every check."""
         spec = lookup(argv)
         if spec is None or "container" in spec.flags:
             raise UNKNOWN
@@ -145,11 +178,7 @@ class Invocation(Run):
             if self.observer is not None:
                 self.observer(spec, argv)
             return reply
-        if (not self.deterministic and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
-                and argv[1][:1] != b"/"):
-            ctx = self.ctxs["local"]  # the common case: one local key
-        else:
-            ctx = self.ctxs[self.route(spec, argv)]
+        ctx = self.ctxs[self.route(spec, argv)]
         ctx.now_ms = self.now_ms
         if spec.is_write:
             self.wrote = True

@@ -44,7 +44,8 @@ from typing import Any
 
 from vfsd.resp.types import NULL_ARRAY, BigNumber, ErrorReply, NullArray, SimpleString, Verbatim
 
-__all__ = ["MAX_REPLY_DEPTH", "format_number", "lua_to_reply", "reply_to_lua", "error_table_message"]
+__all__ = ["MAX_REPLY_DEPTH", "error_from_lua", "error_table_message", "format_number", "lua_to_reply", "reply_to_lua",
+           "status_from_lua"]
 
 #: How deep a returned table may nest before the reply becomes an error. Redis stops when
 #: the Lua C stack is exhausted ("reached lua stack limit"); a self-referencing table must
@@ -182,6 +183,16 @@ class LuaOps:
         self.is_null = is_null
 
 
+def error_from_lua(field: bytes) -> ErrorReply:
+    """The reply for ``{err = field}``: the text as is ("ERR" is not added)."""
+    return ErrorReply(field.decode(errors="replace"))
+
+
+def status_from_lua(field: bytes) -> SimpleString:
+    """The reply for ``{ok = field}``: a status line, CR and LF turned into spaces."""
+    return SimpleString(field.decode(errors="replace").replace("\r", " ").replace("\n", " "))
+
+
 def lua_to_reply(value: Any, resp3_booleans: bool, ops: LuaOps, depth: int = 0) -> Any:
     """A value a script returned as the reply to send (see the module table).
 
@@ -205,10 +216,10 @@ def lua_to_reply(value: Any, resp3_booleans: bool, ops: LuaOps, depth: int = 0) 
     rawget = ops.rawget
     field = rawget(value, b"err")
     if type(field) is bytes:
-        return ErrorReply(field.decode(errors="replace"))
+        return error_from_lua(field)
     field = rawget(value, b"ok")
     if type(field) is bytes:
-        return SimpleString(field.decode(errors="replace").replace("\r", " ").replace("\n", " "))
+        return status_from_lua(field)
     field = rawget(value, b"double")
     if type(field) in (int, float):
         return float(field)

@@ -18,37 +18,81 @@ Behaviour follows the C libraries Redis 7.2 bundles:
   16 levels encodes as nil.
 - bit (LuaBitOp 1.0): 32-bit operations, arguments normalised with ``tobit``.
 - struct (Roberto Ierusalimschy's struct 0.2 as patched by Redis).
+
+Long calls. Lua's count hook runs only between VM instructions, and a library
+call is one of them, however long it takes; so the libraries report their work
+themselves, through ``LibOps.spend(units)``, in units worth about one VM
+instruction each (a value encoded or decoded: ``VALUE_WORK``; ``BYTES_PER_WORK``
+bytes of a string scanned). The sandbox turns every ``HOOK_STEPS`` units into a
+hook period (busy replies to other clients, SCRIPT KILL, the instruction budget
+of desired-plane scripts) and raises ``LibStop`` when the run must stop. The
+units depend only on the input, so a budget stops every replica at the same
+place. Long strings are scanned in pieces of ``PIECE_BYTES``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import struct as pystruct
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any
 
-__all__ = ["LibOps", "bit_functions", "cjson_functions", "cmsgpack_functions", "struct_functions"]
+__all__ = ["BYTES_PER_WORK", "CONCAT_ELEMENTS", "PIECE_BYTES", "VALUE_WORK", "LibError", "LibOps", "LibStop",
+           "base_functions", "bit_functions", "cjson_functions", "cmsgpack_functions", "lua_tonumber", "struct_functions"]
 
 Result = tuple[Any, ...]
+
+#: Work units (about one Lua VM instruction's time each) of one value encoded, decoded or packed.
+VALUE_WORK = 20
+#: Bytes of a string scanned or copied per work unit.
+BYTES_PER_WORK = 16
+#: Long strings are scanned in pieces of this size, with a report of the work between pieces.
+PIECE_BYTES = 16 * 1024
+
+
+def _no_spend(units: int) -> None:
+    return None
 
 
 class LibOps:
     """What the libraries need from the Lua runtime."""
 
-    __slots__ = ("new_table", "is_table", "items", "null", "is_null")
+    __slots__ = ("new_table", "is_table", "items", "null", "is_null", "spend", "room", "callee", "lua_type")
 
     def __init__(self, new_table: Callable[[Any], Any], is_table: Callable[[Any], bool],
                  items: Callable[[Any], Iterable[tuple[Any, Any]]], null: Any,
-                 is_null: Callable[[Any], bool]) -> None:
+                 is_null: Callable[[Any], bool], spend: Callable[[int], None] = _no_spend,
+                 room: Callable[[int], bool] = lambda nbytes: True,
+                 callee: Callable[[], tuple[Any, Any]] = lambda: (None, None),
+                 lua_type: Callable[[Any], str | None] = lambda v: None) -> None:
         self.new_table = new_table
         self.is_table = is_table
         self.items = items
         self.null = null
         self.is_null = is_null
+        #: ``spend(units)``: work done; raises LibStop when the run must stop (see the module docstring).
+        self.spend = spend
+        #: ``room(nbytes)``: whether a result of that size still fits in the runtime's memory limit.
+        self.room = room
+        #: ``callee()``: (name, namewhat) of the running library function as its caller named it
+        #: (Lua's getinfo "n"), for argument errors.
+        self.callee = callee
+        #: ``lua_type(v)``: "table", "function", "thread", "userdata"... for a value from Lua; None for others.
+        self.lua_type = lua_type
 
 
 class LibError(Exception):
     pass
+
+
+class LibStop(Exception):
+    """The run must stop (SCRIPT KILL, its instruction budget): ``verdict`` is the error to raise in Lua."""
+
+    def __init__(self, verdict: bytes) -> None:
+        super().__init__(verdict.decode(errors="replace"))
+        self.verdict = verdict
 
 
 def _wrap(fn: Callable[..., Result]) -> Callable[..., Result]:
@@ -60,6 +104,18 @@ def _wrap(fn: Callable[..., Result]) -> Callable[..., Result]:
         except RecursionError:
             return (False, b"Cannot serialise, excessive nesting")
     return guarded
+
+
+def _entries(table: Any, ops: LibOps) -> list[tuple[Any, Any]]:
+    """A table's (key, value) pairs, their work reported every 1024 (walking a table crosses into Lua)."""
+    it = iter(ops.items(table))
+    pairs: list[tuple[Any, Any]] = []
+    while True:
+        chunk = list(islice(it, 1024))
+        if not chunk:
+            return pairs
+        pairs += chunk
+        ops.spend(len(chunk) * VALUE_WORK)
 
 
 def _is_number(v: Any) -> bool:
@@ -74,6 +130,12 @@ _JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("/"): "\\/", 8: "\
                       13: "\\r", 9: "\\t", 127: "\\u007f"})
 _JSON_BYTE_ESCAPES = [(_JSON_ESCAPES.get(i) or chr(i)).encode("latin-1") if i < 128 else bytes([i])
                       for i in range(256)]
+#: The bytes lua-cjson escapes in a string (every other byte is copied as is).
+_JSON_SPECIAL = re.compile(rb'[\x00-\x1f"\\/\x7f]')
+
+
+def _json_escape(match: re.Match[bytes]) -> bytes:
+    return _JSON_BYTE_ESCAPES[match.group()[0]]
 
 
 def format_g14(n: float | int) -> bytes:
@@ -83,10 +145,25 @@ def format_g14(n: float | int) -> bytes:
 
 
 def cjson_functions(ops: LibOps) -> dict[str, Callable[..., Result]]:
+    spend = ops.spend
+    subn = _JSON_SPECIAL.subn
+
     def encode_string(s: bytes) -> bytes:
-        return b'"' + b"".join(_JSON_BYTE_ESCAPES[c] for c in s) + b'"'
+        if len(s) <= PIECE_BYTES:
+            text, escaped = subn(_json_escape, s)
+            if escaped > 64:
+                spend(escaped * VALUE_WORK)
+            return b'"' + text + b'"'
+        parts = [b'"']
+        for start in range(0, len(s), PIECE_BYTES):
+            text, escaped = subn(_json_escape, s[start:start + PIECE_BYTES])
+            parts.append(text)
+            spend(PIECE_BYTES // BYTES_PER_WORK + escaped * VALUE_WORK)  # an escape costs as much as a value
+        parts.append(b'"')
+        return b"".join(parts)
 
     def encode_value(v: Any, depth: int, out: list[bytes]) -> None:
+        spend(VALUE_WORK)
         kind = type(v)
         if kind is bytes:
             out.append(encode_string(v))
@@ -102,7 +179,7 @@ def cjson_functions(ops: LibOps) -> dict[str, Callable[..., Result]]:
             depth += 1
             if depth > CJSON_MAX_DEPTH:
                 raise LibError(f"Cannot serialise, excessive nesting ({depth})")
-            pairs = list(ops.items(v))
+            pairs = _entries(v, ops)
             size = _array_size(pairs)
             if size > 0:
                 by_index = {int(k): val for k, val in pairs}
@@ -187,15 +264,22 @@ def _lua_type_name(v: Any, ops: LibOps | None = None) -> str:
     return "function" if callable(v) else "userdata"
 
 
+_JSON_WS = re.compile(rb"[ \t\r\n]*")
+_JSON_NUMBER = re.compile(rb"[+\-0-9.eE]*")
+#: A run of string bytes that need no decoding, up to PIECE_BYTES of them.
+_JSON_PLAIN = re.compile(rb'[^"\\]{1,%d}' % PIECE_BYTES)
+_JSON_SIMPLE_ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b", ord("f"): b"\f",
+                        ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t"}
+
+
 class _JsonReader:
     """A strict JSON parser with lua-cjson's error texts (character positions are 1-based)."""
-
-    WS = b" \t\r\n"
 
     def __init__(self, text: bytes, ops: LibOps) -> None:
         self.s = text
         self.i = 0
         self.ops = ops
+        self.spend = ops.spend
         self.depth = 0
 
     def fail(self, expected: str, found: str | None = None) -> LibError:
@@ -210,9 +294,10 @@ class _JsonReader:
                 b",": "T_COMMA", b":": "T_COLON"}.get(c, "invalid token")
 
     def skip(self) -> None:
-        s, n = self.s, len(self.s)
-        while self.i < n and s[self.i] in self.WS:
-            self.i += 1
+        end = _JSON_WS.match(self.s, self.i).end()  # type: ignore[union-attr]
+        if end - self.i > PIECE_BYTES:
+            self.spend((end - self.i) // BYTES_PER_WORK)
+        self.i = end
 
     def document(self) -> Any:
         value = self.value()
@@ -222,6 +307,7 @@ class _JsonReader:
         return value
 
     def value(self) -> Any:
+        self.spend(VALUE_WORK)
         self.skip()
         s = self.s
         if self.i >= len(s):
@@ -302,36 +388,44 @@ class _JsonReader:
         start = self.i
         self.i += 1
         out = bytearray()
+        plain = _JSON_PLAIN.match
+        escapes = 0
         while True:
+            run = plain(s, self.i)
+            if run is not None:  # copied as is (lua-cjson accepts raw control characters too)
+                end = run.end()
+                if end - self.i >= 1024:
+                    self.spend((end - self.i) // BYTES_PER_WORK)
+                out += run.group()
+                self.i = end
+                continue  # then another run, the closing quote, a backslash or the end
             if self.i >= len(s):
                 self.i = start
                 raise self.fail("value", "invalid token")
-            c = s[self.i]
-            if c == ord('"'):
+            if s[self.i] == ord('"'):
                 self.i += 1
                 return bytes(out)
-            if c == ord("\\"):
-                e = s[self.i + 1:self.i + 2]
-                simple = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n",
-                          b"r": b"\r", b"t": b"\t"}.get(e)
-                if simple is not None:
-                    out += simple
-                    self.i += 2
-                    continue
-                if e == b"u":
-                    code = self.hex4(self.i + 2)
-                    self.i += 6
-                    if 0xD800 <= code < 0xDC00 and s[self.i:self.i + 2] == b"\\u":
-                        low = self.hex4(self.i + 2)
-                        if 0xDC00 <= low < 0xE000:
-                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                            self.i += 6
-                    out += chr(code).encode("utf-8", "surrogatepass")
-                    continue
-                self.i = start
-                raise self.fail("value", "invalid escape code")
-            out.append(c)
-            self.i += 1
+            escapes += 1  # a backslash
+            if not escapes % 256:
+                self.spend(256 * VALUE_WORK // 4)
+            e = s[self.i + 1] if self.i + 1 < len(s) else -1
+            simple = _JSON_SIMPLE_ESCAPES.get(e)
+            if simple is not None:
+                out += simple
+                self.i += 2
+                continue
+            if e == ord("u"):
+                code = self.hex4(self.i + 2)
+                self.i += 6
+                if 0xD800 <= code < 0xDC00 and s[self.i:self.i + 2] == b"\\u":
+                    low = self.hex4(self.i + 2)
+                    if 0xDC00 <= low < 0xE000:
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        self.i += 6
+                out += chr(code).encode("utf-8", "surrogatepass")
+                continue
+            self.i = start
+            raise self.fail("value", "invalid escape code")
 
     def hex4(self, at: int) -> int:
         digits = self.s[at:at + 4]
@@ -343,12 +437,10 @@ class _JsonReader:
             raise self.fail("value", "invalid unicode escape code") from None
 
     def number(self) -> Any:
-        s = self.s
         start = self.i
-        n = len(s)
-        while self.i < n and s[self.i] in b"+-0123456789.eE":
-            self.i += 1
-        text = s[start:self.i]
+        self.i = _JSON_NUMBER.match(self.s, start).end()  # type: ignore[union-attr]
+        text = self.s[start:self.i]
+        self.spend(len(text) // BYTES_PER_WORK)
         try:
             if not text or text[:1] == b"+":
                 raise ValueError
@@ -359,16 +451,137 @@ class _JsonReader:
         return value
 
 
+# -- string.rep and table.concat --------------------------------------------------
+# Lua's own are C functions that build their whole result in one call, which no hook can
+# interrupt; these build big results in pieces, reporting the work between pieces, with the
+# argument rules and error texts of Lua 5.1's lstrlib.c and ltablib.c.
+
+#: table.concat joins this many elements per call of Lua's own.
+CONCAT_ELEMENTS = 4096
+_LUA_SPACE = b" \t\n\v\f\r"
+_LUA_NUMERAL = re.compile(
+    rb"[+-]?(?:0[xX][0-9a-fA-F]*(?:\.[0-9a-fA-F]*)?(?:[pP][+-]?[0-9]+)?"
+    rb"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+    rb"|(?i:inf(?:inity)?|nan))")
+
+
+def lua_tonumber(value: Any) -> int | float | None:
+    """lua_tonumber: a number, or a string that reads as one (luaO_str2d: strtod, hex, spaces); None."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return value
+    if kind is not bytes:
+        return None
+    text = value.split(b"\0", 1)[0].lstrip(_LUA_SPACE)  # strtod stops at a NUL, and skips leading spaces
+    match = _LUA_NUMERAL.match(text)
+    if match is None or text[match.end():].strip(_LUA_SPACE):
+        return None
+    numeral = match.group()
+    try:
+        if numeral.lstrip(b"+-")[:2] in (b"0x", b"0X"):
+            number = float.fromhex(numeral.decode())
+        else:
+            number = float(numeral)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def _c_int(number: int | float) -> int:
+    """(int)(lua_Integer)d: truncation toward zero, then the low 32 bits, signed (x86-64)."""
+    if number != number or number in (math.inf, -math.inf) or abs(number) >= 2.0**63:
+        return 0  # (lua_Integer) of an out-of-range double is INT64_MIN, whose low 32 bits are 0
+    n = int(number) & 0xFFFFFFFF
+    return n - (1 << 32) if n >= 1 << 31 else n
+
+
+def base_functions(ops: LibOps, concat_range: Callable[[Any, bytes, int, int], bytes]) -> dict[str, Callable[..., Result]]:
+    """``rep`` (string.rep) and ``concat`` (table.concat); ``concat_range(t, sep, i, j)`` is Lua's own
+    table.concat, raising LibError with its message."""
+    spend, room = ops.spend, ops.room
+
+    def type_name(args: tuple[Any, ...], n: int) -> str:
+        if n > len(args):
+            return "no value"
+        v = args[n - 1]
+        if v is None or type(v) in (bool, int, float, bytes):
+            return _lua_type_name(v)
+        return ops.lua_type(v) or "userdata"
+
+    def arg_error(n: int, message: str) -> LibError:
+        """luaL_argerror: the argument's number and the function's name as its caller sees them."""
+        name, namewhat = ops.callee()
+        name = name.decode(errors="replace") if type(name) is bytes else "?"
+        if namewhat == b"method":
+            n -= 1
+            if n == 0:
+                return LibError(f"calling '{name}' on bad self ({message})")
+        return LibError(f"bad argument #{n} to '{name}' ({message})")
+
+    def check_string(args: tuple[Any, ...], n: int) -> bytes:
+        v = args[n - 1] if n <= len(args) else None
+        if type(v) is bytes:
+            return v
+        if type(v) in (int, float):
+            return format_g14(v)
+        raise arg_error(n, f"string expected, got {type_name(args, n)}")
+
+    def check_int(args: tuple[Any, ...], n: int) -> int:
+        number = lua_tonumber(args[n - 1]) if n <= len(args) else None
+        if number is None:
+            raise arg_error(n, f"number expected, got {type_name(args, n)}")
+        return _c_int(number)
+
+    def absent(args: tuple[Any, ...], n: int) -> bool:
+        return n > len(args) or args[n - 1] is None
+
+    def rep(*args: Any) -> Result:
+        s = check_string(args, 1)
+        n = check_int(args, 2)
+        size = len(s) * n if n > 0 else 0
+        if size > PIECE_BYTES:
+            if not room(size):
+                raise LibError("not enough memory")
+            spend(size // BYTES_PER_WORK)  # before the copy: a stopped run does not make it
+        return (s * n if n > 0 else b"",)
+
+    def concat(*args: Any) -> Result:
+        sep = b"" if absent(args, 2) else check_string(args, 2)  # checked first, as tconcat does
+        table = args[0] if args else None
+        if table is None or type(table) in (bool, int, float, bytes) or not ops.is_table(table):
+            raise arg_error(1, f"table expected, got {type_name(args, 1)}")
+        first = 1 if absent(args, 3) else check_int(args, 3)
+        last = len(table) if absent(args, 4) else check_int(args, 4)
+        if last - first < CONCAT_ELEMENTS:
+            return (concat_range(table, sep, first, last),)
+        parts, size = [], 0
+        for start in range(first, last + 1, CONCAT_ELEMENTS):
+            part = concat_range(table, sep, start, min(start + CONCAT_ELEMENTS - 1, last))
+            parts.append(part)
+            size += len(part) + len(sep)
+            if not room(size):
+                raise LibError("not enough memory")
+            spend(CONCAT_ELEMENTS * VALUE_WORK // 4 + len(part) // BYTES_PER_WORK)
+        return (sep.join(parts),)
+
+    return {"rep": _wrap(rep), "concat": _wrap(concat)}
+
+
 # -- cmsgpack ---------------------------------------------------------------------
 
 CMSGPACK_MAX_NESTING = 16
 
 
 def cmsgpack_functions(ops: LibOps) -> dict[str, Callable[..., Result]]:
+    spend = ops.spend
+
     def pack_value(v: Any, depth: int, out: bytearray) -> None:
+        spend(VALUE_WORK)
         kind = type(v)
         if kind is bytes:
             size = len(v)
+            if size > PIECE_BYTES:
+                spend(size // BYTES_PER_WORK)
             if size < 32:
                 out.append(0xA0 | size)
             elif size <= 0xFF:
@@ -386,7 +599,7 @@ def cmsgpack_functions(ops: LibOps) -> dict[str, Callable[..., Result]]:
             if depth >= CMSGPACK_MAX_NESTING:
                 out.append(0xC0)
                 return
-            pairs = list(ops.items(v))
+            pairs = _entries(v, ops)
             if _is_msgpack_array(pairs):
                 by_index = {int(k): val for k, val in pairs}
                 header(out, len(pairs), 0x90, 0xDC, 0xDD)
@@ -497,9 +710,12 @@ class _MsgpackReader:
             raise LibError("Missing bytes in input.")
         chunk = self.s[self.i:self.i + n]
         self.i += n
+        if n > PIECE_BYTES:
+            self.ops.spend(n // BYTES_PER_WORK)
         return chunk
 
     def value(self) -> Any:
+        self.ops.spend(VALUE_WORK)
         c = self.take(1)[0]
         if c <= 0x7F:
             return c
@@ -605,6 +821,7 @@ def bit_functions() -> dict[str, Callable[..., Result]]:
 
 _INT_SIZES = {"b": 1, "B": 1, "h": 2, "H": 2, "l": 8, "L": 8, "T": 8, "i": 4, "I": 4}
 MAXINTSIZE = 32
+INT_MAX = (1 << 31) - 1
 MAXALIGN = 8
 
 
@@ -617,10 +834,17 @@ class _Format:
         self.align = 1
 
     def number(self, default: int) -> int:
-        start = self.i
-        while self.i < len(self.f) and self.f[self.i].isdigit():
+        """getnum: ASCII digits, at most INT_MAX (Redis's fix for the size overflow)."""
+        f = self.f
+        if self.i >= len(f) or not "0" <= f[self.i] <= "9":
+            return default
+        n = 0
+        while self.i < len(f) and "0" <= f[self.i] <= "9":
+            if n > INT_MAX // 10 or n * 10 > INT_MAX - (ord(f[self.i]) - 48):
+                raise LibError("integral size overflow")
+            n = n * 10 + ord(f[self.i]) - 48
             self.i += 1
-        return int(self.f[start:self.i]) if self.i > start else default
+        return n
 
     def items(self) -> Iterable[tuple[str, int]]:
         """(option, size) per item; endianness and alignment switches are applied here."""
@@ -660,7 +884,9 @@ class _Format:
         return (align - (offset & (align - 1))) & (align - 1)
 
 
-def struct_functions() -> dict[str, Callable[..., Result]]:
+def struct_functions(ops: LibOps | None = None) -> dict[str, Callable[..., Result]]:
+    spend = ops.spend if ops is not None else _no_spend
+
     def pack(fmt: Any = None, *values: Any) -> Result:
         if type(fmt) is not bytes:
             raise LibError("bad argument #1 to 'pack' (string expected)")
@@ -677,6 +903,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
             return args[arg - 1]
 
         for opt, size in form.items():
+            spend(VALUE_WORK)
             out += b"\0" * form.padding(len(out), size if opt not in "cs" else 1)
             if opt == "x":
                 out += b"\0"
@@ -715,6 +942,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
             raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
         results: list[Any] = []
         for opt, size in form.items():
+            spend(VALUE_WORK)
             pos += form.padding(pos, size if opt not in "cs" else 1)
             if opt == "x":
                 pos += 1
@@ -749,6 +977,7 @@ def struct_functions() -> dict[str, Callable[..., Result]]:
         form = _Format(fmt, "size")
         total = 0
         for opt, n in form.items():
+            spend(VALUE_WORK)
             if opt == "s" or (opt == "c" and n == 0):
                 raise LibError("options 'c0' - 's' have undefined sizes")
             total += form.padding(total, n) + n

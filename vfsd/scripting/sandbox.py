@@ -36,9 +36,17 @@ from typing import Any
 import lupa.lua51 as lua
 
 from vfsd import REDIS_VERSION
-from vfsd.resp.types import ErrorReply
+from vfsd.resp.types import OK, ErrorReply
 from vfsd.scripting import libs
-from vfsd.scripting.convert import LuaOps, format_number, lua_to_reply, reply_to_lua
+from vfsd.scripting.convert import (
+    LuaOps,
+    error_from_lua,
+    error_table_message,
+    format_number,
+    lua_to_reply,
+    reply_to_lua,
+    status_from_lua,
+)
 from vfsd.scripting.sandbox_lua import SOURCE
 
 __all__ = ["Run", "Sandbox", "ScriptError"]
@@ -82,7 +90,7 @@ class Run:
     (``vfsd.scripting.calls``), which knows planes and the command table.
     """
 
-    __slots__ = ("name", "command", "resp", "steps", "max_steps", "verdict")
+    __slots__ = ("name", "command", "resp", "steps", "max_steps", "verdict", "work")
 
     def __init__(self, name: str, command: Callable[[list[bytes]], Any], *, max_steps: int = 0) -> None:
         self.name = name
@@ -93,6 +101,8 @@ class Run:
         self.max_steps = max_steps
         #: Set to an error text to stop the run at the next hook (SCRIPT KILL).
         self.verdict: bytes | None = None
+        #: Work reported by long library calls since the last hook period they made (see libs.py).
+        self.work = 0
 
 
 class Sandbox:
@@ -114,7 +124,7 @@ class Sandbox:
         self._registrar: Callable[..., Any] | None = None
         table_from = self.runtime.table_from
         # Small tables are made by Lua functions: calling into Lua costs less than lupa's table_from.
-        pair = self.runtime.eval("function(k, v) return {[k] = v} end")
+        self._pair = pair = self.runtime.eval("function(k, v) return {[k] = v} end")
         array = self.runtime.eval("function(...) return {...} end")
 
         def new_table(value: Any) -> Any:
@@ -132,7 +142,8 @@ class Sandbox:
         def items(t: Any) -> Any:
             return t.items()
 
-        self.lib_ops = libs.LibOps(new_table, is_table, items, None, self._is_null)
+        self.lib_ops = ops = libs.LibOps(new_table, is_table, items, None, self._is_null, self._spend, self.has_room,
+                                         self._callee, lua.lua_type)
         callbacks = {
             b"hook_steps": hook_steps,
             b"tick": self._tick,
@@ -150,10 +161,11 @@ class Sandbox:
             b"set_null": self._set_null,
             b"redis_version": REDIS_VERSION.encode(),
             b"redis_version_num": _version_num(REDIS_VERSION),
-            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops), self.has_room),
-            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops), self.has_room),
-            b"bit": _library(table_from, libs.bit_functions(), self.has_room),
-            b"struct": _library(table_from, libs.struct_functions(), self.has_room),
+            b"cjson": _library(table_from, libs.cjson_functions(self.lib_ops), self),
+            b"cmsgpack": _library(table_from, libs.cmsgpack_functions(self.lib_ops), self),
+            b"bit": _library(table_from, libs.bit_functions(), self),
+            b"struct": _library(table_from, libs.struct_functions(self.lib_ops), self),
+            b"base": _library(table_from, libs.base_functions(ops, self._concat_range), self),
         }
         loader = self.runtime.eval("loadstring")
         chunk = loader(SOURCE.encode(), b"=vfsd")
@@ -165,8 +177,14 @@ class Sandbox:
         self._run_eval = self.api[b"run_eval"]
         self._run_function = self.api[b"run_function"]
         self._run_eval_short = self.api[b"run_eval_short"]
+        by_keys = self.api[b"run_eval_keys"]
+        #: run_eval_short for 0, 1 and 2 KEYS, without the count (KEYS and ARGV made by table constructors).
+        self._run_eval_keys = (by_keys[0], by_keys[1], by_keys[2])
         self._run_function_short = self.api[b"run_function_short"]
         self._reset_hook = self.api[b"reset_hook"]
+        self.raise_on_lines = self.api[b"raise_on_lines"]
+        self._native_concat = self.api[b"native_concat"]
+        self._caller_names = self.api[b"callee"]
         self.ops = LuaOps(is_table, self._rawget, items, self._is_null)
 
     # -- the Lua operations the conversion rules need ------------------------------------
@@ -181,6 +199,22 @@ class Sandbox:
     def _set_null(self, value: Any) -> None:
         self._null = value
         self.lib_ops.null = value
+
+    def _callee(self) -> tuple[Any, Any]:
+        """(name, namewhat) of the library function running now, as its caller names it."""
+        try:
+            return self._caller_names()
+        except lua.LuaError:
+            return None, None
+
+    def _concat_range(self, table: Any, sep: bytes, first: int, last: int) -> bytes:
+        """Lua's own table.concat of table[first..last]; LibError with Lua's message."""
+        try:
+            return self._native_concat(table, sep, first, last)
+        except lua.LuaMemoryError:
+            raise libs.LibError("not enough memory") from None
+        except lua.LuaError as exc:
+            raise libs.LibError(str(exc).split("\nstack traceback:", 1)[0]) from None
 
     # -- compiling -----------------------------------------------------------------------
 
@@ -213,9 +247,34 @@ class Sandbox:
     # -- running -------------------------------------------------------------------------
 
     def execute_eval(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
-        if len(keys) + len(argv) <= SHORT_ARGS:
-            return self._finish(run, self._guard(self._run_eval_short, fn, run.max_steps > 0, len(keys), *keys, *argv,
-                                                 run=run))
+        nkeys = len(keys)
+        if nkeys + len(argv) <= SHORT_ARGS:  # the common case: _guard and _finish's usual cases, inlined
+            previous = self.run
+            self.run = run
+            try:
+                if nkeys < 3:
+                    result = self._run_eval_keys[nkeys](fn, run.max_steps > 0, *keys, *argv)
+                else:
+                    result = self._run_eval_short(fn, run.max_steps > 0, nkeys, *keys, *argv)
+            except lua.LuaMemoryError:
+                result = (False, b"not enough memory")
+            except lua.LuaError as exc:
+                result = (False, str(exc).encode())
+            finally:
+                self.run = previous
+                if run.verdict is not None:
+                    self._reset_hook()
+                limit = self.max_memory_bytes
+                if limit and self.runtime.get_memory_used() > limit // 2:
+                    self.collect()
+            status, value = result
+            if status is True:
+                kind = type(value)
+                if kind is bytes or kind is int:
+                    return value
+            elif status == b"s" and value == b"OK":
+                return OK
+            return self._finish(run, result)
         table_from = self.new_table
         return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv),
                                              run.max_steps > 0, run=run))
@@ -251,11 +310,16 @@ class Sandbox:
                 self.collect()
 
     def _finish(self, run: Run, result: Any) -> Any:
+        """The reply for a run's outcome: (true, value), (false, error), ("s", status) or ("e", error)."""
         if type(result) is not tuple:  # xpcall returned ``true`` alone: the script returned nothing
             result = (result,)
-        ok, value = result[0], result[1] if len(result) > 1 else None
-        if ok:
+        status, value = result[0], result[1] if len(result) > 1 else None
+        if status is True:
             return lua_to_reply(value, run.resp == 3, self.ops)
+        if status == b"s":
+            return status_from_lua(value)
+        if status == b"e":
+            return error_from_lua(value)
         return self.error_reply(value, run.name)
 
     def error_reply(self, err: Any, name: str) -> ErrorReply:
@@ -282,10 +346,25 @@ class Sandbox:
         limit = self.max_memory_bytes
         return not limit or self.runtime.get_memory_used() + 2 * nbytes + HEADROOM_BYTES < limit
 
-    def _tick(self) -> bytes | None:
+    def _spend(self, units: int) -> None:
+        """A library call did ``units`` of work (libs.py): every HOOK_STEPS of them are one hook
+        period, as if that many VM instructions had run; LibStop if the run must stop."""
+        run = self.run
+        if run is None:
+            return
+        work = run.work + units
+        if work < HOOK_STEPS:
+            run.work = work
+            return
+        periods, run.work = divmod(work, HOOK_STEPS)
+        verdict = self._tick(periods)
+        if verdict is not None:
+            raise libs.LibStop(verdict)
+
+    def _tick(self, periods: int = 1) -> bytes | None:
         run = self.run
         if run is not None:
-            run.steps += 1
+            run.steps += periods
             if run.max_steps and run.steps > run.max_steps:
                 run.verdict = (b"ERR Script exceeded its budget of %d instructions (script-max-instructions: "
                         b"the limit of desired-plane scripts, the same on every node)" % (run.max_steps * HOOK_STEPS))
@@ -319,32 +398,43 @@ class Sandbox:
         return raised.value if isinstance(raised, _Raise) else None
 
     def _call(self, args: tuple[Any, ...]) -> tuple[Any, bool]:
+        """(the Lua value of the reply, whether it is an error)."""
         run = self.run
-        new_table = self.new_table
-        if not args:
-            return new_table({b"err": b"ERR Please specify at least one argument for this redis lib call"}), True
-        argv = []
+        argv = list(args)
         for a in args:
-            kind = type(a)
-            if kind is bytes:
-                argv.append(a)
-            elif kind is int or kind is float:
-                argv.append(format_number(a))
-            else:
-                return new_table({b"err": b"ERR Lua redis lib command arguments must be strings or integers"}), True
+            if type(a) is not bytes:
+                argv = _arguments(args)
+                if argv is None:
+                    return self._pair(b"err", b"ERR Lua redis lib command arguments must be strings or integers"), True
+                break
+        if not argv:
+            return self._pair(b"err", b"ERR Please specify at least one argument for this redis lib call"), True
         if run is None:
-            return new_table({b"err": b"ERR redis.call is only available while a script runs"}), True
+            return self._pair(b"err", b"ERR redis.call is only available while a script runs"), True
         try:
             reply = run.command(argv)
         except ErrorReply as err:
-            reply = err
+            return self._pair(b"err", error_table_message(err.message)), True
         except Exception as exc:
             reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
-        if isinstance(reply, ErrorReply):
-            return reply_to_lua(reply, run.resp, new_table), True
-        if not self.has_room(_size(reply)):
-            return new_table({b"err": b"ERR not enough memory for the reply of '%b'" % argv[0][:64]}), True
-        return reply_to_lua(reply, run.resp, new_table), False
+        # The replies scripts get most, converted here (reply_to_lua has the full rules); each must fit
+        # below the memory limit first (see has_room).
+        kind = type(reply)
+        if kind is int or reply is None:
+            return (reply if reply is not None else (None if run.resp == 3 else False)), False
+        limit = self.max_memory_bytes
+        used = self.runtime.get_memory_used() + HEADROOM_BYTES if limit else 0
+        if kind is bytes:
+            if used + 2 * len(reply) + 64 < limit or not limit:
+                return reply, False
+        elif reply is OK:
+            if used + 128 < limit or not limit:
+                return self._pair(b"ok", b"OK"), False
+        elif isinstance(reply, ErrorReply):
+            return self._pair(b"err", error_table_message(reply.message)), True
+        elif not limit or used + 2 * _size(reply) < limit:
+            return reply_to_lua(reply, run.resp, self.new_table), False
+        return self._pair(b"err", b"ERR not enough memory for the reply of '%b'" % argv[0][:64]), True
 
     def _random(self, *args: Any) -> Any:
         """math.random as Redis has it: Lua 5.1's, drawing from Redis's rand48."""
@@ -467,17 +557,38 @@ def _size(value: Any) -> int:
     return 32
 
 
-def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]],
-             has_room: Callable[[int], bool]) -> Any:
+def _arguments(args: tuple[Any, ...]) -> list[bytes] | None:
+    """The arguments of a ``redis.call`` as bytes (numbers in Redis's format), None if one is neither."""
+    argv = []
+    for a in args:
+        kind = type(a)
+        if kind is bytes:
+            argv.append(a)
+        elif kind is int or kind is float:
+            argv.append(format_number(a))
+        else:
+            return None
+    return argv
+
+
+def _library(table_from: Callable[[Any], Any], functions: dict[str, Callable[..., Any]], sandbox: Sandbox) -> Any:
     """A library table of Python callables: ``(True, results...)`` is returned as the results,
-    ``(False, message)`` raised as a Lua error with that message."""
+    ``(False, message)`` raised as a Lua error with that message. A call that was stopped
+    (libs.LibStop) raises the run's verdict as the hook does, again on every line after it."""
+    has_room = sandbox.has_room
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
             if not has_room(sum(len(a) * 4 for a in args if type(a) is bytes)):
                 raise _Raise(b"not enough memory")
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except libs.LibStop as stop:
+                sandbox.raise_on_lines()
+                raise _Raise(table_from({b"err": stop.verdict})) from None
             if result[0]:
+                if not has_room(sum(len(r) for r in result[1:] if type(r) is bytes)):
+                    raise _Raise(b"not enough memory")  # the results must fit before lupa copies them in
                 return result[1:] if len(result) != 2 else result[1]
             raise _Raise(result[1])
         return call

@@ -14,7 +14,8 @@ local pcall, xpcall, loadstring, setfenv, getfenv, assert = pcall, xpcall, loads
 local collectgarbage, gcinfo, newproxy = collectgarbage, gcinfo, newproxy
 local sethook, getinfo = debug.sethook, debug.getinfo
 local co_create, co_wrap = coroutine.create, coroutine.wrap
-local s_sub, s_find, s_byte, s_gsub = string.sub, string.find, string.byte, string.gsub
+local s_sub, s_find, s_byte, s_gsub, s_match, s_format = string.sub, string.find, string.byte, string.gsub,
+      string.match, string.format
 local string, table, math, coroutine, _VERSION = string, table, math, coroutine, _VERSION
 local concat = table.concat
 local STEP = py.hook_steps
@@ -23,7 +24,8 @@ local TRUSTED = "=vfsd"
 -- From here on, functions created in this chunk see an empty environment (getfenv on
 -- one of them must not reach the pristine globals).
 local pristine = getfenv(1)
-setfenv(1, setmetatable({}, {__metatable = false}))
+local trusted_env = setmetatable({}, {__metatable = false})
+setfenv(1, trusted_env)
 
 for _, name in ipairs({"os", "io", "debug", "package", "require", "dofile", "loadfile", "module", "print",
                        "python", "load", "loadstring", "setfenv", "getfenv", "newproxy", "gcinfo"}) do
@@ -59,9 +61,12 @@ local function error_table(s)
   return {err = code .. " " .. msg}
 end
 
--- The count hook: every STEP instructions Python decides (busy, kill, budget).
+-- The count hook: every STEP instructions Python decides (busy, kill, budget). Once a run is
+-- stopped it is a line hook that raises again on every line of the script, but not in this
+-- chunk's own code, which must get the run's outcome back to Python.
 local hook
-hook = function()
+hook = function(event)
+  if event == "line" and getinfo(2, "S").source == TRUSTED then return end
   local verdict = py.tick()
   if verdict then
     sethook(hook, "l")  -- raise again on every line, so pcall cannot swallow it (as Redis)
@@ -94,6 +99,11 @@ local function handler(err)
       -- A library error (luaL_error in Redis's C libraries) names the Lua line that called it.
       if type(err) == "string" and i then err = i.short_src .. ":" .. i.currentline .. ": " .. err end
     end
+  elseif type(err) == "string" and s_sub(err, 1, 5) == "vfsd:" then
+    -- Raised by a C function this chunk called for the script (pcall, setmetatable...): Lua
+    -- named this chunk's line; name the script's, as when the script calls the function itself.
+    local rest = s_match(err, "^vfsd:%d+: (.*)$")
+    if rest then err = i and (i.short_src .. ":" .. i.currentline .. ": " .. rest) or rest end
   end
   if type(err) ~= "table" then err = {err = "ERR " .. tostring(err)} end
   if i then
@@ -170,8 +180,9 @@ local function safe_getfenv(f)
   else
     e = getfenv(f)
   end
-  -- C functions carry the pristine globals: never hand those out.
-  if e == pristine then return getfenv(2) end
+  -- C functions carry the pristine globals, and this chunk's functions its own empty table:
+  -- never hand those out (the functions stand in for Redis's C functions, which have _G).
+  if e == pristine or e == trusted_env then return getfenv(2) end
   return e
 end
 
@@ -200,6 +211,12 @@ local cjson = copy(py.cjson)
 cjson.null = readonly({})
 py.set_null(cjson.null)
 local cmsgpack, bit, struct = copy(py.cmsgpack), copy(py.bit), copy(py.struct)
+
+-- string.rep and table.concat build big results in pieces, between which Python hears of the
+-- work (libs.py): Lua's own build any size in one C call, which no hook interrupts.
+local string_api, table_api = copy(string), copy(table)
+string_api.rep, table_api.concat = py.base.rep, py.base.concat
+getmetatable("").__index = string_api  -- ("x"):rep(n) too
 
 -- The redis.* API ------------------------------------------------------------------
 
@@ -239,17 +256,41 @@ local function missing_global(_, k)
 end
 
 local libraries = {
-  string = readonly(string), table = readonly(table), math = readonly(math_api),
+  string = readonly(string_api), table = readonly(table_api), math = readonly(math_api),
   coroutine = readonly(coroutine_api), cjson = readonly(cjson), cmsgpack = readonly(cmsgpack),
   bit = readonly(bit), struct = readonly(struct),
 }
 
+-- The Python callables behind redis.call, cjson.encode, string.rep... are userdata to Lua;
+-- scripts see them as the functions they are in Redis (type and tostring).
+local builtins = setmetatable({}, {__mode = "k"})  -- callable -> what tostring says of it
+local builtin_count = 0
+local function register_builtins(t)
+  for _, v in pairs(t) do
+    if type(v) == "userdata" and builtins[v] == nil then
+      builtin_count = builtin_count + 1  -- an address of its own, as a C function has
+      builtins[v] = s_format("function: 0x%012x", 0x7f5e00000000 + 64 * builtin_count)
+    end
+  end
+end
+
+local function safe_type(...)
+  if builtins[(...)] then return "function" end
+  return type(...)
+end
+
+local function safe_tostring(...)
+  local name = builtins[(...)]
+  if name then return name end
+  return tostring(...)
+end
+
 -- The names Redis 7.2 allows in a script's globals (script_lua.c's allow lists).
 local function new_globals(redis_table)
   local G = {
-    xpcall = xpcall, tostring = tostring, getfenv = safe_getfenv, setmetatable = safe_setmetatable,
+    xpcall = xpcall, tostring = safe_tostring, getfenv = safe_getfenv, setmetatable = safe_setmetatable,
     next = next, assert = assert, tonumber = tonumber, rawequal = rawequal, collectgarbage = safe_collectgarbage,
-    getmetatable = getmetatable, rawset = safe_rawset, pcall = safe_pcall, type = type, select = select,
+    getmetatable = getmetatable, rawset = safe_rawset, pcall = safe_pcall, type = safe_type, select = select,
     unpack = unpack, gcinfo = gcinfo, pairs = pairs, rawget = rawget, loadstring = safe_loadstring,
     ipairs = ipairs, _VERSION = _VERSION, setfenv = safe_setfenv, load = safe_load, error = error,
     newproxy = newproxy, redis = redis_table,
@@ -271,6 +312,9 @@ local eval_globals, eval_env = new_globals(readonly(redis_api))
 -- versions); the functions it registers later run with the full API.
 local function_globals = new_globals(readonly(redis_api))
 local load_redis = add_log_api({register_function = py.register_function})
+for _, t in ipairs({cjson, cmsgpack, bit, struct, math_api, string_api, table_api, redis_api, load_redis}) do
+  register_builtins(t)
+end
 setmetatable(load_redis, {__index = missing_global, __metatable = false})
 local load_globals = setmetatable({redis = readonly(load_redis)}, {__index = missing_global, __metatable = false})
 local function_meta = {__index = function_globals, __newindex = ro_error, __metatable = false}
@@ -287,12 +331,34 @@ function api.compile_eval(body)
   return f
 end
 
-function api.run_eval(f, keys, argv, exact)
-  rawset(eval_globals, "KEYS", keys)
-  rawset(eval_globals, "ARGV", argv)
-  if exact then sethook(hook, "", STEP) end  -- restart the count: budgets must be exact
-  return xpcall(f, handler)
+-- What a run hands back to Python: (true, value), (false, error), or, for the two tables
+-- scripts return most ({ok = s} from redis.call('SET', ...), {err = s}), ("s", s) or ("e", s):
+-- one crossing instead of three lookups from Python (convert.py's rules, in the same order).
+local function outcome(ok, v)
+  if ok and type(v) == "table" then
+    local field = rawget(v, "err")
+    if type(field) == "string" then return "e", field end
+    field = rawget(v, "ok")
+    if type(field) == "string" then return "s", field end
+  end
+  return ok, v
 end
+
+local function run_eval(f, exact, keys, argv)
+  eval_globals.KEYS, eval_globals.ARGV = keys, argv  -- eval_globals has no __newindex
+  if exact then sethook(hook, "", STEP) end  -- restart the count: budgets must be exact
+  local ok, v = xpcall(f, handler)
+  if ok and type(v) == "table" then return outcome(ok, v) end
+  return ok, v
+end
+
+local function run_function(f, exact, keys, argv)
+  if exact then sethook(hook, "", STEP) end
+  return outcome(xpcall(function() return (f(keys, argv)) end, handler))
+end
+
+function api.run_eval(f, keys, argv, exact) return run_eval(f, exact, keys, argv) end
+function api.run_function(f, keys, argv, exact) return run_function(f, exact, keys, argv) end
 
 function api.compile_library(code)
   local f, err = loadstring(code, "@user_function")
@@ -309,8 +375,9 @@ function api.load_library(f)
   return ok, err
 end
 
--- The same with KEYS and ARGV as one short vararg list: cheaper than two tables made in Python
--- (lupa's table_from costs microseconds); sandbox.py uses it up to SHORT_ARGS arguments.
+-- The same with KEYS and ARGV as one short vararg list, the first nkeys of it the KEYS: cheaper
+-- than two tables made in Python (lupa's table_from costs microseconds); sandbox.py uses these up
+-- to SHORT_ARGS arguments. Table constructors for the usual counts of keys, a loop for the rest.
 local function split(nkeys, ...)
   local keys, argv = {...}, {}
   for i = nkeys + 1, select("#", ...) do
@@ -320,27 +387,26 @@ local function split(nkeys, ...)
   return keys, argv
 end
 
-function api.run_eval_short(f, exact, nkeys, ...)
-  local keys, argv = split(nkeys, ...)
-  rawset(eval_globals, "KEYS", keys)
-  rawset(eval_globals, "ARGV", argv)
-  if exact then sethook(hook, "", STEP) end
-  return xpcall(f, handler)
-end
+function api.run_eval_short(f, exact, nkeys, ...) return run_eval(f, exact, split(nkeys, ...)) end
+function api.run_function_short(f, exact, nkeys, ...) return run_function(f, exact, split(nkeys, ...)) end
+api.run_eval_keys = {
+  [0] = function(f, exact, ...) return run_eval(f, exact, {}, {...}) end,
+  function(f, exact, k1, ...) return run_eval(f, exact, {k1}, {...}) end,
+  function(f, exact, k1, k2, ...) return run_eval(f, exact, {k1, k2}, {...}) end,
+}
 
-function api.run_function_short(f, exact, nkeys, ...)
-  local keys, argv = split(nkeys, ...)
-  if exact then sethook(hook, "", STEP) end
-  return xpcall(function() return (f(keys, argv)) end, handler)
-end
-
-function api.run_function(f, keys, argv, exact)
-  if exact then sethook(hook, "", STEP) end
-  return xpcall(function() return (f(keys, argv)) end, handler)
+-- What libs.py needs of Lua for string.rep and table.concat: Lua's own concat, and the name the
+-- script called the running Python function by (level 2: the callback's frame; getinfo "n").
+api.native_concat = concat
+function api.callee()
+  local i = getinfo(2, "n")
+  if i then return i.name, i.namewhat end
 end
 
 function api.stop_hook() sethook() end
 function api.reset_hook() sethook(hook, "", STEP) end
+-- A library call was stopped (SCRIPT KILL, the budget): raise again on every line, as the hook does.
+function api.raise_on_lines() sethook(hook, "l") end
 
 api.rawget = rawget
 api.is_null = function(v) return rawequal(v, cjson.null) end

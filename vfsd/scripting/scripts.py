@@ -71,6 +71,8 @@ class ScriptCache:
     def __init__(self, compile_body: Any) -> None:
         self._compile = compile_body
         self.scripts: dict[str, Script] = {}
+        #: The same scripts by their digest as bytes (EVALSHA's argument, looked up without decoding).
+        self.digests: dict[bytes, Script] = {}
 
     def load(self, body: bytes, sha: str | None = None) -> Script:
         sha = sha or sha1hex(body)
@@ -80,7 +82,7 @@ class ScriptCache:
         flags, offset = parse_shebang(body)
         # The shebang line is dropped but its newline kept, so line numbers still match the body.
         function = self._compile(body[offset:])
-        script = self.scripts[sha] = Script(sha, body, flags, function)
+        script = self.scripts[sha] = self.digests[sha.encode()] = Script(sha, body, flags, function)
         return script
 
     def get(self, sha: str) -> Script | None:
@@ -88,6 +90,7 @@ class ScriptCache:
 
     def flush(self) -> None:
         self.scripts.clear()
+        self.digests.clear()
 
     def __len__(self) -> int:
         return len(self.scripts)
