@@ -644,6 +644,8 @@ class RaftPlane:
             if self._needs_persist(rd):
                 if rd.snapshot is None and len(rd.entries) <= INLINE_PERSIST_ENTRIES and \
                         sum(len(e.data) for e in rd.entries) <= INLINE_PERSIST_BYTES:
+                    if rd.messages:  # the appends leave before this fsync, so followers fsync alongside
+                        self.transport.flush_now()
                     try:
                         self._persist(rd)
                     except Exception as exc:  # a write or fsync failed: stop, never acknowledge again

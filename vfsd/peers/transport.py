@@ -843,6 +843,14 @@ class PeerTransport:
             self._loop.call_soon(self._flush_soon, peer)
         return True
 
+    def flush_now(self) -> None:
+        """Write what is queued for every peer at once, instead of at the end of this event-loop
+        iteration (for a caller about to block the loop briefly: Raft fsyncing a small batch right
+        after sending the appends that other nodes can fsync meanwhile)."""
+        for peer in self._peers.values():
+            if peer.flush_scheduled and peer.queue:
+                self._flush(peer)
+
     def _flush_soon(self, peer: _Peer) -> None:
         peer.flush_scheduled = False
         try:
