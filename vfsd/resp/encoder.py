@@ -143,6 +143,19 @@ def _encode_items(out: list[bytes], items: list[object] | tuple[object, ...], co
                   proto: int) -> None:
     """`*n` followed by each element; bulk elements are inlined for speed."""
     out.append(_ARRAY_HEADERS[count] if count < _CACHED_COUNT else b"*%d\r\n" % count)
+    if count > 8:
+        # A reply of many short strings (LRANGE, SMEMBERS, HGETALL...): framed in one join, which
+        # costs half of appending three pieces per element. Anything else (a longer string, a
+        # number, a nested reply) raises here, and the general loop below takes it.
+        headers = _BULK_HEADERS
+        try:
+            body = _CRLF.join([headers[len(item)] + item for item in items])  # type: ignore[operator,index]
+        except (TypeError, IndexError):
+            pass
+        else:
+            out.append(body)
+            out.append(_CRLF)
+            return
     for item in items:
         if type(item) is bytes:
             size = len(item)
