@@ -155,8 +155,10 @@ class NodeScripting:
             group = "local"
         if group == "local" and not self._spare_in_use:  # the common case, on the reusable invocation
             self._spare_in_use = True
-            run = self._spare.reuse(script.sha, read_only=read_only, is_eval=True, now_ms=self.node.clock_ms,
-                                    caller=client, argv=argv, started_ms=int(monotonic() * 1000))
+            run = self._spare  # Invocation.reuse, inlined
+            run.name, run.resp, run.steps, run.work, run.verdict, run.read_only = script.sha, 2, 0, 0, None, read_only
+            run.wrote, run.is_eval, run.now_ms, run.caller, run.argv = False, True, self.node.clock_ms, client, argv
+            run.started_ms, run.busy = int(monotonic() * 1000), False
             run.observer = self._observer(client)
             try:
                 return self.sandbox.execute_eval(script.function, keys, args, run)

@@ -384,6 +384,27 @@ class Sandbox:
 
     def _call_raise(self, *args: Any) -> Any:
         """redis.call: the reply, or a Lua error raised with the error table."""
+        run = self.run
+        if run is not None and args:
+            for a in args:
+                if type(a) is not bytes:
+                    break
+            else:  # the common case (_call, inlined): arguments that are all strings
+                argv = list(args)
+                try:
+                    reply = run.command(argv)
+                except ErrorReply as err:
+                    raise _Raise(self._pair(b"err", error_table_message(err.message))) from None
+                except Exception as exc:
+                    reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
+                if type(reply) is bytes and len(reply) < 4096 and (
+                        not self.max_memory_bytes or self.runtime.get_memory_used() + HEADROOM_BYTES + 8192
+                        < self.max_memory_bytes):
+                    return reply  # a short string that fits (see has_room)
+                value, failed = self._convert(run, argv, reply)
+                if failed:
+                    raise _Raise(value)
+                return value
         value, failed = self._call(args)
         if failed:
             raise _Raise(value)
@@ -417,8 +438,12 @@ class Sandbox:
             return self._pair(b"err", error_table_message(err.message)), True
         except Exception as exc:
             reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
-        # The replies scripts get most, converted here (reply_to_lua has the full rules); each must fit
-        # below the memory limit first (see has_room).
+        return self._convert(run, argv, reply)
+
+    def _convert(self, run: Run, argv: list[bytes], reply: Any) -> tuple[Any, bool]:
+        """A command's reply as (its Lua value, whether it is an error). The replies scripts get
+        most are converted here (reply_to_lua has the full rules); each must fit below the
+        memory limit first (see has_room)."""
         kind = type(reply)
         if kind is int or reply is None:
             return (reply if reply is not None else (None if run.resp == 3 else False)), False
