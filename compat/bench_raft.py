@@ -121,7 +121,23 @@ class Members:
 # -- vfsd --------------------------------------------------------------------------------------
 
 
-class Vfsd:
+class _Cluster:
+    """What both clusters share: their processes (``members``), client ports (``ports``), start-up."""
+
+    name = ""
+    ports: dict[str, int]
+    members: Members
+
+    async def start(self) -> None:
+        self.members.start_all()
+        await until(self._all_up, 30, f"{self.name} members")
+        await self.leader()  # type: ignore[attr-defined]  (each cluster finds its leader its own way)
+
+    async def _all_up(self) -> bool:
+        return all(answers(p) for n, p in self.ports.items() if self.members.procs[n].poll() is None)
+
+
+class Vfsd(_Cluster):
     name = "vfsd"
 
     def __init__(self, root: Path) -> None:
@@ -133,14 +149,6 @@ class Vfsd:
                      "--peer-port", str(peer_ports[n]), "--peers", peers, "--data-dir", str(root / n),
                      "--no-collectors", "--log-level", "warning"] for n in self.ports}
         self.members = Members(root, argvs)
-
-    async def start(self) -> None:
-        self.members.start_all()
-        await until(self._all_up, 30, "vfsd nodes")
-        await self.leader()
-
-    async def _all_up(self) -> bool:
-        return all(answers(p) for n, p in self.ports.items() if self.members.procs[n].poll() is None)
 
     async def leader(self, among: list[str] | None = None) -> str:
         async def find() -> str | None:
@@ -169,7 +177,7 @@ class Vfsd:
 # -- etcd --------------------------------------------------------------------------------------
 
 
-class Etcd:
+class Etcd(_Cluster):
     name = "etcd"
 
     def __init__(self, root: Path) -> None:
@@ -187,14 +195,6 @@ class Etcd:
                         "--initial-cluster-state", "new", "--initial-cluster-token", "bench",
                         "--log-level", "warn"]
         self.members = Members(root, argvs)
-
-    async def start(self) -> None:
-        self.members.start_all()
-        await until(self._all_up, 30, "etcd members")
-        await self.leader()
-
-    async def _all_up(self) -> bool:
-        return all(answers(p) for n, p in self.ports.items() if self.members.procs[n].poll() is None)
 
     async def leader(self, among: list[str] | None = None) -> str:
         import aetcd

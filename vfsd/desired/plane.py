@@ -212,15 +212,20 @@ class DesiredPlane:
                 self.wal.compact(older, term)
 
     def info(self) -> dict[str, Any]:
-        wal = self.wal
-        return {
-            "desired_applied_index": self.machine.applied_index,
-            "desired_snapshot_index": self.snapshot_index,
-            "desired_log_entries": 0 if wal is None else wal.last_index - wal.first_index + 1,
-            "desired_log_bytes": 0 if wal is None else wal.size_bytes,
-            "desired_fsyncs": self.fsyncs,
-            "desired_pending": len(self._pending),
-        }
+        return log_info(self.machine, self.snapshot_index, self.wal, self.fsyncs, len(self._pending))
+
+
+def log_info(machine: StateMachine, snapshot_index: int, wal: WriteAheadLog | None, fsyncs: int,
+             pending: int) -> dict[str, Any]:
+    """The desired plane's INFO fields (both shells, one voter or Raft, show the same)."""
+    return {
+        "desired_applied_index": machine.applied_index,
+        "desired_snapshot_index": snapshot_index,
+        "desired_log_entries": 0 if wal is None else wal.last_index - wal.first_index + 1,
+        "desired_log_bytes": 0 if wal is None else wal.size_bytes,
+        "desired_fsyncs": fsyncs,
+        "desired_pending": pending,
+    }
 
 
 def _quiet(flag: str, event: str, key: bytes, entry: object = None) -> None:

@@ -74,7 +74,7 @@ from vfsd import codec
 from vfsd.commands.context import DEFAULT_MAX_BULK_BYTES, ChangeSink, Ctx
 from vfsd.desired.log import LogEntry, WriteAheadLog
 from vfsd.desired.machine import StateMachine, entry_body, pack_body
-from vfsd.desired.plane import check_own_files
+from vfsd.desired.plane import check_own_files, log_info
 from vfsd.desired.snapshot import HardState as StoredHardState
 from vfsd.desired.snapshot import HardStateStore, Snapshot, SnapshotCorruption, SnapshotStore
 from vfsd.paths import Router
@@ -1056,15 +1056,8 @@ class RaftPlane:
         return "voter" if member_id in core.config.voter_ids else "learner"
 
     def info(self) -> dict[str, Any]:
-        wal = self.wal
-        return {
-            "desired_applied_index": self.machine.applied_index,
-            "desired_snapshot_index": self.snapshot_index,
-            "desired_log_entries": 0 if wal is None else wal.last_index - wal.first_index + 1,
-            "desired_log_bytes": 0 if wal is None else wal.size_bytes,
-            "desired_fsyncs": self.stats["fsyncs"],
-            "desired_pending": len(self._parked) + len(self._proposed),
-        }
+        return log_info(self.machine, self.snapshot_index, self.wal, self.stats["fsyncs"],
+                        len(self._parked) + len(self._proposed))
 
 
 def _ok() -> Any:
