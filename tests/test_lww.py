@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from functools import reduce
+from zlib import crc32
 
 import pytest
 from hypothesis import given, settings
@@ -94,8 +95,11 @@ def records(draw: st.DrawFn) -> Record:
     key, hlc, origin = draw(keys), draw(hlcs), draw(origins)
     if draw(st.booleans()):
         return tomb(key, hlc, origin, at=draw(st.integers(0, 30)))
-    deadline = draw(st.sampled_from([0, 0, 5, 15, 25]))
-    return live(key, hlc, origin, draw(st.sampled_from([b"x", b"y", b""])), deadline, draw(st.sampled_from([0, 1])))
+    # A version names one write: every copy of it carries the same value, kind and deadline (a TTL
+    # change is a new version), so they are drawn from the version, not independently.
+    pick = crc32(b"%b|%d|%b" % (key, hlc, origin.encode()))
+    deadline = (0, 0, 5, 15, 25)[pick % 5]
+    return live(key, hlc, origin, (b"x", b"y", b"")[pick // 5 % 3], deadline, pick // 15 % 2)
 
 
 def reference(delivered: list[Record], now: int) -> dict[bytes, object]:
