@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from compat.bench_raft import Etcd, Vfsd  # noqa: E402
+from compat.bench_raft import Etcd, Vfsd, timed  # noqa: E402
 
 
 async def cycle_vfsd(c: Any, owner: str) -> None:
@@ -47,15 +47,9 @@ async def cycle_etcd(c: Any, owner: str) -> None:
 async def latency(system: Any, node: str, seconds: float) -> tuple[float, float]:
     c = system.client(node)
     cycle = cycle_vfsd if system.name == "vfsd" else cycle_etcd
-    samples = []
-    stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
-        t0 = time.perf_counter()
-        await cycle(c, "solo")
-        samples.append(time.perf_counter() - t0)
+    result = await timed(lambda: cycle(c, "solo"), seconds)
     await system.close(c)
-    samples.sort()
-    return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
+    return result
 
 
 async def throughput(system: Any, node: str, clients: int, seconds: float) -> float:

@@ -249,18 +249,24 @@ async def writes_per_second(system: Any, node: str, in_flight: int, seconds: flo
     return done / elapsed
 
 
-async def read_latency(system: Any, node: str, seconds: float) -> tuple[float, float]:
-    c = system.client(node)
-    await system.put(c, "r")
+async def timed(op: Any, seconds: float) -> tuple[float, float]:
+    """p50 and p99 in ms of ``await op()``, one at a time, for ``seconds``."""
     samples = []
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         t0 = time.perf_counter()
-        await system.get(c, "r")
+        await op()
         samples.append(time.perf_counter() - t0)
-    await system.close(c)
     samples.sort()
     return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
+
+
+async def read_latency(system: Any, node: str, seconds: float) -> tuple[float, float]:
+    c = system.client(node)
+    await system.put(c, "r")
+    result = await timed(lambda: system.get(c, "r"), seconds)
+    await system.close(c)
+    return result
 
 
 async def failover(system: Any, trials: int) -> list[float]:

@@ -28,22 +28,29 @@ INSTALL_HINT = ("run `npm install --prefix compat/node` from the repository root
 CHECKS_PER_PROTOCOL = 33
 
 
-def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:
+def run_script(script: str, package: str, label: str, port: int) -> subprocess.CompletedProcess[str]:
+    """Run ``compat/node/<script>`` against ``port``; fail saying what to install when Node.js or
+    ``package`` is missing, or what it printed when it hangs or a check fails."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("Node.js is not installed: install node (>= 20), then " + INSTALL_HINT)
-    if not (NODE_DIR / "node_modules" / "ioredis" / "package.json").is_file():
-        pytest.fail(f"ioredis is not installed in {NODE_DIR / 'node_modules'}: " + INSTALL_HINT)
+    if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
+        pytest.fail(f"{label} is not installed in {NODE_DIR / 'node_modules'}: " + INSTALL_HINT)
     try:
-        done = subprocess.run([node, str(SCRIPT), str(vfsd.port)], capture_output=True, text=True, timeout=60,
-                              cwd=NODE_DIR)
+        done = subprocess.run([node, str(NODE_DIR / script), str(port)], capture_output=True, text=True,
+                              timeout=60, cwd=NODE_DIR)
     except subprocess.TimeoutExpired as exc:
         partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        pytest.fail(f"node scenarios.js did not finish within 60s; output so far:\n{partial}")
+        pytest.fail(f"node {script} did not finish within 60s; output so far:\n{partial}")
     output = done.stdout + done.stderr
-    failures = [line for line in output.splitlines() if line.startswith("not ok")]
-    assert not failures, output
+    assert not [line for line in output.splitlines() if line.startswith("not ok")], output
     assert done.returncode == 0, output
+    return done
+
+
+def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:
+    done = run_script(SCRIPT.name, "ioredis", "ioredis", vfsd.port)
+    output = done.stdout + done.stderr
     passed = re.findall(r"^ok \d+ - ", done.stdout, flags=re.MULTILINE)
     assert len(passed) == 2 * CHECKS_PER_PROTOCOL, output
     assert f"1..{2 * CHECKS_PER_PROTOCOL}" in done.stdout.splitlines(), output
@@ -51,14 +58,5 @@ def test_ioredis_scenarios(vfsd: VfsdProcess) -> None:
 
 def test_node_redis_lock_recipes(vfsd: VfsdProcess) -> None:
     """node-redis's usual lock recipe (SET NX PX, Lua release and extend) and LOCK.ACQUIRE on /lk."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is not installed: install node (>= 20), then " + INSTALL_HINT)
-    if not (NODE_DIR / "node_modules" / "redis" / "package.json").is_file():
-        pytest.fail(f"node-redis is not installed in {NODE_DIR / 'node_modules'}: " + INSTALL_HINT)
-    done = subprocess.run([node, str(NODE_DIR / "locks.js"), str(vfsd.port)], capture_output=True, text=True,
-                          timeout=60, cwd=NODE_DIR)
-    output = done.stdout + done.stderr
-    assert not [line for line in output.splitlines() if line.startswith("not ok")], output
-    assert done.returncode == 0, output
-    assert "1..4" in done.stdout.splitlines(), output
+    done = run_script("locks.js", "redis", "node-redis", vfsd.port)
+    assert "1..4" in done.stdout.splitlines(), done.stdout + done.stderr

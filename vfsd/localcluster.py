@@ -11,7 +11,6 @@ its data (the ports are kept in ``<dir>/cluster.json``).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 
 
 def free_port(avoid: set[int]) -> int:
-    """A free TCP port on 127.0.0.1 whose +10000 neighbour is not taken into account (ports are explicit)."""
+    """A free TCP port on 127.0.0.1 not in ``avoid`` (added to it): every port is given explicitly."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -173,7 +172,3 @@ def parse_endpoints(text: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError("no endpoints given")
     return out
-
-
-def environ_endpoints() -> str:
-    return os.environ.get("VFSD_ENDPOINTS", "127.0.0.1:6379")

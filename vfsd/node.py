@@ -290,7 +290,7 @@ class Node:
         self.peer_port = self.settings.peer_port = self.peers.port
         if self.raft_member:
             desired = self.planes["log"]
-            desired.advertised_address = self.peers.advertised
+            desired.advertised_address = self.peers.advertised_address
             try:
                 desired.start(self.peers)
             except ClusterStartError as exc:

@@ -336,18 +336,14 @@ class Client(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._unpause)
 
     def _pipeline(self, first: Future[Any], commands: list[list[bytes]], done: int) -> tuple[Future[Any], int]:
-        """The desired writes that follow a desired write in this batch are proposed at once, in one
-        entry with it (the plane's batch), instead of one after the other's commit: one future for
-        all their replies, written in order. A command of any other kind ends the run and waits."""
+        """The desired writes that follow a desired write in this batch are proposed at once (the
+        Raft plane puts the writes of one event-loop iteration in one entry; the one-voter log
+        fsyncs them together) instead of one after the other's commit: one future for all their
+        replies, written in order. A command of any other kind ends the run and waits."""
         futures: list[Any] = [first]
-        plane = self.node.planes["log"]
-        plane.begin_batch()
-        try:
-            while done < len(commands) and desired_write(self, commands[done]) and len(futures) < PIPELINE_MAX:
-                futures.append(dispatch(self, commands[done]))
-                done += 1
-        finally:
-            plane.end_batch()
+        while done < len(commands) and desired_write(self, commands[done]) and len(futures) < PIPELINE_MAX:
+            futures.append(dispatch(self, commands[done]))
+            done += 1
         if len(futures) == 1:
             return first, done
         whole: Future[Any] = asyncio.get_running_loop().create_future()

@@ -177,40 +177,20 @@ def _propose_lease(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], 
 
 
 def read_linearizably(node: Any, plane: Any, spec: CommandSpec, argv: list[bytes], client: "Client") -> Any:
-    """A read of a replicated desired path: run it once the plane's read barrier (ReadIndex, then
-    the applied index reaching it) says every write committed before the read began is applied
-    here. A lone leading voter needs none: the reply is immediate. A tracking client's keys are
-    remembered as the read runs (not when it was sent), so an invalidation can only follow its reply."""
-    barrier = plane.read_barrier()
-    if barrier is None:
-        ctx = plane.ctx
-        ctx.now_ms = node.clock_ms
-        ctx.reading = True
-        return spec.handler(ctx, argv)
-    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    """A read of a replicated desired path, run once every write committed before it began is
+    applied here (``plane.read_then``). A tracking client's keys are remembered as a deferred read
+    runs (not when it was sent), so an invalidation can only follow its reply; an immediate one is
+    remembered by ``observed``, as any read."""
 
-    def run(done: asyncio.Future[None]) -> None:
-        if reply.done():
-            return
-        exc = done.exception()
-        if exc is not None:
-            reply.set_result(exc if isinstance(exc, ErrorReply) else ErrorReply(f"ERR {exc}"))
-            return
+    def read(later: bool) -> Any:
         ctx = plane.ctx
-        ctx.now_ms = node.now_ms()
+        ctx.now_ms = node.now_ms() if later else node.clock_ms
         ctx.reading = True
-        if client.tracking is not None:
+        if later and client.tracking is not None:
             remember_reads(client, spec, argv)
-        try:
-            reply.set_result(spec.handler(ctx, argv))
-        except ErrorReply as err:
-            reply.set_result(err)
-        except Exception as exc2:  # a bug must cost one reply, never the node
-            log.exception("command %r failed", argv[0][:64])
-            reply.set_result(ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc2}"))
+        return spec.handler(ctx, argv)
 
-    barrier.add_done_callback(run)
-    return reply
+    return plane.read_then(read)
 
 
 def desired_write(client: "Client", argv: list[bytes]) -> bool:

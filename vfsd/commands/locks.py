@@ -252,14 +252,6 @@ def lock_info(client: "Client", argv: list[bytes]) -> Any:
                 b"expires_in_ms": -1 if ttl is None else ttl, b"session": info["session"].encode(),
                 b"waiters": info["waiters"]}
 
-    barrier = plane.read_barrier() if plane.linearizable and not client.readonly else None
-    if barrier is None:
-        return answer()
-    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def run(done: asyncio.Future[None]) -> None:
-        exc = done.exception()
-        reply.set_result(exc if isinstance(exc, ErrorReply) else answer() if exc is None else ErrorReply(f"ERR {exc}"))
-
-    barrier.add_done_callback(run)
-    return reply
+    if plane.linearizable and not client.readonly:
+        return plane.read_then(lambda _later: answer())
+    return answer()

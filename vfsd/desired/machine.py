@@ -159,7 +159,6 @@ class StateMachine:
         self.leases = LeaseTable()
         roots = (router or Router()).roots
         self._lease_roots = tuple(r.encode() for r, plane in roots.items() if plane == LEASE)
-        self._lease_prefixes = self._lease_roots  # every lease path starts with its root
 
     def _rev(self) -> int:
         return self._index
@@ -198,7 +197,7 @@ class StateMachine:
 
     def _lease_keys(self, argv: list[bytes]) -> list[bytes]:
         """The lease paths a command touches (its declared keys that are on a lease root)."""
-        prefixes = self._lease_prefixes
+        prefixes = self._lease_roots  # every lease path starts with its root
         if not prefixes or len(argv) < 2:
             return []
         for arg in argv[1:]:  # cheap first: no argument looks like a lease path at all

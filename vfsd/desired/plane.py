@@ -121,13 +121,6 @@ class DesiredPlane:
 
     # -- writes -----------------------------------------------------------------
 
-    def begin_batch(self) -> None:
-        """A connection's pipelined writes follow (see RaftPlane); here each is its own entry
-        already, and every entry proposed in one event-loop iteration shares one fsync."""
-
-    def end_batch(self) -> None:
-        return None
-
     def submit(self, ops: list[list[bytes]], now_ms: int, *, transaction: bool = False,
                watches: list[tuple[bytes, int | None]] | None = None,
                max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES) -> asyncio.Future[Any]:

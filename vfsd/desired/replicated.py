@@ -80,9 +80,7 @@ from vfsd.desired.snapshot import HardStateStore, Snapshot, SnapshotCorruption, 
 from vfsd.paths import Router
 from vfsd.peers.frame import RAFT, WIRE
 from vfsd.raft import (
-    ChangeOp,
     ConfChange,
-    ConfChangeError,
     EntryKind,
     HardState,
     Member,
@@ -94,9 +92,10 @@ from vfsd.raft import (
     Ready,
     Role,
 )
+from vfsd.raft import core as core_reasons
 from vfsd.raft.records import RecordError, decode_entry, decode_snapshot, encode_snapshot
 from vfsd.raft.records import encode_entry as encode_record
-from vfsd.resp.types import ErrorReply
+from vfsd.resp.types import OK, ErrorReply
 from vfsd.store.keyspace import REV, Keyspace
 
 log = logging.getLogger(__name__)
@@ -118,9 +117,8 @@ INLINE_PERSIST_BYTES = 64 << 10
 #: While leases exist, a leader that proposed nothing for this long commits an empty entry.
 LEASE_TICK_MS = 500
 #: Reasons a dropped proposal or read may be retried (it was never appended, never served).
-_RETRYABLE = ("no leader", "not the leader", "leadership transfer in progress",
-              "leader lost contact with a majority of voters", "leader changed before the read was confirmed",
-              "no answer from the leader in time")
+_RETRYABLE = (core_reasons.NO_LEADER, core_reasons.NOT_LEADER, core_reasons.TRANSFERRING, core_reasons.LOST_QUORUM,
+              core_reasons.LEADER_CHANGED, core_reasons.NO_ANSWER)
 
 
 class ClusterStartError(Exception):
@@ -206,7 +204,7 @@ class RaftPlane:
         self._proposed: dict[ProposalId, _Proposal] = {}
         #: Proposed since the core last flushed its forwards: their term is set once it has.
         self._unflushed: list[_Proposal] = []
-        #: Pipelined writes of one connection being gathered into one entry (begin_batch).
+        #: The plain writes of this event-loop iteration, gathered into one entry (submit, _flush_batch).
         self._batch: list[tuple[list[list[bytes]], asyncio.Future[Any], int, int]] | None = None
         self._applied_term = 0
         #: (entry time, monotonic ms) the leader's entry clock continues from (entry_clock_ms).
@@ -459,12 +457,6 @@ class RaftPlane:
             return
         self._offer(_Proposal(data, future, 0.0, 0.0, body=body))
 
-    def begin_batch(self) -> None:
-        """A connection's pipelined writes follow: they join this iteration's entry anyway (submit)."""
-
-    def end_batch(self) -> None:
-        return None
-
     def _flush_batch(self) -> None:
         batch, self._batch = self._batch, None
         if not batch:
@@ -552,6 +544,33 @@ class RaftPlane:
             self._kick()
         self._read_batch.append(future)
         return future
+
+    def read_then(self, read: Callable[[bool], Any]) -> Any:
+        """Run ``read`` once a linearizable read may be served here: at once (``read(False)``, its
+        reply or error returned) when no read round is needed, else as the round completes
+        (``read(True)``), its reply, or the round's error, then given by the future returned."""
+        barrier = self.read_barrier()
+        if barrier is None:
+            return read(False)
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def run(done: asyncio.Future[None]) -> None:
+            if reply.done():
+                return
+            exc = done.exception()
+            if exc is not None:
+                reply.set_result(exc if isinstance(exc, ErrorReply) else ErrorReply(f"ERR {exc}"))
+                return
+            try:
+                reply.set_result(read(True))
+            except ErrorReply as err:
+                reply.set_result(err)
+            except Exception as exc2:  # a bug must cost one reply, never the node
+                log.exception("a desired-plane read failed")
+                reply.set_result(ErrorReply(f"ERR internal error in a read: {exc2}"))
+
+        barrier.add_done_callback(run)
+        return reply
 
     def _start_read_round(self) -> None:
         core = self.core
@@ -776,7 +795,7 @@ class RaftPlane:
         p = self._proposed.pop(ProposalId(entry.origin, entry.seq), None) if entry.origin == self.member_id else None
         reply = self._apply_entry(entry, p.body if p is not None else None)  # (an id names one payload)
         if p is not None and not p.future.done():
-            p.future.set_result(reply if entry.kind == EntryKind.NORMAL else _ok())
+            p.future.set_result(reply if entry.kind == EntryKind.NORMAL else OK)
         if entry.term > self._applied_term:
             self._applied_term = entry.term
             self._lost_in_older_terms(entry.term)
@@ -827,7 +846,7 @@ class RaftPlane:
             self.stats["proposals_retried"] += 1
             self._parked.append(p)
             return
-        text = NO_LEADER if reason == "no leader" else f"TRYAGAIN desired write not taken: {reason}"
+        text = NO_LEADER if reason == core_reasons.NO_LEADER else f"TRYAGAIN desired write not taken: {reason}"
         p.future.set_result(ErrorReply(text))
 
     def _dropped_read(self, context: bytes, reason: str) -> None:
@@ -840,7 +859,7 @@ class RaftPlane:
                 self._read_batch_deadline = deadline
             self._read_batch.extend(futures)
             return
-        text = NO_LEADER if reason == "no leader" else f"TRYAGAIN desired read not served: {reason}"
+        text = NO_LEADER if reason == core_reasons.NO_LEADER else f"TRYAGAIN desired read not served: {reason}"
         for f in futures:
             if not f.done():
                 f.set_exception(ErrorReply(text))
@@ -1060,28 +1079,7 @@ class RaftPlane:
                         len(self._parked) + len(self._proposed))
 
 
-def _ok() -> Any:
-    from vfsd.resp.types import OK
-
-    return OK
-
-
 def _name_of(member_id: str) -> str:
     """The node name inside a member id (``<name>-<suffix>``)."""
     name, _, _ = member_id.rpartition("-")
     return name or member_id
-
-
-def parse_change(op: str, member: Member | None, member_id: str) -> ConfChange:
-    """The ConfChange for a VFS.CLUSTER subcommand (ConfChangeError when it does not fit)."""
-    if op == "add-voter" and member is not None:
-        return ConfChange.add_voter(member)
-    if op == "add-learner" and member is not None:
-        return ConfChange.add_learner(member)
-    if op == "promote":
-        return ConfChange(ChangeOp.PROMOTE_LEARNER, member_id)
-    if op == "remove-voter":
-        return ConfChange(ChangeOp.REMOVE_VOTER, member_id)
-    if op == "remove-learner":
-        return ConfChange(ChangeOp.REMOVE_LEARNER, member_id)
-    raise ConfChangeError(f"unknown membership change {op}")

@@ -557,11 +557,6 @@ class PeerTransport:
         return (loop.time() if loop is not None else time.monotonic()) * 1000
 
     @property
-    def advertised(self) -> str:
-        """``host:port`` peers reach this node at (what its HELLO announces)."""
-        return self._advertised()
-
-    @property
     def advertised_address(self) -> str:
         """``host:port`` this node tells peers to dial (its HELLO's address)."""
         return self._advertised()

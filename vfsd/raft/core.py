@@ -327,6 +327,7 @@ TRANSFERRING = "leadership transfer in progress"
 LOST_QUORUM = "leader lost contact with a majority of voters"
 NOT_LEADER = "not the leader"
 LEADER_CHANGED = "leader changed before the read was confirmed"
+NO_ANSWER = "no answer from the leader in time"
 TOO_MANY_READS = "too many reads pending"
 TOO_MANY_UNCOMMITTED = "too many uncommitted entries"
 
@@ -623,7 +624,7 @@ class RaftCore:
             oldest = self._ticks - self.settings.forwarded_read_timeout_ticks
             while forwarded and next(iter(forwarded.values())) <= oldest:
                 context, _ = forwarded.popitem(last=False)
-                self._dropped_reads.append(DroppedRead(context, "no answer from the leader in time"))
+                self._dropped_reads.append(DroppedRead(context, NO_ANSWER))
         self._tick_role()
 
     def propose(self, data: bytes, now_ms: int) -> ProposalId:
