@@ -7,6 +7,7 @@ entries read back, what survives a reopen, and which damage refuses to start.
 from __future__ import annotations
 
 import ast
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -110,8 +111,14 @@ def test_segments_roll_and_reopen(tmp_path: Path) -> None:
     assert len(files) > 5
     assert files[0].name == "wal-00000000000000000001.log"
     assert all(path.stat().st_size <= 128 for path in files)
-    assert log.size_bytes == sum(path.stat().st_size for path in files)
+    # Earlier segments are exact; the active one may hold preallocated (zero) space past its records.
+    earlier = sum(path.stat().st_size for path in files[:-1])
+    used = log.size_bytes - earlier
+    tail = files[-1].read_bytes()
+    assert used <= len(tail) and not any(tail[used:])
+    assert all(path.read_bytes()[-1] != 0 for path in files[:-1])
     log = reopen(log, tmp_path, segment_max_bytes=128)
+    assert files[-1].stat().st_size == used  # a clean close cuts the preallocated space off
     assert all_entries(log) == written
     assert log.entries(17, 23) == written[16:22]
     log.close()
@@ -160,7 +167,10 @@ def test_torn_last_record_at_every_cut_point(tmp_path: Path) -> None:
         assert reopened.last_index == expected_last, cut
         assert all_entries(reopened) == [entry(i) for i in range(1, expected_last + 1)]
         valid_end = record_ends[whole_records - 1] if whole_records else SEGMENT_HEADER_BYTES
-        assert (case / last_segment.name).stat().st_size == valid_end, cut
+        # Cut back to the last whole record; a cut that leaves only zeros past it (a record
+        # length's high bytes) is kept as space to write into.
+        kept = valid_end if any(full[valid_end:cut]) else max(cut, valid_end)
+        assert (case / last_segment.name).stat().st_size == kept, cut
         # It can append again, and that survives another reopen.
         reopened.append([entry(expected_last + 1, 2)])
         reopened = reopen(reopened, case, segment_max_bytes=150)
@@ -238,17 +248,48 @@ def test_missing_middle_segment_refuses_to_start(tmp_path: Path) -> None:
         WriteAheadLog.open(tmp_path, segment_max_bytes=100)
 
 
-def test_zero_filled_tail_is_torn(tmp_path: Path) -> None:
+def test_zero_filled_tail_is_space_to_write_into(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, offsets = _log_with_records(tmp_path, 4)
     good = path.read_bytes()
-    path.write_bytes(good + bytes(4096))  # preallocated / partially written page
-    log = WriteAheadLog.open(tmp_path)
-    assert log.last_index == 4 and path.stat().st_size == len(good)
+    path.write_bytes(good + bytes(4096))  # preallocated space (or a page allocated but never written)
+    with caplog.at_level(logging.WARNING, logger="vfsd.desired.log"):
+        log = WriteAheadLog.open(tmp_path)
+    assert log.last_index == 4 and not caplog.records  # nothing was torn: no repair, no warning
+    log.append([entry(5, 2)])
+    log.sync()
+    assert path.stat().st_size == len(good) + 4096  # written into the zeros, the file did not grow
+    log = reopen(log, tmp_path)
+    assert log.last_index == 5 and log.term_at(5) == 2
     log.close()
-    # The last record itself zeroed (its page never reached the disk).
+    good = path.read_bytes()
+    # The last record itself zeroed (its page never reached the disk): the log ends before it.
     path.write_bytes(good[: offsets[-1]] + bytes(len(good) - offsets[-1]) + bytes(100))
     log = WriteAheadLog.open(tmp_path)
-    assert log.last_index == 3 and path.stat().st_size == offsets[-1]
+    assert log.last_index == 3
+    log.append([entry(4, 3)])
+    log = reopen(log, tmp_path)
+    assert [e.term for e in all_entries(log)] == [1, 1, 1, 3]
+    log.close()
+
+
+def test_preallocated_active_segment_and_exact_rolled_ones(tmp_path: Path) -> None:
+    """sync writes into space the file already has (so fdatasync has no size to commit); a rolled
+    segment is cut to its records before the next one exists."""
+    log = WriteAheadLog.open(tmp_path, segment_max_bytes=1 << 20)
+    fill(log, 3)
+    (active,) = segments(tmp_path)
+    size = active.stat().st_size
+    assert size == 1 << 20 > log.size_bytes  # preallocated up to the segment's limit
+    fill(log, 50)
+    assert active.stat().st_size == size
+    log.append([LogEntry(51, 1, b"x" * (1 << 20))])  # rolls: the old segment is cut to its records
+    log.sync()
+    first, second = segments(tmp_path)
+    # The record larger than the limit has a segment of its own, allocated to just what it needs.
+    assert first.stat().st_size + second.stat().st_size == log.size_bytes
+    assert first.read_bytes()[-1] != 0
+    log = reopen(log, tmp_path, segment_max_bytes=1 << 20)
+    assert log.last_index == 51 and log.entries(51, 52)[0].data == b"x" * (1 << 20)
     log.close()
 
 
@@ -657,3 +698,17 @@ def test_large_entries_survive_a_restart(tmp_path: Path) -> None:
     log.close()
     again = WriteAheadLog.open(tmp_path)
     assert again.entries(1, 5) == [*big, LogEntry(4, 1, b"small")]
+
+
+def test_a_file_system_that_cannot_preallocate_just_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(fd: int, offset: int, length: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(log_module, "_posix_fallocate", refuse)
+    log = WriteAheadLog.open(tmp_path, segment_max_bytes=1 << 20)
+    written = fill(log, 20)
+    (active,) = segments(tmp_path)
+    assert active.stat().st_size == log.size_bytes
+    log = reopen(log, tmp_path, segment_max_bytes=1 << 20)
+    assert all_entries(log) == written
+    log.close()
