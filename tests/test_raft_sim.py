@@ -78,18 +78,20 @@ def test_a_failure_names_the_seed_and_the_command_that_reproduces_it() -> None:
 def test_failover_takes_about_one_randomised_election_timeout() -> None:
     """With default timing a crashed leader is replaced once a follower's randomised
     timeout ([E, 2E) ticks after the last heartbeat) expires, plus a round trip; when
-    both survivors time out together the vote splits and it takes one timeout more.
+    both survivors time out together the vote splits and it takes one timeout more
+    (twice in a row is rare: at most one seed of the 20).
     The next write commits within two ticks of the new leader (its first append probes,
     the write follows the answer; times are whole ticks, rounded down)."""
     e = RaftSettings().election_ticks
     failovers = []
     for seed in range(20):
         m = measure_failover(seed)
-        assert e - 1 <= m.failover_ticks <= 4 * e
+        assert e - 1 <= m.failover_ticks <= 6 * e
         assert m.failover_ticks <= m.failover_commit_ticks <= m.failover_ticks + 2
         assert m.first_leader_ticks <= 4 * e
         failovers.append(m.failover_ticks)
     assert sorted(failovers)[len(failovers) // 2] < 2 * e
+    assert sum(f > 4 * e for f in failovers) <= 1, failovers
 
 
 def test_vfsd_sim_raft_runs_seeds_and_reports(tmp_path: object) -> None:

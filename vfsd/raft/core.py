@@ -976,6 +976,8 @@ class RaftCore:
         # The leader sends min(its commit, what it knows we hold), so this never
         # commits an entry we might hold in a version the leader does not.
         self.log.commit_to(min(m.commit, self.log.last_index))
+        if m.notice:
+            return
         self._send(HeartbeatResponse(self.cluster_id, self.member_id, m.sender, self.term, m.read_round))
 
     def _handle_snapshot_chunk(self, m: SnapshotChunk) -> str | None:
@@ -1553,7 +1555,7 @@ class RaftCore:
             known = min(log.commit, pr.match)
             if known > told.get(pr.member_id, 0):
                 self._send(Heartbeat(self.cluster_id, self.member_id, pr.member_id, self.term, known,
-                                     self.reads.sent_round))
+                                     self.reads.sent_round, notice=True))
 
     def _broadcast_read_round(self) -> None:
         round_number = self.reads.next_round()

@@ -288,14 +288,23 @@ class AppendResponse(Message):
 @dataclass(slots=True)
 class Heartbeat(Message):
     """Leader liveness, commit index (never past what the follower is known to hold)
-    and the newest ReadIndex round (§6.4) the follower is asked to confirm."""
+    and the newest ReadIndex round (§6.4) the follower is asked to confirm.
+
+    A ``notice`` only tells a follower of a new commit index the moment it is known (so
+    the node a client wrote through can apply and answer): it wants no response, which
+    saves two messages per write. Liveness, check-quorum and read rounds rest on the
+    periodic heartbeats and on read-round broadcasts, which are never notices. On the
+    wire a notice has a third field, ``true``; a heartbeat without it wants a response."""
 
     TYPE = MessageType.HEARTBEAT
     EARLY = True
     commit: int = 0
     read_round: int = 0
+    notice: bool = False
 
     def _body(self) -> list[Any]:
+        if self.notice:
+            return [self.commit, self.read_round, True]
         return [self.commit, self.read_round]
 
 
@@ -546,8 +555,12 @@ def _decode_body(kind: int, head: tuple[str, str, str, int], body: list[Any]) ->
         return AppendResponse(*head, _uint(index, "index"), _bool(reject, "reject"),
                               _uint(hint_index, "hint_index"), _uint(hint_term, "hint_term"))
     if kind == t.HEARTBEAT:
-        commit, read_round = _fixed(body, 2, "heartbeat")
-        return Heartbeat(*head, _uint(commit, "commit"), _uint(read_round, "read_round"))
+        if len(body) not in (2, 3):
+            raise WireError(f"heartbeat: expected 2 or 3 fields after the header, got {len(body)}")
+        commit, read_round, notice = body if len(body) == 3 else (*body, False)
+        if len(body) == 3 and notice is not True:
+            raise WireError(f"heartbeat: the third field (notice) must be true, got {_short(notice)}")
+        return Heartbeat(*head, _uint(commit, "commit"), _uint(read_round, "read_round"), notice)
     if kind == t.HEARTBEAT_RESPONSE:
         (read_round,) = _fixed(body, 1, "heartbeat response")
         return HeartbeatResponse(*head, _uint(read_round, "read_round"))
