@@ -636,6 +636,22 @@ async def test_a_handler_that_raises_is_counted_and_the_connection_stays(nodes: 
     assert b.t.stats()["handler_errors"]["gossip"] == 1 and a.t.connected("b")
 
 
+async def test_on_read_runs_once_after_the_messages_of_one_read(nodes: Callable[..., Any]) -> None:
+    a, b = await pair(nodes)
+    log: list[Any] = []
+    b.t.register(GOSSIP, lambda peer, mtype, body: log.append(body), on_read=lambda: log.append("read"))
+    for body in range(5):
+        a.t.send("b", GOSSIP, GMSG, body)  # one event-loop iteration: one write, so (on loopback) one read
+    await until(lambda: log and log[-1] == "read" and 4 in log, "the five messages and the end of their read")
+    assert [x for x in log if x != "read"] == [0, 1, 2, 3, 4]
+    assert log[0] != "read" and all(log[i - 1] != "read" for i, x in enumerate(log) if x == "read")
+    # A failing on_read is counted like any handler's failure; the connection stays.
+    b.t._families[GOSSIP].on_read = lambda: 1 / 0
+    a.t.send("b", GOSSIP, GMSG, 5)
+    await until(lambda: b.t.stats()["handler_errors"]["gossip"] == 1, "the failure counted")
+    assert 5 in log and a.t.connected("b")
+
+
 async def test_a_family_refusing_a_message_closes_the_connection(nodes: Callable[..., Any]) -> None:
     a, b = await pair(nodes)
 

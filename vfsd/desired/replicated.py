@@ -290,7 +290,7 @@ class RaftPlane:
     def start(self, transport: Any) -> None:
         """Begin taking part: build the core (or wait to bootstrap or join), register on the peer port."""
         self.transport = transport
-        transport.register(RAFT, self._on_message, on_connect=self._on_connect)
+        transport.register(RAFT, self._on_message, on_connect=self._on_connect, on_read=self._drive_if_kicked)
         loop = asyncio.get_running_loop()
         stored, meta, entries = self._recovered
         if not self.empty:
@@ -466,6 +466,7 @@ class RaftPlane:
         if len(batch) == 1 or len(limits) > 1 or size > self.max_entry_bytes:
             for ops, future, now_ms, limit in batch:
                 self._submit_entry(entry_body(ops, now_ms, self.origin, max_bulk_bytes=limit), future)
+            self._drive_if_kicked()
             return
         body = entry_body([op for ops, _, _, _ in batch for op in ops], batch[-1][2], self.origin,
                           max_bulk_bytes=batch[0][3], pipeline=True)
@@ -485,6 +486,14 @@ class RaftPlane:
 
         whole.add_done_callback(split)
         self._submit_entry(body, whole)
+        self._drive_if_kicked()
+
+    def _drive_if_kicked(self) -> None:
+        """Carry out the core's output now rather than in the next event-loop iteration (each
+        iteration a write waits for is a poll of every socket): for callers that run straight
+        from the loop, never from inside ``_drive``."""
+        if self._kick_pending:
+            self._kicked()
 
     def change_membership(self, change: ConfChange) -> asyncio.Future[Any]:
         """Propose a membership change; resolves with OK once it is committed and applied here."""
@@ -644,10 +653,19 @@ class RaftPlane:
             self._drive()
 
     def _drive(self) -> None:
-        """Carry out Ready batches until the core has none. A small batch is made durable right
-        here, on the event loop (a write and an fsync of a few entries take a fraction of a
-        millisecond, less than handing them to a thread and back); a larger one, or a snapshot,
-        goes to the writer thread, and the rest continues in a task once it is done."""
+        """Carry out Ready batches until the core has none, then write what they sent at once
+        (not at the end of this event-loop iteration: a message waiting for the next one waits
+        for a poll of every socket). A small batch is made durable right here, on the event loop
+        (a write and an fsync of a few entries take a fraction of a millisecond, less than
+        handing them to a thread and back); a larger one, or a snapshot, goes to the writer
+        thread, and the rest continues in a task once it is done."""
+        try:
+            self._drive_readies()
+        finally:
+            if self.transport is not None:
+                self.transport.flush_now()
+
+    def _drive_readies(self) -> None:
         core = self.core
         while core is not None and self._failed is None:
             self._start_read_round()

@@ -124,6 +124,7 @@ class _Family:
     on_message: MessageHandler
     on_connect: ConnectHandler | None
     on_disconnect: DisconnectHandler | None
+    on_read: Callable[[], None] | None = None
 
 
 class _Peer:
@@ -444,22 +445,24 @@ class PeerTransport:
     # -- families -----------------------------------------------------------------------
 
     def register(self, family: int, on_message: MessageHandler, *, on_connect: ConnectHandler | None = None,
-                 on_disconnect: DisconnectHandler | None = None) -> None:
+                 on_disconnect: DisconnectHandler | None = None, on_read: Callable[[], None] | None = None) -> None:
         """Deliver ``family``'s messages to ``on_message(peer_id, type, body)``.
 
         Handlers run on the event loop, synchronously, in the order messages
         arrive; they must not block (start a task for slow work). ``on_connect(info)``
         runs when a peer's connection opens, before its first message;
-        ``on_disconnect(peer_id, reason)`` when it closes.
+        ``on_disconnect(peer_id, reason)`` when it closes; ``on_read()`` once the
+        messages of one read from a connection have all been delivered (to act once
+        for all of them, at once, rather than per message or in a later iteration).
         """
         if family == PEER or self.registry.types_of(family) is None:
             raise ValueError(f"family {family} cannot be registered")
         if family in self._families:
             raise ValueError(f"family {self.registry.family_name(family)} has a handler already")
-        for handler in (on_message, on_connect, on_disconnect):
+        for handler in (on_message, on_connect, on_disconnect, on_read):
             if handler is not None and inspect.iscoroutinefunction(handler):
                 raise TypeError("peer handlers are plain functions; start a task inside for async work")
-        self._families[family] = _Family(on_message, on_connect, on_disconnect)
+        self._families[family] = _Family(on_message, on_connect, on_disconnect, on_read)
 
     # -- sending ------------------------------------------------------------------------
 
@@ -912,21 +915,28 @@ class PeerTransport:
         peer_id = core.remote.node_id
         families = self._families
         dropped = self.counters.dropped_frames
-        for frame in messages:
-            handlers = families.get(frame.family)
-            if handlers is None:
-                dropped["no_handler"] += 1
-                continue
-            try:
-                handlers.on_message(peer_id, frame.type, frame.body)
-            except RemoteProtocolError as exc:
-                core.fail(exc, self._now_ms())
-                conn.write_control()
-                return
-            except Exception:
-                self.counters.handler_errors[frame.family] += 1
-                self._log_limited(f"handler:{frame.family}", logging.ERROR, "%s handler failed on a message from %s",
-                                  self.registry.family_name(frame.family), peer_id, exc_info=True)
+        read_by: list[tuple[int, _Family]] = []
+        try:
+            for frame in messages:
+                handlers = families.get(frame.family)
+                if handlers is None:
+                    dropped["no_handler"] += 1
+                    continue
+                if handlers.on_read is not None and (frame.family, handlers) not in read_by:
+                    read_by.append((frame.family, handlers))
+                try:
+                    handlers.on_message(peer_id, frame.type, frame.body)
+                except RemoteProtocolError as exc:
+                    core.fail(exc, self._now_ms())
+                    conn.write_control()
+                    return
+                except Exception:
+                    self.counters.handler_errors[frame.family] += 1
+                    self._log_limited(f"handler:{frame.family}", logging.ERROR, "%s handler failed on a message "
+                                      "from %s", self.registry.family_name(frame.family), peer_id, exc_info=True)
+        finally:
+            for family, handlers in read_by:
+                self._call(family, handlers.on_read)  # type: ignore[arg-type]
 
     def _call(self, family: int, handler: Callable[..., None], *args: Any) -> None:
         try:
