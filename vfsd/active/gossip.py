@@ -89,7 +89,7 @@ from collections.abc import Iterable
 from typing import Protocol
 from zlib import crc32
 
-from vfsd.active.broadcast import TransmitQueue
+from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
 from vfsd.active.digest import DEPTH, LEAF_MASK, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
@@ -261,15 +261,15 @@ class Replicator:
                 continue
             hlc, origin = v
             kh = crc32(key)
+            pk = (kh << 32) | ohash
             if origin == name:  # version_hash, inlined, for our own write
-                x = ((((kh << 32) | ohash) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                 h = x ^ (x >> 32)
             else:
                 h = version_hash(kh, hlc, origin)
             if old is not None:  # the common case: a file rewritten
                 if old[1] == name:
-                    x = ((((kh << 32) | ohash) ^ (old[0] * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) \
-                        & 0xFFFFFFFFFFFFFFFF
+                    x = ((pk ^ (old[0] * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                     delta = h ^ x ^ (x >> 32)
                 else:
                     delta = h ^ version_hash(kh, old[0], old[1])
@@ -438,8 +438,51 @@ class Replicator:
             return len(key) + len(rec[4]) + RECORD_OVERHEAD
 
         limit = self.profile.retransmit_limit(self.membership.alive_count())
+        if fresh_only and transmits >= limit:
+            return self._take_fresh_final(limit, budget_bytes)
         taken = self.queue.take(limit, budget_bytes, size_of, fresh_only=fresh_only, transmits=transmits)
         return [found[key] for key, _ in taken]
+
+    def _take_fresh_final(self, limit: int, budget_bytes: int) -> list[Record]:
+        """``take_records`` of a push that reaches every member (a small cluster's, under a stream
+        of writes: every push): ``TransmitQueue.take(fresh_only=True)`` with every item taken
+        done, in one pass, reading each record once."""
+        queue = self.queue
+        tiers = queue.tiers
+        tier, where = tiers[0], queue.where
+        read = self.store.read
+        tomb = self.tombstones.record
+        out: list[Record] = []
+        done: list[bytes] = []
+        used = misfits = 0
+        for key in reversed(tier):  # never sent: newest first, as take does
+            r = read(key)  # self.record(key), inlined
+            if r is not None:
+                rec: Record | None = (key, r[2], r[3], r[0], r[1], r[4])
+            else:
+                rec = tomb(key)
+                if rec is None:  # deleted and collected meanwhile
+                    done.append(key)
+                    continue
+            size = len(key) + len(rec[4]) + RECORD_OVERHEAD
+            if used + size > budget_bytes and out:
+                misfits += 1  # (take's rule: try a few smaller ones, then stop)
+                if misfits >= MAX_MISFITS:
+                    break
+                continue
+            used += size
+            out.append(rec)
+            done.append(key)
+            if used >= budget_bytes:
+                break
+        for key in done:
+            del tier[key]
+            del where[key]
+        for t in range(limit, len(tiers)):  # as take: what a shrunk limit left over is done
+            for key in tiers[t]:
+                del where[key]
+            tiers[t].clear()
+        return out
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 
