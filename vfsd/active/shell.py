@@ -26,9 +26,10 @@ Inputs: gossip frames from the transport (``register(GOSSIP, ...)``); a timer ar
 the agent's next deadline (``wake_ms``); and the active plane's write hooks
 (``vfsd.active.plane.ReplicationHooks``): each write only marks its path written (the
 replication core updates its digest and queue once per path when it next runs), and the
-first write of a batch schedules one flush — at the end of the event-loop iteration (``loop.call_soon``), or, under a stream
-of writes, ``FLUSH_GAP_S`` after the previous flush — which pushes every path changed
-since to ``push_nodes`` random peers at once. Gossip work stays off the client's
+first write of a batch schedules one flush — at the end of the event-loop iteration
+(``loop.call_soon``), or, under a stream of writes, ``FLUSH_GAP_S`` after the previous
+flush — which pushes every path changed since to ``push_nodes`` random peers at once; the
+fields a round sends every peer are packed once (``Outgoing.shared``). Gossip work stays off the client's
 path: no write waits for the network.
 
 Replicated changes land in the keyspace through ``KeyspaceStore`` and raise the same
