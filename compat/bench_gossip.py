@@ -3,6 +3,7 @@
 detection, and what replication costs a node's write throughput.
 
     python compat/bench_gossip.py [--writes 1000] [--requests 200000] [--trials 3] [--quick]
+                                  [--only latency,partition,detection,throughput]
 
 Theory of operation. Every figure comes from ``vfsd serve`` processes on loopback, started
 here with the default (LAN) gossip profile, collectors off and no scheduled saves, each
@@ -35,7 +36,8 @@ in its own process group (stopped on the way out whatever happens).
    three nodes must agree (equal ``digest_root`` in INFO gossip) and be idle; how long
    that took after the last run is how long the replicas needed to catch up.
 
-This is a measurement, not a test: the exit code is 0 whatever the figures are (1 when a
+``--only`` runs the named parts alone (comma-separated; the five-node cluster of parts 1
+and 3 is started once for either). This is a measurement, not a test: the exit code is 0 whatever the figures are (1 when a
 run breaks, 2 when redis-benchmark is missing).
 """
 
@@ -67,6 +69,8 @@ from tests.faultproxy import FaultProxy  # noqa: E402
 from vfsd.active.profile import LAN  # noqa: E402
 
 VALUE = "xxx"
+#: The parts, in the order they run (``--only``).
+PARTS = ("latency", "partition", "detection", "throughput")
 
 
 # -- clusters ----------------------------------------------------------------------------------
@@ -367,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer writes, requests and trials")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"the parts to run, comma-separated, of: {', '.join(PARTS)} (default: all)")
     args = parser.parse_args(argv)
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    if not parts or parts - set(PARTS):
+        parser.error(f"--only takes parts of: {', '.join(PARTS)} (got {args.only!r})")
     if args.quick:
         args.writes, args.requests, args.trials = 200, 50_000, 1
     bench = shutil.which("redis-benchmark")
@@ -378,53 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vfsd-bench-gossip-") as tmp:
         root = Path(tmp)
         try:
-            with cluster(root / "five", 5, tag="n") as nodes:
-                lat = replication_latency(nodes, args.writes)
-                print(f"write -> visible on all 5, {len(lat)} writes: p50 {pct(lat, 50) * 1000:.2f} ms, "
-                      f"p99 {pct(lat, 99) * 1000:.2f} ms, max {max(lat) * 1000:.2f} ms", flush=True)
-                lines.append(f"| write → visible on all 5 nodes, p50 / p99 ({len(lat)} writes) | "
-                             f"{pct(lat, 50) * 1000:.1f} ms / {pct(lat, 99) * 1000:.1f} ms | p99 < 100 ms |")
-                trials = detection(nodes, args.trials)
-                ref = memberlist_lan(5)
-                for t in trials:
-                    print(f"SIGSTOP: first suspicion {t['suspect_s']:.2f} s, dead on all 4 {t['dead_s']:.2f} s; "
-                          f"after SIGCONT alive on all 4 in {t['alive_s']:.2f} s", flush=True)
-                mean = {k: statistics.mean(t[k] for t in trials) for k in trials[0]}
-                lines.append(f"| stopped node: first suspicion (mean of {len(trials)}) | {mean['suspect_s']:.1f} s | "
-                             f"memberlist LAN: a failed probe, ≤ {ref['probe_interval_s']:.0f} s probe interval + "
-                             f"timeout |")
-                lines.append(f"| stopped node: dead on all 4 others | {mean['dead_s']:.1f} s | memberlist LAN, 5 "
-                             f"nodes: suspicion {ref['suspicion_min_s']:.0f} s with {ref['confirmations']} "
-                             f"confirmations ({ref['suspicion_max_s']:.0f} s with none) after the suspicion |")
-                lines.append(f"| SIGCONT: alive again on all 4 | {mean['alive_s']:.1f} s | |")
-            proxy = FaultProxy()
-            try:
-                with cluster(root / "partition", 5, proxy=proxy, tag="p") as nodes:
-                    part = partition_convergence(nodes, proxy)
-                print(f"partition {{p1,p2}} | {{p3,p4,p5}}: each side saw the other dead after "
-                      f"{part['partitioned_s']:.1f} s; after healing, {int(part['keys'])} keys identical on all 5 "
-                      f"in {part['converged_s']:.2f} s, every member alive in {part['members_s']:.2f} s", flush=True)
-                lines.append(f"| healed partition (2 | 3 nodes, 400 writes, 100 deletes, 50 rewrites): every node "
-                             f"identical | {part['converged_s']:.2f} s | < 2 s |")
-                lines.append(f"| healed partition: all 5 members alive again | {part['members_s']:.2f} s | |")
-            finally:
-                proxy.close()
-            with cluster(root / "lone", 1, seeds=False, tag="l") as lone, cluster(root / "three", 3, tag="t") as three:
-                rows = throughput(bench, lone[0], three, args.requests)
-            for row in rows[:-1]:
-                p = int(row["pipeline"])
-                for mode, label in (("equal", "all 3 nodes on these 2 cores"), ("niced", "the other 2 at nice 19")):
-                    ratio = row[f"{mode}_ops"] / row["lone_ops"]
-                    print(f"SET /run paths -P {p}: lone {row['lone_ops']:.0f} ops/s ({row['lone_cpu_us']:.1f} µs CPU "
-                          f"each), one node of 3 ({label}) {row[f'{mode}_ops']:.0f} ops/s "
-                          f"({row[f'{mode}_cpu_us']:.1f} µs), ratio {ratio:.2f}", flush=True)
-                    lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label} | {ratio:.2f} "
-                                 f"({row[f'{mode}_ops'] / 1000:.1f}k / {row['lone_ops'] / 1000:.1f}k ops/s; "
-                                 f"{row[f'{mode}_cpu_us']:.1f} / {row['lone_cpu_us']:.1f} µs CPU per write) | ≥ 0.5 |")
-                print(f"  the other two held every write {row['caught_up_s']:.2f} s after the last -P {p} run",
-                      flush=True)
-            tail = rows[-1]
-            print(f"{tail['bytes_sent'] / tail['writes']:.0f} gossip bytes sent per write (to 2 peers)", flush=True)
+            if parts & {"latency", "detection"}:
+                five(root, parts, args, lines)
+            if "partition" in parts:
+                partitioned(root, lines)
+            if "throughput" in parts:
+                throughputs(root, bench, args, lines)
         except (RuntimeError, subprocess.CalledProcessError, OSError, redis.RedisError) as exc:
             print(f"the benchmark broke: {exc}", file=sys.stderr)
             print("\n".join(lines))
@@ -432,6 +400,66 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(lines))
     return 0
+
+
+def five(root: Path, parts: set[str], args: argparse.Namespace, lines: list[str]) -> None:
+    """Parts 1 and 3, on one five-node cluster."""
+    with cluster(root / "five", 5, tag="n") as nodes:
+        if "latency" in parts:
+            lat = replication_latency(nodes, args.writes)
+            print(f"write -> visible on all 5, {len(lat)} writes: p50 {pct(lat, 50) * 1000:.2f} ms, "
+                  f"p99 {pct(lat, 99) * 1000:.2f} ms, max {max(lat) * 1000:.2f} ms", flush=True)
+            lines.append(f"| write → visible on all 5 nodes, p50 / p99 ({len(lat)} writes) | "
+                         f"{pct(lat, 50) * 1000:.1f} ms / {pct(lat, 99) * 1000:.1f} ms | p99 < 100 ms |")
+        if "detection" in parts:
+            trials = detection(nodes, args.trials)
+            ref = memberlist_lan(5)
+            for t in trials:
+                print(f"SIGSTOP: first suspicion {t['suspect_s']:.2f} s, dead on all 4 {t['dead_s']:.2f} s; "
+                      f"after SIGCONT alive on all 4 in {t['alive_s']:.2f} s", flush=True)
+            mean = {k: statistics.mean(t[k] for t in trials) for k in trials[0]}
+            lines.append(f"| stopped node: first suspicion (mean of {len(trials)}) | {mean['suspect_s']:.1f} s | "
+                         f"memberlist LAN: a failed probe, ≤ {ref['probe_interval_s']:.0f} s probe interval + "
+                         f"timeout |")
+            lines.append(f"| stopped node: dead on all 4 others | {mean['dead_s']:.1f} s | memberlist LAN, 5 "
+                         f"nodes: suspicion {ref['suspicion_min_s']:.0f} s with {ref['confirmations']} "
+                         f"confirmations ({ref['suspicion_max_s']:.0f} s with none) after the suspicion |")
+            lines.append(f"| SIGCONT: alive again on all 4 | {mean['alive_s']:.1f} s | |")
+
+
+def partitioned(root: Path, lines: list[str]) -> None:
+    """Part 2."""
+    proxy = FaultProxy()
+    try:
+        with cluster(root / "partition", 5, proxy=proxy, tag="p") as nodes:
+            part = partition_convergence(nodes, proxy)
+        print(f"partition {{p1,p2}} | {{p3,p4,p5}}: each side saw the other dead after "
+              f"{part['partitioned_s']:.1f} s; after healing, {int(part['keys'])} keys identical on all 5 "
+              f"in {part['converged_s']:.2f} s, every member alive in {part['members_s']:.2f} s", flush=True)
+        lines.append(f"| healed partition (2 | 3 nodes, 400 writes, 100 deletes, 50 rewrites): every node "
+                     f"identical | {part['converged_s']:.2f} s | < 2 s |")
+        lines.append(f"| healed partition: all 5 members alive again | {part['members_s']:.2f} s | |")
+    finally:
+        proxy.close()
+
+
+def throughputs(root: Path, bench: str, args: argparse.Namespace, lines: list[str]) -> None:
+    """Part 4."""
+    with cluster(root / "lone", 1, seeds=False, tag="l") as lone, cluster(root / "three", 3, tag="t") as three:
+        rows = throughput(bench, lone[0], three, args.requests)
+    for row in rows[:-1]:
+        p = int(row["pipeline"])
+        for mode, label in (("equal", "all 3 nodes on these 2 cores"), ("niced", "the other 2 at nice 19")):
+            ratio = row[f"{mode}_ops"] / row["lone_ops"]
+            print(f"SET /run paths -P {p}: lone {row['lone_ops']:.0f} ops/s ({row['lone_cpu_us']:.1f} µs CPU "
+                  f"each), one node of 3 ({label}) {row[f'{mode}_ops']:.0f} ops/s "
+                  f"({row[f'{mode}_cpu_us']:.1f} µs), ratio {ratio:.2f}", flush=True)
+            lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label} | {ratio:.2f} "
+                         f"({row[f'{mode}_ops'] / 1000:.1f}k / {row['lone_ops'] / 1000:.1f}k ops/s; "
+                         f"{row[f'{mode}_cpu_us']:.1f} / {row['lone_cpu_us']:.1f} µs CPU per write) | ≥ 0.5 |")
+        print(f"  the other two held every write {row['caught_up_s']:.2f} s after the last -P {p} run", flush=True)
+    tail = rows[-1]
+    print(f"{tail['bytes_sent'] / tail['writes']:.0f} gossip bytes sent per write (to 2 peers)", flush=True)
 
 
 if __name__ == "__main__":

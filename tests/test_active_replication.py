@@ -40,6 +40,7 @@ class Replica:
         self.now_ms = now_ms
         self.db = Keyspace()
         self.events: list[tuple[str, str, bytes, int, str]] = []
+        self.scheduled = 0
         self.plane = ActivePlane(self.db, name, self._sink, 1 << 29, replicated=True)
         assert isinstance(self.plane.ctx, ReplicatedCtx)
         accepts = on_roots(DEFAULT_ROOTS)
@@ -48,14 +49,15 @@ class Replica:
         self.agent = GossipAgent(name, f"{name}:1", self.store, self.plane.hlc, random.Random(name), now_ms,
                                  profile=LOCAL, limits=limits)
         self.store.tombstone_of = self.agent.replica.tombstones.get
+        self.written = self.agent.replica.dirty
         self.plane.ctx.hooks = self
 
     def _sink(self, flag: str, event: str, key: bytes, entry: Any = None) -> None:
         self.events.append((flag, event, key, entry[REV] if entry else 0, entry[ORIGIN] if entry else ""))
 
-    # ReplicationHooks, as the shell implements them
-    def wrote(self, key: bytes, old: Any, rev: int) -> None:
-        self.agent.wrote(key, None if old is None else (old[REV], old[ORIGIN]), rev)
+    # ReplicationHooks, as the shell implements them (the plane marks writes in `written`)
+    def schedule(self) -> None:
+        self.scheduled += 1  # exchange() flushes every step
 
     def deleted(self, key: bytes, old: Any, now_ms: int) -> int:
         return self.agent.deleted(key, (old[REV], old[ORIGIN]), now_ms)

@@ -232,3 +232,31 @@ def test_a_stream_of_pushes_defers_the_periodic_pull_but_not_past_its_bound() ->
     nodes["n0"].agent.tick(now + LAN.sync_interval_ms)
     assert replica.counters.get("pulls_started", 0) == before + 1
     assert all(n.agent.membership.alive_count() == 3 for n in nodes.values())
+
+
+def test_a_batch_larger_than_one_push_goes_newest_first_over_several_pushes_each_path_once() -> None:
+    nodes = joined(3)
+    a = nodes["n0"]
+    value = b"v" * 1000
+    keys = [b"/run/batch/%03d" % i for i in range(200)]  # ~200 KB: more than gossip_max_bytes (64 KiB)
+    for key in keys:  # one batch of writes (marked), then the pushes
+        a.store.data[key] = (0, value, a.hlc.now(T0 + 20), "n0", 0)
+        a.agent.wrote(key, None, a.store.data[key][2])
+    sent: list[list[bytes]] = []
+    for step in range(10):
+        a.agent.flush(T0 + 20 + step)
+        pushes = [o for o in a.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2]]
+        if not pushes:
+            break
+        assert {o.to for o in pushes} == {"n1", "n2"}
+        assert pushes[0].body[5 + 2] is pushes[1].body[5 + 2]  # one payload for both peers
+        batch = [r[0] for r in pushes[0].body[5 + 2]]
+        assert sum(len(k) + len(value) for k in batch) <= LAN.gossip_max_bytes
+        sent.append(batch)
+        for out in pushes:
+            nodes[out.to].agent.receive("n0", out.type, out.body, T0 + 21 + step)
+    assert len(sent) == 4 and sent[0][0] == keys[-1]  # newest first; ~64 per push
+    assert sorted(k for batch in sent for k in batch) == keys  # every path once, none twice
+    assert not a.agent.replica.queue
+    for name in ("n1", "n2"):
+        assert all(nodes[name].store.data[k][1] == value for k in keys)

@@ -21,6 +21,7 @@ from vfsd.active.shell import HIGH_WATER_FILE, GossipShell, HighWaterError, read
 from vfsd.config import Config
 from vfsd.node import Node, StartupError
 from vfsd.peers.counters import PeerCounters
+from vfsd.peers.frame import MAX_FRAME_BYTES_LIMIT, FrameDecoder, FrameEncoder
 from vfsd.store.keyspace import REV, VALUE
 
 WALL_S = 1_700_000_000.0
@@ -38,6 +39,7 @@ class StubTransport:
     """What the shell uses of a PeerTransport; ``on_send`` sees every message as it is handed over."""
 
     advertised_address = "127.0.0.1:17001"
+    encoder = FrameEncoder()
 
     def __init__(self, on_send: Any = None) -> None:
         self.on_send = on_send
@@ -51,6 +53,11 @@ class StubTransport:
 
     def send(self, peer: str, family: int, mtype: int, body: Any) -> bool:
         return self._sent(peer, mtype, body)
+
+    def send_joined(self, peer: str, family: int, mtype: int, head: list[Any], tail: bytes, tail_count: int) -> bool:
+        frame = self.encoder.encode_joined(family, mtype, head, tail, tail_count)
+        (decoded,) = FrameDecoder(max_frame_bytes=MAX_FRAME_BYTES_LIMIT).feed(frame)  # the bytes a peer reads
+        return self._sent(peer, mtype, decoded.body)
 
     def send_to_address(self, host: str, port: int, family: int, mtype: int, body: Any) -> bool:
         return self._sent(None, mtype, body)

@@ -371,3 +371,27 @@ def test_any_bytes_give_the_reference_verdict_whatever_the_cuts(
     want = reference_decode(stream, limit)
     got, error = feed_in(cut(stream, points), decoder(max_frame_bytes=limit))  # never raises
     assert (triples(got), error) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**63 - 1), max_size=20), st.lists(st.one_of(st.integers(-2**63, 2**64 - 1), st.binary(),
+                                                                              st.text(), st.lists(st.binary())),
+                                                                    max_size=20))
+def test_a_body_joined_from_a_shared_packed_tail_is_the_body_encoded_whole(head: list[int], fields: list[Any]) -> None:
+    enc = FrameEncoder(REG)
+    joined = enc.encode_joined(RAFT, APPEND, head, enc.pack_fields(fields), len(fields))
+    assert joined == enc.encode(RAFT, APPEND, [*head, *fields])
+    assert FrameDecoder(max_frame_bytes=MAX_FRAME_BYTES_LIMIT, registry=REG).feed(joined)[0].body == [*head, *fields]
+
+
+def test_a_joined_body_is_checked_like_any_other() -> None:
+    enc = FrameEncoder(REG)
+    with pytest.raises(LocalProtocolError) as exc:
+        enc.encode_joined(RAFT, APPEND, [1], enc.pack_fields([b"z" * 100]), 1, max_frame_bytes=50)
+    assert exc.value.reason == "oversize"
+    with pytest.raises(LocalProtocolError) as exc:
+        enc.encode_joined(RAFT, 99, [1], b"", 0)
+    assert exc.value.reason == "unknown_type"
+    with pytest.raises(LocalProtocolError) as exc:
+        enc.pack_fields([object()])
+    assert exc.value.reason == "bad_body"

@@ -206,3 +206,13 @@ def test_from_wire_is_the_inverse_of_to_wire(msg: Any) -> None:
     assert plain(back.to_wire()) == plain(msg.to_wire())
     with pytest.raises(WireError):
         type(msg).from_wire(["not", "this"], LIMITS)
+
+
+def test_a_record_key_is_held_to_the_whole_path_grammar() -> None:
+    for good in ("/run/é/ü".encode(), b"/run/a.b/c", b"/run/" + b"a" * 1019):
+        assert decode(MsgType.GOSSIP, gossip_body([[good, 1, 0, 0, b"", 0]]), Limits()).records[0][0] == good
+    for bad in (b"/run/\xff", b"/run/a/", b"/run//a", b"/run/./a", b"/run/" + b"a" * 1020, b"/run/a\x01", b"/ctx/a",
+                b"run/a", b"/runs/a"):
+        with pytest.raises(WireError) as exc:
+            decode(MsgType.GOSSIP, gossip_body([[bad, 1, 0, 0, b"", 0]]), Limits())
+        assert exc.value.reason == "bad_key", bad

@@ -44,6 +44,9 @@ MAX_PATH_BYTES: Final = 1024
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 # Everything check_path rejects, in one pass: the common (valid) case costs one regex search.
 _SUSPECT = re.compile(rb"[\x00-\x1f\x7f]|//|/\.\.?(?:/|$)|/$")
+#: The same pattern, for a caller that inlines check_path's common case (an ASCII key of at most
+#: MAX_PATH_BYTES that it does not match is a valid path).
+PATH_SUSPECT: Final = _SUSPECT
 
 
 class PathError(ValueError):

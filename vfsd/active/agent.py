@@ -11,8 +11,10 @@ Driving it (what the asyncio shell does)::
     # a frame of the gossip family arrived from peer `peer_id` (the id its HELLO gave):
     agent.receive(peer_id, msg_type, body, now_ms())
     # after every active-plane write (ActivePlane, right after the keyspace changed):
-    agent.wrote(key, old_version_or_None, rev)              # cheap; then, once per batch:
+    agent.wrote(key, old_version_or_None, rev)              # marks the key; once per batch:
     agent.flush(now_ms())                                   # (loop.call_soon, coalesced)
+    # (the shell's write path marks agent.replica.dirty itself, as wrote does; every input
+    # below folds the marked keys into the digest and queue before anything else)
     rev = agent.deleted(key, old_version, now_ms())         # DEL: the tombstone's revision
     agent.expired(key, version, deadline_ms)                # the sweep or a lookup expired it
     # timers: call tick at next_deadline_ms() (it is cheap to call early)
@@ -86,12 +88,17 @@ UPDATES_BUDGET = 4096
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One message to send: to member ``to`` (its peer id), or, when ``to`` is None, to
-    ``address`` (a seed not yet known by name)."""
+    ``address`` (a seed not yet known by name).
+
+    ``shared``: the last ``shared`` fields of ``body`` are the very objects every message of
+    one gossip round carries (the round's updates and records, after each peer's own
+    header), so an encoder may pack them once for all its peers."""
 
     to: str | None
     address: str | None
     type: int
     body: list[Any]
+    shared: int = 0
 
 
 @dataclass
@@ -150,6 +157,7 @@ class GossipAgent:
 
     def join(self, seeds: Sequence[str], now_ms: int) -> None:
         """Join through seed addresses (``host:port``); retried by ``tick`` until one answers."""
+        self.replica.fold()
         self._seeds = [s for s in seeds if s and s != self.address]
         self._joined = not self._seeds
         for address in self._seeds:
@@ -158,6 +166,7 @@ class GossipAgent:
 
     def leave(self, now_ms: int) -> None:
         """Announce a graceful leave; the shell sends ``ready().messages`` and then stops."""
+        self.replica.fold()
         self.membership.leave(now_ms)
         self._gossip(now_ms, fresh_only=True)
         self._after(now_ms)
@@ -173,6 +182,7 @@ class GossipAgent:
 
     def flush(self, now_ms: int) -> None:
         """Push what changed since the last push to ``push_nodes`` peers, now."""
+        self.replica.fold()
         self._keep_gossip_schedule(now_ms)
         if self.replica.queue.fresh() or self.membership.updates.fresh():
             self._gossip(now_ms, fresh_only=True)
@@ -187,6 +197,7 @@ class GossipAgent:
             self.next_gossip_ms += ((now_ms - self.next_gossip_ms) // interval + 1) * interval
 
     def tick(self, now_ms: int) -> None:
+        self.replica.fold()
         self._check_stall(now_ms)
         self.membership.tick(now_ms)
         if not self.membership.leaving:  # a node that left neither pulls nor collects
@@ -218,6 +229,7 @@ class GossipAgent:
 
     def receive(self, sender: str, msg_type: int, body: Any, now_ms: int) -> None:
         """A gossip-family frame from peer ``sender`` (its node id)."""
+        self.replica.fold()
         self._check_stall(now_ms)
         self._keep_gossip_schedule(now_ms)
         try:
@@ -454,8 +466,10 @@ class GossipAgent:
         seen = self.replica.marks.seen(to, member.boot) if member is not None else 0
         self._seq += 1
         header = [self.boot, self._seq, self.hlc.now(now_ms), seen, self.membership.view]
-        body = header + (payload if payload is not None else msg.to_wire())
-        self._queue_out(Outgoing(to, None, int(msg.TYPE), body))
+        if payload is None:
+            self._queue_out(Outgoing(to, None, int(msg.TYPE), header + msg.to_wire()))
+        else:
+            self._queue_out(Outgoing(to, None, int(msg.TYPE), header + payload, len(payload)))
 
     def _emit_to_address(self, address: str, msg: Message, now_ms: int) -> None:
         self._seq += 1
@@ -526,6 +540,7 @@ class GossipAgent:
 
     def stats(self) -> dict[str, int]:
         """Counters for INFO gossip: members by state, keys and tombstones, traffic, refusals."""
+        self.replica.fold()
         by_state = {"alive": 0, "suspect": 0, "dead": 0, "left": 0}
         for m in self.membership.members.values():
             by_state[("alive", "suspect", "dead", "left")[m.state]] += 1

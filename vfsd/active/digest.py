@@ -10,10 +10,11 @@ buckets by a CRC-32 of its bytes; the tree has ``DEPTH`` + 1 levels with fan-out
 (1, 16, 256, 4096, 65536 nodes), and a node's hash is the XOR of the record
 hashes below it, with a count of the records below it beside. XOR makes every
 update O(DEPTH): a write XORs ``old ^ new`` into one node per level, which is the
-whole cost of a write — and that only for the bucket at once, the levels above when
-anti-entropy next reads the tree (measured by ``vfsd sim gossip --cost``). Two replicas
-holding the same versions have equal trees, whatever order they got them in; a difference shows as unequal hashes along the path from
-the root to the bucket, so anti-entropy (``vfsd.active.gossip``) compares a root,
+whole cost of a write — and that deferred: a write notes the change for its bucket,
+and the levels take it when anti-entropy next reads the tree (measured by ``vfsd sim
+gossip --cost``). Two replicas holding the same versions have equal trees, whatever
+order they got them in; a difference shows as unequal hashes along the path from the
+root to the bucket, so anti-entropy (``vfsd.active.gossip``) compares a root,
 descends only into unequal children, and exchanges versions only for the buckets
 that differ (the level-by-level exchange Riak's hashtrees use).
 
@@ -39,7 +40,9 @@ LEAVES = 1 << LEAF_BITS
 LEAF_MASK = LEAVES - 1
 MASK64 = (1 << 64) - 1
 
-_origin_hashes: dict[str, int] = {}
+#: origin -> crc32(origin): ``origin_hash``'s cache (the hot paths read it inline, and call
+#: ``origin_hash`` on a miss).
+ORIGIN_HASHES: dict[str, int] = {}
 
 
 def key_hash(key: bytes) -> int:
@@ -51,11 +54,11 @@ def leaf_of(key: bytes) -> int:
 
 
 def origin_hash(origin: str) -> int:
-    h = _origin_hashes.get(origin)
+    h = ORIGIN_HASHES.get(origin)
     if h is None:
-        if len(_origin_hashes) > 65536:  # a bounded cache: origins are node names, few
-            _origin_hashes.clear()
-        h = _origin_hashes[origin] = crc32(origin.encode())
+        if len(ORIGIN_HASHES) > 65536:  # a bounded cache: origins are node names, few
+            ORIGIN_HASHES.clear()
+        h = ORIGIN_HASHES[origin] = crc32(origin.encode())
     return h
 
 
@@ -81,10 +84,10 @@ def version_hash_with(pk: int, hlc: int) -> int:
 class Digest:
     """The hash tree plus the bucket index (bucket -> keys).
 
-    A write changes one bucket's hash at once and leaves the change to its ancestors
-    *pending*, folded in when anti-entropy next reads the tree (``settle``): a path a
-    collector rewrites a thousand times between two pulls costs one ancestor update, not a
-    thousand, and the write path pays two dict operations.
+    A write leaves its change to its bucket and the bucket's ancestors *pending*, folded in
+    when anti-entropy next reads the tree (``settle``): a path a collector rewrites a
+    thousand times between two pulls costs one update per level, not a thousand, and the
+    write path pays one dict operation.
     """
 
     __slots__ = ("_hashes", "counts", "buckets", "_pending")
@@ -103,7 +106,7 @@ class Digest:
         return self._hashes
 
     def settle(self) -> None:
-        """Fold the pending bucket changes into the levels above."""
+        """Fold the pending bucket changes into the buckets and the levels above."""
         pending = self._pending
         if not pending:
             return
@@ -111,7 +114,7 @@ class Digest:
         for leaf, delta in pending.items():
             if not delta:
                 continue
-            for level in range(DEPTH - 1, -1, -1):
+            for level in range(DEPTH, -1, -1):
                 nodes = levels[level]
                 idx = leaf >> (FANOUT_BITS * (DEPTH - level))
                 value = nodes.get(idx, 0) ^ delta
@@ -126,12 +129,6 @@ class Digest:
     def xor(self, kh: int, delta: int) -> None:
         """Replace one version by another at a key already held: XOR ``old ^ new``."""
         leaf = kh & LEAF_MASK
-        leaves = self._hashes[DEPTH]
-        value = leaves.get(leaf, 0) ^ delta
-        if value:
-            leaves[leaf] = value
-        else:
-            leaves.pop(leaf, None)
         pending = self._pending
         pending[leaf] = pending.get(leaf, 0) ^ delta
 

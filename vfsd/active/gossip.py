@@ -9,10 +9,11 @@ own: the digest tree and bucket index (``vfsd.active.digest``), the tombstones a
 watermarks (``vfsd.active.lww``) and a queue of *paths* to gossip
 (``vfsd.active.broadcast``).
 
-**Local writes** cost one hook call each (``wrote``, ``deleted``, ``expired``): a
-CRC-32 of the key, two version hashes, an XOR into one node per tree level, and a
-queue insert. The shell then calls ``GossipAgent.flush`` once per batch of writes,
-which pushes the newest value of every fresh path to ``push_nodes`` random peers
+**Local writes** cost one dict operation each: the key is marked written (``dirty``,
+with the version it replaced). Once per batch of writes, the shell calls
+``GossipAgent.flush``, which first *folds* what was marked (``fold``: per key, however
+often it was rewritten, a CRC-32, two version hashes, an XOR noted for its digest
+bucket, and a queue insert; every other input folds first as well), then pushes the newest value of every fresh path to ``push_nodes`` random peers
 at once; the path stays queued and rides on the next gossip rounds until it has
 been sent ``retransmit_limit(n)`` times (memberlist's TransmitLimitedQueue). A
 receiver that learns something new from a push queues it in turn: the epidemic of
@@ -88,8 +89,8 @@ from collections.abc import Iterable
 from typing import Protocol
 from zlib import crc32
 
-from vfsd.active.broadcast import TransmitQueue
-from vfsd.active.digest import DEPTH, LEAF_MASK, Digest, leaf_of, origin_hash, span, version_hash
+from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
+from vfsd.active.digest import DEPTH, LEAF_MASK, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
 from vfsd.active.membership import Membership
@@ -178,9 +179,11 @@ class Replicator:
         self.profile = profile
         self.rng = rng
         self.digest = Digest()
-        self._leaves = self.digest._hashes[DEPTH]  # for the inlined write path
-        self._pending = self.digest._pending
         self._origin_hash = origin_hash(name)
+        #: Keys written here since the last ``fold``, each with the version (hlc, origin) its
+        #: first write since then replaced, or None: there was none. Always this dict object
+        #: (the shell hands it to the plane's write path).
+        self.dirty: dict[bytes, tuple[int, str] | None] = {}
         self.tombstones = Tombstones()
         self.marks = Watermarks()
         self.queue: TransmitQueue[bytes, None] = TransmitQueue(profile.max_queued_paths)
@@ -222,35 +225,80 @@ class Replicator:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    # -- the local write path (one call per write; keep it cheap) ----------------------------
+    # -- the local write path (one dict operation per write; the rest once per batch) ---------
 
     def wrote(self, key: bytes, old: tuple[int, str] | None, hlc: int) -> None:
-        """This node wrote ``key`` with revision ``hlc``, replacing the entry versioned ``old``."""
-        self.wrote_over(key, None if old is None else old[0], None if old is None else old[1], hlc)
+        """This node wrote ``key`` (now of revision ``hlc``), replacing the entry versioned ``old``.
 
-    def wrote_over(self, key: bytes, old_hlc: int | None, old_origin: str | None, hlc: int) -> None:
-        """``wrote`` with the replaced version in two arguments (None: there was none): the shell's
-        hot path, which has them at hand in the keyspace entry and need not pack a tuple."""
+        Only marks the key (``dirty``); ``fold`` does the rest, once per key however often it
+        was rewritten meanwhile. The shell's write path marks ``dirty`` itself, inline."""
+        dirty = self.dirty
+        if key not in dirty:
+            dirty[key] = old
+
+    def fold(self) -> None:
+        """Bring the digest and the gossip queue up to date with the writes marked in ``dirty``.
+
+        For each key, the version its first write since the last fold replaced (the one the
+        digest holds) is exchanged for the version the store holds now, and the key is queued
+        to gossip. Every input of the core folds first (``GossipAgent``), and so does every
+        hook that changes a marked key otherwise (``deleted``, ``expired``): whatever reads the
+        digest, the queue or the tombstones sees every write made before it (a marked key
+        being removed is folded alone, with the version the hook gives: ``_fold_removed``)."""
+        dirty = self.dirty
+        if not dirty:
+            return
+        version = self.store.version
+        name = self.name
+        ohash = self._origin_hash
+        pending = self.digest._pending  # Digest.xor, inlined: this runs once per key written
+        queue = self.queue
+        where, tier0, max_items = queue.where, queue.tiers[0], queue.max_items
+        publish = not self.fresh
+        for key, old in dirty.items():
+            v = version(key)
+            if v is None:  # removed since without a hook (cannot happen on the plane's own path)
+                continue
+            hlc, origin = v
+            kh = crc32(key)
+            pk = (kh << 32) | ohash
+            if origin == name:  # version_hash, inlined, for our own write
+                x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                h = x ^ (x >> 32)
+            else:
+                h = version_hash(kh, hlc, origin)
+            if old is not None:  # the common case: a file rewritten
+                if old[1] == name:
+                    x = ((pk ^ (old[0] * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                    delta = h ^ x ^ (x >> 32)
+                else:
+                    delta = h ^ version_hash(kh, old[0], old[1])
+                leaf = kh & LEAF_MASK
+                pending[leaf] = pending.get(leaf, 0) ^ delta
+            else:
+                t = self.tombstones.pop(key) if self.tombstones else None
+                if t is not None:
+                    self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
+                else:
+                    self.digest.add(key, kh, h)
+                if self.collected:
+                    self.collected.pop(key, None)
+            if publish:
+                if key not in where and len(where) < max_items:
+                    where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
+                    tier0[key] = None
+                else:
+                    queue.push(key, None)
+        dirty.clear()  # the same dict: the plane's write path holds it
+
+    def _fold_removed(self, key: bytes, current: tuple[int, str]) -> None:
+        """``fold`` for one marked key whose entry, versioned ``current``, is being removed (the
+        store no longer holds it, so its version comes from the hook)."""
+        old = self.dirty.pop(key)
         kh = crc32(key)
-        pk = (kh << 32) | self._origin_hash
-        # version_hash_with(pk, hlc), inlined (this runs on every write; see vfsd.active.digest)
-        x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        h = x ^ (x >> 32)
-        if old_hlc is not None:  # the common case: a file rewritten (inlined Digest.xor)
-            leaf = kh & LEAF_MASK
-            if old_origin == self.name:
-                x = ((pk ^ (old_hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                delta = h ^ x ^ (x >> 32)
-            else:
-                delta = h ^ version_hash(kh, old_hlc, old_origin)  # type: ignore[arg-type]
-            leaves = self._leaves
-            value = leaves.get(leaf, 0) ^ delta
-            if value:
-                leaves[leaf] = value
-            else:
-                leaves.pop(leaf, None)
-            pending = self._pending
-            pending[leaf] = pending.get(leaf, 0) ^ delta
+        h = version_hash(kh, current[0], current[1])
+        if old is not None:
+            self.digest.xor(kh, h ^ version_hash(kh, old[0], old[1]))
         else:
             t = self.tombstones.pop(key) if self.tombstones else None
             if t is not None:
@@ -260,15 +308,12 @@ class Replicator:
             if self.collected:
                 self.collected.pop(key, None)
         if not self.fresh:
-            queue = self.queue
-            if key not in queue.where and len(queue.where) < queue.max_items:
-                queue.where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
-                queue.tiers[0][key] = None
-            else:
-                queue.push(key, None)
+            self.queue.push(key, None)
 
     def deleted(self, key: bytes, old: tuple[int, str], now_ms: int) -> int:
         """This node deleted ``key`` (whose entry was versioned ``old``); returns the deletion's revision."""
+        if key in self.dirty:
+            self._fold_removed(key, old)
         hlc = self.hlc.now(now_ms)
         kh = crc32(key)
         self.digest.xor(kh, version_hash(kh, hlc, self.name) ^ version_hash(kh, old[0], old[1]))
@@ -279,6 +324,8 @@ class Replicator:
 
     def expired(self, key: bytes, version: tuple[int, str], deadline_ms: int) -> None:
         """The entry at ``key`` (versioned ``version``) reached its deadline and was removed locally."""
+        if key in self.dirty:
+            self._fold_removed(key, version)
         if key in self.tombstones:
             return
         # Same version, so the digest does not change (vfsd.active.lww: expiry is a tombstone at the entry's version).
@@ -302,6 +349,23 @@ class Replicator:
 
     def apply(self, rec: Record, now_ms: int, relay: bool) -> bool:
         """Merge one remote record; True when it changed our state (then, if ``relay``, gossip it on)."""
+        if self._apply(rec, now_ms, relay):
+            self.count("records_applied")
+            return True
+        return False
+
+    def apply_all(self, records: Iterable[Record], now_ms: int, relay: bool) -> int:
+        """``apply`` each record, in order; how many changed our state."""
+        applied = 0
+        one = self._apply
+        for rec in records:
+            if one(rec, now_ms, relay):
+                applied += 1
+        if applied:
+            self.count("records_applied", applied)
+        return applied
+
+    def _apply(self, rec: Record, now_ms: int, relay: bool) -> bool:
         key, hlc, origin, kind, value, at = rec
         tomb = kind == TOMBSTONE or 0 < at <= now_ms
         if tomb and kind != TOMBSTONE:  # expired on arrival: it is its tombstone (vfsd.active.lww)
@@ -327,13 +391,25 @@ class Replicator:
                 if mine is None or expiry_of(rec, mine) or rank(rec) <= rank(effective(mine, now_ms)):
                     return False  # (our entry expires at its deadline on our own clock)
         kh = crc32(key)
-        h = version_hash(kh, hlc, origin)
-        if local is None:
+        oh = ORIGIN_HASHES.get(origin)
+        if oh is None:
+            oh = origin_hash(origin)
+        # version_hash(kh, hlc, origin), inlined: this runs for every record a replica takes
+        x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h = x ^ (x >> 32)
+        if local is not None:
+            if lo == origin:
+                x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                h ^= x ^ (x >> 32)
+            else:
+                h ^= version_hash(kh, lh, lo)
+            pending = self.digest._pending  # Digest.xor, inlined
+            leaf = kh & LEAF_MASK
+            pending[leaf] = pending.get(leaf, 0) ^ h
+        else:
             if self.collected:
                 self.collected.pop(key, None)
             self.digest.add(key, kh, h)
-        else:
-            self.digest.xor(kh, h ^ version_hash(kh, local[0], local[1]))
         if tomb:
             if local_tomb is None and local is not None:
                 self.store.remove(key)
@@ -342,17 +418,9 @@ class Replicator:
             if local_tomb is not None:
                 self.tombstones.pop(key)
             self.store.install(key, kind, value, hlc, origin, at)
-        self.count("records_applied")
         if relay and not self.fresh:
             self.queue.push(key, None)
         return True
-
-    def apply_all(self, records: Iterable[Record], now_ms: int, relay: bool) -> int:
-        applied = 0
-        for rec in records:
-            if self.apply(rec, now_ms, relay):
-                applied += 1
-        return applied
 
     def take_records(self, transmits: int, budget_bytes: int, fresh_only: bool = False) -> list[Record]:
         """Queued paths' current records for one gossip message (counted ``transmits`` times)."""
@@ -370,8 +438,51 @@ class Replicator:
             return len(key) + len(rec[4]) + RECORD_OVERHEAD
 
         limit = self.profile.retransmit_limit(self.membership.alive_count())
+        if fresh_only and transmits >= limit:
+            return self._take_fresh_final(limit, budget_bytes)
         taken = self.queue.take(limit, budget_bytes, size_of, fresh_only=fresh_only, transmits=transmits)
         return [found[key] for key, _ in taken]
+
+    def _take_fresh_final(self, limit: int, budget_bytes: int) -> list[Record]:
+        """``take_records`` of a push that reaches every member (a small cluster's, under a stream
+        of writes: every push): ``TransmitQueue.take(fresh_only=True)`` with every item taken
+        done, in one pass, reading each record once."""
+        queue = self.queue
+        tiers = queue.tiers
+        tier, where = tiers[0], queue.where
+        read = self.store.read
+        tomb = self.tombstones.record
+        out: list[Record] = []
+        done: list[bytes] = []
+        used = misfits = 0
+        for key in reversed(tier):  # never sent: newest first, as take does
+            r = read(key)  # self.record(key), inlined
+            if r is not None:
+                rec: Record | None = (key, r[2], r[3], r[0], r[1], r[4])
+            else:
+                rec = tomb(key)
+                if rec is None:  # deleted and collected meanwhile
+                    done.append(key)
+                    continue
+            size = len(key) + len(rec[4]) + RECORD_OVERHEAD
+            if used + size > budget_bytes and out:
+                misfits += 1  # (take's rule: try a few smaller ones, then stop)
+                if misfits >= MAX_MISFITS:
+                    break
+                continue
+            used += size
+            out.append(rec)
+            done.append(key)
+            if used >= budget_bytes:
+                break
+        for key in done:
+            del tier[key]
+            del where[key]
+        for t in range(limit, len(tiers)):  # as take: what a shrunk limit left over is done
+            for key in tiers[t]:
+                del where[key]
+            tiers[t].clear()
+        return out
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 
@@ -693,6 +804,7 @@ class Replicator:
     def check(self) -> list[str]:
         """Recompute the digest from the store and the tombstones; what disagrees (empty when the
         hooks were called right). For tests and for a shell that suspects its own bookkeeping."""
+        self.fold()
         fresh = Digest()
         for key in self.store.keys():
             v = self.store.version(key)
@@ -717,6 +829,7 @@ class Replicator:
 
     def reset(self, floor: int) -> int:
         """Drop every record not newer than ``floor`` and start over fresh (see the module docstring)."""
+        self.fold()
         dropped = 0
         for keys in list(self.digest.buckets.values()):
             for key in list(keys):

@@ -101,10 +101,14 @@ class KeyspaceStore:
     def install(self, key: bytes, kind: int, value: bytes, hlc: int, origin: str, deadline_ms: int) -> None:
         db = self.db
         stored: Any = value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value))
-        old = db.data.get(key)
+        data = db.data
+        old = data.get(key)
         now = self.now_ms
         entry = (stored, kind, hlc, origin, now if old is None else old[CTIME], now)
-        db.put(key, entry)
+        if old is not None and db.saving is None and not db.watched:
+            data[key] = entry  # Keyspace.put of a key held already, inlined (a replica's every rewrite)
+        else:
+            db.put(key, entry)
         if deadline_ms:
             db.set_expire(key, deadline_ms)
         elif db.expires and key in db.expires:

@@ -5,9 +5,9 @@ and this node as its origin; the gossip layer compares (revision, origin) to
 pick the last writer when replicas meet.
 
 On a clustered node the plane's Ctx is a ``ReplicatedCtx``: the same handlers, the
-same keyspace, plus one hook call per change (``ReplicationHooks``, which the gossip
-shell implements), so the replication core learns of every write, delete and expiry
-as it happens, with the version it replaced. A lone node keeps the plain ``Ctx``
+same keyspace, plus a mark per write and a hook call per delete and expiry
+(``ReplicationHooks``, which the gossip shell implements), so the replication core
+learns of every change, with the version it replaced. A lone node keeps the plain ``Ctx``
 and pays nothing.
 """
 
@@ -25,10 +25,19 @@ from vfsd.store.keyspace import CTIME, KIND, ORIGIN, REV, Entry, Keyspace
 
 
 class ReplicationHooks(Protocol):
-    """What a replicated active plane tells replication, right after the keyspace changed."""
+    """What a replicated active plane tells replication, right after the keyspace changed.
 
-    def wrote(self, key: bytes, old: Entry | None, rev: int) -> None:
-        """``key`` now holds an entry of revision ``rev``, replacing ``old`` (None: there was none)."""
+    A write is only marked, in ``written`` (one dict operation on the client's path):
+    replication reads the entry itself when it next looks (``vfsd.active.gossip``'s fold).
+    """
+
+    #: Keys written since replication last looked: key -> ``(revision, origin)`` of the entry
+    #: the first of those writes replaced, or None (there was none). The plane adds a key only
+    #: when it is not there yet; replication empties it (the same dict object, always).
+    written: dict[bytes, tuple[int, str] | None]
+
+    def schedule(self) -> None:
+        """``written`` has just gone from empty to not: have replication look at it soon."""
 
     def deleted(self, key: bytes, old: Entry, now_ms: int) -> int:
         """``key`` (holding ``old``) was deleted; returns the deletion's revision."""
@@ -38,9 +47,9 @@ class ReplicationHooks(Protocol):
 
 
 class ReplicatedCtx(Ctx):
-    """``Ctx`` with the replication hooks called after every change (see the module docstring).
+    """``Ctx`` with the replication hooks told of every change (see the module docstring).
 
-    The hook needs the version each write replaces, as the keyspace held it just before:
+    The mark needs the version each write replaces, as the keyspace held it just before:
     what ``write`` and ``replace`` overwrite, unless the entry had lapsed and was expired
     first (``lookup`` does that, and ``remove`` reports it as an expiry). A removal of an
     entry past its deadline is its expiry: a tombstone at the entry's own version, the
@@ -67,7 +76,11 @@ class ReplicatedCtx(Ctx):
             raise _too_large(key, len(value), self.max_value_bytes)
         before = self.db.data.get(key)
         entry = Ctx.write(self, key, value, kind, old=old, keep_ttl=keep_ttl)
-        hooks.wrote(key, before, entry[REV])
+        written = hooks.written
+        if key not in written:
+            if not written:
+                hooks.schedule()
+            written[key] = None if before is None else (before[REV], before[ORIGIN])
         return entry
 
     def replace(self, key: bytes, value: bytes) -> Entry:
@@ -76,14 +89,31 @@ class ReplicatedCtx(Ctx):
             return Ctx.replace(self, key, value)
         if len(value) > self.max_value_bytes:
             raise _too_large(key, len(value), self.max_value_bytes)
+        # Ctx.replace, with the mark beside it (the benchmarked write: one dict probe for the
+        # version it replaces, as there). Keep the two alike.
         db = self.db
-        before = db.data.get(key)
-        if before is not None and db.expires:
-            at = db.expires.get(key)
-            if at is not None and at <= self.now_ms:
-                before = None  # Ctx.replace expires it first (through remove, which reports it)
-        entry = Ctx.replace(self, key, value)
-        hooks.wrote(key, before, entry[REV])
+        if db.saving is not None:
+            db.saving.before_change(key)
+        data = db.data
+        old = data.get(key)
+        expires = db.expires
+        if old is not None and expires and key in expires:  # it may have lapsed: expire it properly first
+            old = self.lookup(key)  # (through remove, which reports the expiry to the hooks)
+        now = self.now_ms
+        entry = (value, RAW, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
+        if old is not None:
+            data[key] = entry
+            if db.watched:
+                db.touch(key)
+        else:
+            db.put(key, entry)
+        if expires:
+            expires.pop(key, None)
+        written = hooks.written
+        if key not in written:
+            if not written:
+                hooks.schedule()
+            written[key] = None if old is None else (old[REV], old[ORIGIN])
         return entry
 
     def remove(self, key: bytes) -> Entry | None:

@@ -24,11 +24,12 @@ every input and carries out every ``Ready`` it hands back, in the order the agen
 
 Inputs: gossip frames from the transport (``register(GOSSIP, ...)``); a timer armed at
 the agent's next deadline (``wake_ms``); and the active plane's write hooks
-(``vfsd.active.plane.ReplicationHooks``): each write costs one call into the replication
-core (a digest update and a queue insert), and the first write of a batch schedules one
-flush — at the end of the event-loop iteration (``loop.call_soon``), or, under a stream
-of writes, ``FLUSH_GAP_S`` after the previous flush — which pushes every path changed
-since to ``push_nodes`` random peers at once. Gossip work stays off the client's
+(``vfsd.active.plane.ReplicationHooks``): each write only marks its path written (the
+replication core updates its digest and queue once per path when it next runs), and the
+first write of a batch schedules one flush — at the end of the event-loop iteration
+(``loop.call_soon``), or, under a stream of writes, ``FLUSH_GAP_S`` after the previous
+flush — which pushes every path changed since to ``push_nodes`` random peers at once; the
+fields a round sends every peer are packed once (``Outgoing.shared``). Gossip work stays off the client's
 path: no write waits for the network.
 
 Replicated changes land in the keyspace through ``KeyspaceStore`` and raise the same
@@ -169,7 +170,8 @@ class GossipShell:
         self.agent.replica.fresh_since = self.hlc.last + 1
         self.plane.ctx.max_value_bytes = limits.max_value_bytes  # what peers accept: refuse more at the write
         self._replica = self.agent.replica
-        self._wrote_over = self._replica.wrote_over
+        #: ReplicationHooks.written: the replication core's own mark of written keys.
+        self.written = self._replica.dirty
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._restorer: asyncio.TimerHandle | None = None
@@ -180,6 +182,9 @@ class GossipShell:
         self.started_ms = now
         self.persist_failures = 0
         self.send_failures = 0
+        #: The fields of the gossip round last sent, and their msgpack (``_send_to``).
+        self._shared_first: Any = None
+        self._shared_packed = b""
 
     def _resumed_clock(self, now_ms: int) -> HLC:
         """The clock above everything this node stamped before: the persisted mark, the dump's
@@ -266,13 +271,9 @@ class GossipShell:
         self.agent.flush(now)
         self._settle()
 
-    # -- ReplicationHooks (the active plane calls these on every change) ----------------------
+    # -- ReplicationHooks (the active plane marks every write, calls these on other changes) ---
 
-    def wrote(self, key: bytes, old: Entry | None, rev: int) -> None:
-        if old is None:
-            self._wrote_over(key, None, None, rev)
-        else:
-            self._wrote_over(key, old[REV], old[ORIGIN], rev)
+    def schedule(self) -> None:
         if not self._flush_scheduled:
             self._schedule_flush()
 
@@ -315,6 +316,7 @@ class GossipShell:
             self._on_member_event(event)
         for out in messages:
             self._send(out)
+        self._shared_first = None  # (and the round's objects are not kept alive)
         if ready.reset and not final:
             self._republish()
         self.store.emit()  # (anything the steps above had the agent apply)
@@ -337,13 +339,13 @@ class GossipShell:
         transport = self.transport
         try:
             if out.to is not None:
-                if transport.send(out.to, GOSSIP, out.type, out.body):
+                if self._send_to(out):
                     return
                 member = self.agent.membership.get(out.to)
                 where = _split_address(member.address) if member is not None else None
                 if where is not None and not transport.connected(out.to):
                     transport.add_peer(out.to, *where)  # a peer the transport forgot: keep it again
-                    if transport.send(out.to, GOSSIP, out.type, out.body):
+                    if self._send_to(out):
                         return
                 self.send_failures += 1
                 return
@@ -353,6 +355,20 @@ class GossipShell:
         except LocalProtocolError:  # a message this node cannot encode: a bug, logged, not fatal
             self.send_failures += 1
             log.exception("gossip: could not send a %s message", MsgType(out.type).name)
+
+    def _send_to(self, out: Outgoing) -> bool:
+        """Send ``out`` to its member; the fields a gossip round shares are packed once for every
+        peer of the round (``Outgoing.shared``), the rest of each body per peer."""
+        assert out.to is not None
+        n = out.shared
+        if not n:
+            return self.transport.send(out.to, GOSSIP, out.type, out.body)
+        body = out.body
+        first = body[-n]
+        if first is not self._shared_first:  # a new round (its fields are new objects)
+            self._shared_first = first
+            self._shared_packed = self.transport.encoder.pack_fields(body[-n:])
+        return self.transport.send_joined(out.to, GOSSIP, out.type, body[:-n], self._shared_packed, n)
 
     def _on_member_event(self, event: MemberEvent) -> None:
         name = event.name

@@ -30,7 +30,7 @@ from typing import Any
 
 from vfsd.active.digest import DEPTH, FANOUT_BITS, LEAVES
 from vfsd.active.lww import TOMBSTONE, Record
-from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, PathError, check_path
+from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, MAX_PATH_BYTES, PATH_SUSPECT, PathError, check_path
 from vfsd.peers.frame import GOSSIP, WIRE
 
 U63 = (1 << 63) - 1
@@ -406,31 +406,43 @@ def _origins(x: Any, where: str, limits: Limits) -> list[str]:
 def _records(origins_x: Any, records_x: Any, where: str, limits: Limits) -> list[Record]:
     origins = _origins(origins_x, where + ".origins", limits)
     out: list[Record] = []
-    for i, x in enumerate(_list(records_x, where, limits.max_records)):
-        at = f"{where}[{i}]"
-        r = _list(x, at, 6, exact=6)
-        key = _key(r[0], at + ".key", limits)
-        hlc = _int(r[1], at + ".hlc")
-        o = _int(r[2], at + ".origin", 0, max(0, len(origins) - 1))
-        if not origins:
-            raise WireError("malformed", f"{at}.origin: no origins table")
-        kind = r[3]
+    append = out.append
+    n_origins = len(origins)
+    kinds = limits.kinds
+    max_value = limits.max_value_bytes
+    check_value = limits.check_value
+    accepts = limits.accepts_key
+    # The checks of _list, _key and _int, inlined for the common, valid record (every record a
+    # replica takes passes here); anything off goes the long way, which names the fault.
+    for i, r in enumerate(_list(records_x, where, limits.max_records)):
+        if type(r) is not list or len(r) != 6:
+            _list(r, f"{where}[{i}]", 6, exact=6)
+        key, hlc, o, kind, value, at_ms = r
+        if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES or PATH_SUSPECT.search(key) is not None
+                or not key.isascii() or not accepts(key)):
+            _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
+        if type(hlc) is not int or not 0 <= hlc <= U63:
+            _int(hlc, f"{where}[{i}].hlc")
+        if type(o) is not int or not 0 <= o < n_origins:
+            if not origins and type(o) is int and o == 0:
+                raise WireError("malformed", f"{where}[{i}].origin: no origins table")
+            _int(o, f"{where}[{i}].origin", 0, max(0, n_origins - 1))
         if type(kind) is not int:
-            raise WireError("malformed", f"{at}.kind: expected an integer")
-        value = r[4]
+            raise WireError("malformed", f"{where}[{i}].kind: expected an integer")
         if type(value) is not bytes:
-            raise WireError("malformed", f"{at}.value: expected bytes, got {type(value).__name__}")
+            raise WireError("malformed", f"{where}[{i}].value: expected bytes, got {type(value).__name__}")
         if kind == TOMBSTONE:
             if value:
-                raise WireError("malformed", f"{at}.value: a tombstone carries no value")
-        elif kind not in limits.kinds:
-            raise WireError("unknown_kind", f"{at}.kind: {kind} is not a kind this node stores")
-        if len(value) > limits.max_value_bytes:
-            raise WireError("too_large", f"{at}.value: {len(value)} bytes, at most {limits.max_value_bytes}")
-        if limits.check_value is not None and kind != TOMBSTONE and not limits.check_value(kind, value):
-            raise WireError("bad_value", f"{at}.value: not a valid value of kind {kind}")
-        at_ms = _int(r[5], at + ".at_ms", 0, MAX_MS)
-        out.append((key, hlc, origins[o], kind, value, at_ms))
+                raise WireError("malformed", f"{where}[{i}].value: a tombstone carries no value")
+        elif kind not in kinds:
+            raise WireError("unknown_kind", f"{where}[{i}].kind: {kind} is not a kind this node stores")
+        if len(value) > max_value:
+            raise WireError("too_large", f"{where}[{i}].value: {len(value)} bytes, at most {max_value}")
+        if check_value is not None and kind != TOMBSTONE and not check_value(kind, value):
+            raise WireError("bad_value", f"{where}[{i}].value: not a valid value of kind {kind}")
+        if type(at_ms) is not int or not 0 <= at_ms <= MAX_MS:
+            _int(at_ms, f"{where}[{i}].at_ms", 0, MAX_MS)
+        append((key, hlc, origins[o], kind, value, at_ms))
     return out
 
 

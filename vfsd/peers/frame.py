@@ -235,6 +235,57 @@ class FrameEncoder:
             raise LocalProtocolError("oversize", f"a frame of {size} bytes exceeds max_frame_bytes {max_frame_bytes}")
         return HEADER.pack(len(body_bytes), PROTOCOL_VERSION, family, mtype) + body_bytes
 
+    def pack_fields(self, fields: Any) -> bytes:
+        """The msgpack of each item of ``fields``, concatenated (no array header): a part of a
+        body packed once and joined to several bodies (``encode_joined``)."""
+        try:
+            packed = self._pack(list(fields))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unsendable(exc) from None
+        return packed[_array_header_bytes(packed):]
+
+    def encode_joined(self, family: int, mtype: int, head: list[Any], tail: bytes, tail_count: int,
+                      max_frame_bytes: int = MAX_FRAME_BYTES_LIMIT) -> bytes:
+        """The frame of the body ``[*head, *fields]``, where ``tail`` is ``pack_fields(fields)``
+        and ``tail_count`` is ``len(fields)``: the same bytes ``encode`` gives for that body, with
+        the shared fields packed once for every frame they go in (one gossip round, many peers)."""
+        types = self._types.get(family)
+        if types is None or mtype not in types:
+            _check_sendable(self.registry, family, mtype)
+        try:
+            packed_head = self._pack(head)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unsendable(exc) from None
+        n = len(head) + tail_count
+        start = _array_header_bytes(packed_head)
+        if n < 16 and start == 1:
+            body_len = len(packed_head) + len(tail)
+            array = _FIXARRAY[n]
+        else:
+            array = _array_header(n)
+            body_len = len(array) + len(packed_head) - start + len(tail)
+        size = HEADER_BYTES + body_len
+        if size > max_frame_bytes:
+            raise LocalProtocolError("oversize", f"a frame of {size} bytes exceeds max_frame_bytes {max_frame_bytes}")
+        return b"".join((HEADER.pack(body_len, PROTOCOL_VERSION, family, mtype), array, packed_head[start:], tail))
+
+
+_FIXARRAY: Final = tuple(bytes((0x90 | n,)) for n in range(16))
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return _FIXARRAY[n]
+    if n <= 0xFFFF:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _array_header_bytes(packed: bytes) -> int:
+    """Bytes of the array header at the start of the msgpack of a list."""
+    first = packed[0]
+    return 1 if first < 0xDC else 3 if first == 0xDC else 5
+
 
 def encode_frame(family: int, mtype: int, body: Any, *, registry: Registry = WIRE,
                  max_frame_bytes: int = MAX_FRAME_BYTES_LIMIT, version: int = PROTOCOL_VERSION) -> bytes:

@@ -478,6 +478,21 @@ class PeerTransport:
             return False
         return self._enqueue(peer, family, self._encoder.encode(family, mtype, body))
 
+    def send_joined(self, peer_id: str, family: int, mtype: int, head: list[Any], tail: bytes,
+                    tail_count: int) -> bool:
+        """``send`` of the body ``[*head, *fields]`` where ``tail = encoder.pack_fields(fields)``
+        (``FrameEncoder.encode_joined``): fields shared by many messages are packed once."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            self.counters.dropped_frames["unknown_peer"] += 1
+            return False
+        return self._enqueue(peer, family, self._encoder.encode_joined(family, mtype, head, tail, tail_count))
+
+    @property
+    def encoder(self) -> FrameEncoder:
+        """The transport's frame encoder (``pack_fields`` for ``send_joined``)."""
+        return self._encoder
+
     def send_to_address(self, host: str, port: int, family: int, mtype: int, body: Any) -> bool:
         """Send to whichever node listens at ``host:port`` (a gossip seed), dialling it if
         needed; False if dropped at once. Never blocks; a failed dial drops the message.
