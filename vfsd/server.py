@@ -265,13 +265,15 @@ class Client(asyncio.Protocol):
         self._batch = out
         self._batch_bytes = 0
         stats = self.stats
-        now_ms = self.node.tick()
-        limit = self.output_class()
+        node = self.node
+        now_ms = node.tick()
+        limits = node.output_limits
+        limit = limits.pubsub if self.subscribed else limits.normal  # output_class, inlined
         # Bytes this batch may add before the limits need a look; replies are counted as they are made.
         budget = limit.check_at_bytes - self._transport_bytes - self._pushq_bytes
         produced = 0
         done = 0
-        timer = self.node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
+        timer = node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
         slow_ns = timer.threshold_ns
         clock = perf_counter_ns
         started = clock() if slow_ns >= 0 else 0
