@@ -249,6 +249,10 @@ def test_pause_write_holds_writes_not_reads(server: VfsdProcess, r: redis.Redis)
     assert _timed(tx.execute) >= 0.3
     assert r.client_pause(400, all=False)
     assert _timed(lambda: other.publish("chan", "x")) >= 0.3  # PUBLISH may replicate: held too
+    sha = other.script_load("return redis.call('SET', KEYS[1], ARGV[1])")
+    assert r.client_pause(400, all=False)
+    assert _timed(lambda: other.evalsha(sha, 1, "pk", "2")) >= 0.3  # a script may write: held too
+    assert other.get("pk") == b"2"
     other.close()
 
 

@@ -254,7 +254,7 @@ class Client(asyncio.Protocol):
     def output_class(self) -> ClassLimit:
         """This client's client-output-buffer-limit class: pubsub once subscribed to anything, else normal."""
         limits = self.node.output_limits
-        return limits.pubsub if self.subscriptions() else limits.normal
+        return limits.pubsub if self.subscribed else limits.normal  # (self.subscribed: subscriptions() > 0)
 
     def run(self, commands: list[list[bytes]]) -> None:
         """Run a batch of parsed commands and write their replies at once.
@@ -266,13 +266,15 @@ class Client(asyncio.Protocol):
         self._batch = out
         self._batch_bytes = 0
         stats = self.stats
-        now_ms = self.node.tick()
-        limit = self.output_class()
+        node = self.node
+        now_ms = node.tick()
+        limits = node.output_limits
+        limit = limits.pubsub if self.subscribed else limits.normal  # output_class, inlined
         # Bytes this batch may add before the limits need a look; replies are counted as they are made.
         budget = limit.check_at_bytes - self._transport_bytes - self._pushq_bytes
         produced = 0
         done = 0
-        timer = self.node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
+        timer = node.command_timer  # SLOWLOG and LATENCY: each command timed while either is on
         slow_ns = timer.threshold_ns
         clock = perf_counter_ns
         started = clock() if slow_ns >= 0 else 0
@@ -284,6 +286,9 @@ class Client(asyncio.Protocol):
             if kind is bytes:
                 encode_into(out, reply, self.proto)
                 produced += len(reply) + 16
+            elif kind is SimpleString or kind is int or reply is None:
+                encode_into(out, reply, self.proto)
+                produced += 16
             elif kind is Replies:
                 for part in reply:
                     encode_into(out, part, self.proto)
@@ -304,7 +309,7 @@ class Client(asyncio.Protocol):
                 if kind is ErrorReply:
                     stats.count_error(str(reply))
                 encode_into(out, reply, self.proto)  # self.proto: HELLO may have just switched it
-                produced += 16 if kind is SimpleString or kind is int or reply is None else sum(map(len, out[mark:]))
+                produced += sum(map(len, out[mark:]))
             if slow_ns >= 0:  # this command's time, its reply's encoding included
                 ended = clock()
                 if ended - started >= slow_ns:
@@ -403,8 +408,10 @@ class Client(asyncio.Protocol):
         else:
             transport.writelines(_coalesce(pieces))
         self.stats.net_output_bytes += size
-        queued = self._queued_bytes()
-        limit = self.output_class()
+        self._transport_bytes = queued = transport.get_write_buffer_size()  # _queued_bytes, inlined
+        queued += self._pushq_bytes
+        limits = self.node.output_limits
+        limit = limits.pubsub if self.subscribed else limits.normal  # output_class, inlined
         if queued >= limit.check_at_bytes:
             reason = limit.verdict(queued, now_ms, self._limit_clock)
             if reason is not None:

@@ -38,6 +38,12 @@ LOOKUP: dict[bytes, CommandSpec] = {}
 #: needs every command on the general path (``hold_general_path``: MONITOR, CLIENT PAUSE).
 FAST: dict[bytes, CommandSpec] = {}
 _FAST_ALL: dict[bytes, CommandSpec] = {}
+#: Script commands that take the fast path: node-scope handlers that run or propose the script themselves
+#: (``vfsd.commands.scripting``), so a plain client's EVALSHA skips only checks that cannot refuse it. Held
+#: empty with FAST.
+FAST_SCRIPTS: dict[bytes, CommandSpec] = {}
+_FAST_SCRIPTS_ALL: dict[bytes, CommandSpec] = {}
+SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 _general_holds = 0
 
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
@@ -50,6 +56,7 @@ def build_lookup() -> None:
     """Index the table by the command's bytes in lower and upper case (the common spellings)."""
     LOOKUP.clear()
     _FAST_ALL.clear()
+    _FAST_SCRIPTS_ALL.clear()
     for name, spec in TABLE.items():
         if "internal" in spec.flags:
             continue
@@ -58,9 +65,13 @@ def build_lookup() -> None:
             if (spec.scope == "key" and spec.first_key == 1 and spec.last_key == 1 and spec.key_positions is None
                     and not spec.is_blocking):
                 _FAST_ALL[spelling] = spec
+            elif name in SCRIPT_COMMANDS and spec.scope == "node":
+                _FAST_SCRIPTS_ALL[spelling] = spec
     FAST.clear()
+    FAST_SCRIPTS.clear()
     if not _general_holds:
         FAST.update(_FAST_ALL)
+        FAST_SCRIPTS.update(_FAST_SCRIPTS_ALL)
 
 
 def hold_general_path(hold: bool) -> None:
@@ -72,8 +83,10 @@ def hold_general_path(hold: bool) -> None:
     assert _general_holds >= 0, "hold_general_path released more often than held"
     if _general_holds == 0:
         FAST.update(_FAST_ALL)
+        FAST_SCRIPTS.update(_FAST_SCRIPTS_ALL)
     elif hold and _general_holds == 1:
         FAST.clear()
+        FAST_SCRIPTS.clear()
 
 
 def unknown_command(argv: list[bytes]) -> ErrorReply:
@@ -241,6 +254,19 @@ def dispatch(client: "Client", argv: list[bytes]) -> Any:
                 return reply
             except PathError as exc:
                 return ErrorReply(str(exc))
+            except ErrorReply as err:
+                return err
+            except Exception as exc:
+                log.exception("command %r failed", argv[0][:64])
+                return ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
+    elif spec is None:
+        spec = FAST_SCRIPTS.get(argv[0])
+        if spec is not None and client.authenticated and client.multi is None and not client.subscribed \
+                and not client.observed and spec.arity_ok(len(argv)):
+            # EVALSHA and its kin for a plain client: what the general path does for a node-scope command
+            # that nothing holds, watches or queues (its handler routes the script by its KEYS).
+            try:
+                return spec.handler(client, argv)
             except ErrorReply as err:
                 return err
             except Exception as exc:

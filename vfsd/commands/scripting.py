@@ -56,6 +56,7 @@ class NodeScripting:
         self._spare = Invocation("", read_only=False, is_eval=True, ctxs=self._immediate_ctxs, router=node.router,
                                  now_ms=0, node_command=self._node_command)
         self._spare_in_use = False
+        self._monitors = node.monitors
 
     def done(self, run: Invocation) -> None:
         """A run ended: stop any busy polling, release the reusable invocation."""
@@ -136,9 +137,10 @@ class NodeScripting:
     def eval(self, client: "Client", argv: list[bytes], script: Script, *, ro: bool) -> Any:
         numkeys = SMALL_NUMKEYS.get(argv[2])
         if numkeys is not None and numkeys <= len(argv) - 3:
-            keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
+            keys = argv[3:3 + numkeys]
         else:
-            keys, args = split_keys(argv)  # and its errors
+            keys, _ = split_keys(argv)  # and its errors
+            numkeys = len(keys)
         flags = script.flags
         if flags is None:  # compatibility mode: writes allowed unless called as *_RO
             read_only = ro
@@ -159,15 +161,16 @@ class NodeScripting:
             run.name, run.resp, run.steps, run.work, run.verdict, run.read_only = script.sha, 2, 0, 0, None, read_only
             run.wrote, run.is_eval, run.now_ms, run.caller, run.argv = False, True, self.node.clock_ms, client, argv
             run.started_ms, run.busy = int(monotonic() * 1000), False
-            run.observer = self._observer(client)
+            run.observer = None if not self._monitors.clients and client.tracking is None else self._observer(client)
             try:
-                return self.sandbox.execute_eval(script.function, keys, args, run)
+                return self.sandbox.execute_eval_argv(script.function, numkeys, argv, run)
             finally:
                 if run.busy:
                     self.busy.finish()
                 run.caller = None
                 run.argv = []
                 self._spare_in_use = False
+        args = argv[3 + numkeys:]
         node = self.node
         if group == "log" and not read_only:
             op = [b"vfs.eval", script.body, b"0", b"%d" % node.settings.script_max_instructions, *argv[2:]]

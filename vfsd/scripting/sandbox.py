@@ -57,6 +57,8 @@ HOOK_STEPS = 100_000
 HEADROOM_BYTES = 1 << 20
 #: Up to this many KEYS + ARGV travel as Lua call arguments; more as tables (the Lua stack is finite).
 SHORT_ARGS = 64
+#: How many fresh ``{ok = "OK"}`` tables one call into Lua makes for ``redis.call`` (see Sandbox.__init__).
+OK_TABLES = 64
 RAND48_A = 0x5DEECE66D
 RAND48_MASK = (1 << 48) - 1
 REDIS_LRAND48_MAX = (1 << 31) - 1
@@ -125,6 +127,11 @@ class Sandbox:
         table_from = self.runtime.table_from
         # Small tables are made by Lua functions: calling into Lua costs less than lupa's table_from.
         self._pair = pair = self.runtime.eval("function(k, v) return {[k] = v} end")
+        # +OK, the reply scripts get most after strings, is the table {ok = "OK"}, a fresh one each time (the
+        # script may change it): made OK_TABLES at a time, since one call into Lua costs more than the table.
+        self._new_ok_tables = self.runtime.eval("function(n) local t = {} for i = 1, n do t[i] = {ok = 'OK'} end "
+                                                "return unpack(t) end")
+        self._ok_tables: list[Any] = []
         array = self.runtime.eval("function(...) return {...} end")
 
         def new_table(value: Any) -> Any:
@@ -247,15 +254,19 @@ class Sandbox:
     # -- running -------------------------------------------------------------------------
 
     def execute_eval(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
-        nkeys = len(keys)
-        if nkeys + len(argv) <= SHORT_ARGS:  # the common case: _guard and _finish's usual cases, inlined
+        return self.execute_eval_argv(fn, len(keys), [b"", b"", b"", *keys, *argv], run)
+
+    def execute_eval_argv(self, fn: Any, nkeys: int, command: list[bytes], run: Run) -> Any:
+        """``execute_eval`` of an EVAL-shaped command: its KEYS (``nkeys`` of them) and ARGV start at
+        ``command[3]`` (what EVAL and EVALSHA receive, passed on without splitting it)."""
+        if len(command) <= SHORT_ARGS + 3:  # the common case: _guard and _finish's usual cases, inlined
             previous = self.run
             self.run = run
             try:
                 if nkeys < 3:
-                    result = self._run_eval_keys[nkeys](fn, run.max_steps > 0, *keys, *argv)
+                    result = self._run_eval_keys[nkeys](fn, run.max_steps > 0, *command[3:])
                 else:
-                    result = self._run_eval_short(fn, run.max_steps > 0, nkeys, *keys, *argv)
+                    result = self._run_eval_short(fn, run.max_steps > 0, nkeys, *command[3:])
             except lua.LuaMemoryError:
                 result = (False, b"not enough memory")
             except lua.LuaError as exc:
@@ -276,8 +287,8 @@ class Sandbox:
                 return OK
             return self._finish(run, result)
         table_from = self.new_table
-        return self._finish(run, self._guard(self._run_eval, fn, table_from(keys), table_from(argv),
-                                             run.max_steps > 0, run=run))
+        return self._finish(run, self._guard(self._run_eval, fn, table_from(command[3:3 + nkeys]),
+                                             table_from(command[3 + nkeys:]), run.max_steps > 0, run=run))
 
     def execute_function(self, fn: Any, keys: list[bytes], argv: list[bytes], run: Run) -> Any:
         if len(keys) + len(argv) <= SHORT_ARGS:
@@ -397,10 +408,16 @@ class Sandbox:
                     raise _Raise(self._pair(b"err", error_table_message(err.message))) from None
                 except Exception as exc:
                     reply = ErrorReply(f"ERR internal error in '{argv[0][:64].decode(errors='replace')}': {exc}")
-                if type(reply) is bytes and len(reply) < 4096 and (
+                kind = type(reply)
+                if (kind is bytes and len(reply) < 4096 or reply is OK) and (
                         not self.max_memory_bytes or self.runtime.get_memory_used() + HEADROOM_BYTES + 8192
-                        < self.max_memory_bytes):
-                    return reply  # a short string that fits (see has_room)
+                        < self.max_memory_bytes):  # a short string, or a table of +OK, that fits (see has_room)
+                    if kind is bytes:
+                        return reply
+                    ok_tables = self._ok_tables
+                    if not ok_tables:
+                        ok_tables.extend(self._new_ok_tables(OK_TABLES))
+                    return ok_tables.pop()
                 value, failed = self._convert(run, argv, reply)
                 if failed:
                     raise _Raise(value)
