@@ -653,19 +653,11 @@ class RaftPlane:
             self._drive()
 
     def _drive(self) -> None:
-        """Carry out Ready batches until the core has none, then write what they sent at once
-        (not at the end of this event-loop iteration: a message waiting for the next one waits
-        for a poll of every socket). A small batch is made durable right here, on the event loop
-        (a write and an fsync of a few entries take a fraction of a millisecond, less than
-        handing them to a thread and back); a larger one, or a snapshot, goes to the writer
-        thread, and the rest continues in a task once it is done."""
-        try:
-            self._drive_readies()
-        finally:
-            if self.transport is not None:
-                self.transport.flush_now()
-
-    def _drive_readies(self) -> None:
+        """Carry out Ready batches until the core has none. A small batch is made durable right
+        here, on the event loop (a write and an fsync of a few entries take a fraction of a
+        millisecond, less than handing them to a thread and back); a larger one, or a snapshot,
+        goes to the writer thread, and the rest continues in a task once it is done. Messages
+        are written the moment they may leave (``_send``)."""
         core = self.core
         while core is not None and self._failed is None:
             self._start_read_round()
@@ -681,8 +673,6 @@ class RaftPlane:
             if self._needs_persist(rd):
                 if rd.snapshot is None and len(rd.entries) <= INLINE_PERSIST_ENTRIES and \
                         sum(len(e.data) for e in rd.entries) <= INLINE_PERSIST_BYTES:
-                    if rd.messages:  # the appends leave before this fsync, so followers fsync alongside
-                        self.transport.flush_now()
                     try:
                         self._persist(rd)
                     except Exception as exc:  # a write or fsync failed: stop, never acknowledge again
@@ -788,6 +778,10 @@ class RaftPlane:
         self._fail_reads(f"ERR desired-state log unavailable: {exc}")
 
     def _send(self, messages: list[Any]) -> None:
+        """Write ``messages`` at once: not at the end of this event-loop iteration (a message
+        waiting for the next one waits for a poll of every socket), and before the work that
+        follows them in the Ready (the appends leave before this node's fsync, so followers
+        fsync alongside; a commit notice and an acknowledgement before any entry is applied)."""
         if not messages or self._stopping:
             return
         transport, config = self.transport, self.core.config if self.core is not None else None
@@ -796,6 +790,7 @@ class RaftPlane:
             name = member.name if member is not None else _name_of(m.recipient)
             transport.send(name, RAFT, int(m.TYPE), m.to_wire())
             self.stats["messages_sent"] += 1
+        transport.flush_now()
 
     def _apply_entry(self, entry: Any, body: dict[str, Any] | None = None) -> object:
         if entry.kind == EntryKind.NORMAL:
