@@ -26,6 +26,7 @@ from vfsd.raft.messages import (
     Append,
     AppendResponse,
     Heartbeat,
+    HeartbeatResponse,
     PreVote,
     PreVoteResponse,
     Propose,
@@ -184,6 +185,26 @@ def test_an_entry_commits_once_a_majority_stores_it_and_is_applied_everywhere() 
     for _ in range(2):  # the append they missed is retried after an interval without answers
         net.heartbeat("n1")
     assert all(net.applied_data(n) == [b"a"] for n in net.nodes)
+
+
+def test_a_commit_notice_reaches_each_follower_at_once_and_wants_no_answer() -> None:
+    """A follower learns of a commit as soon as its own acknowledgement completes it (the node
+    a client wrote through applies and answers without waiting for a heartbeat); such a notice
+    gets no response, while a periodic heartbeat still does (liveness, check-quorum)."""
+    net = Network(3)
+    net.elect("n1")
+    net.core("n1").propose(b"a", net.now_ms)
+    sent = []
+    while net.outbox or any(node.core.has_ready() for node in net.nodes.values()):
+        sent += net.deliver()
+    notices = [m for m in sent if isinstance(m, Heartbeat) and m.notice]
+    assert sorted(m.recipient for m in notices) == ["n2", "n3"]
+    assert all(net.applied_data(n) == [b"a"] for n in net.nodes)
+    assert not [m for m in sent if isinstance(m, HeartbeatResponse)]
+    net.tick("n1", net.settings.heartbeat_ticks)
+    sent = net.deliver()
+    assert sent and all(isinstance(m, Heartbeat) and not m.notice for m in sent)
+    assert sorted(m.sender for m in net.deliver() if isinstance(m, HeartbeatResponse)) == ["n2", "n3"]
 
 
 def test_no_commit_without_a_majority() -> None:
