@@ -197,14 +197,34 @@ def test_a_commit_notice_reaches_each_follower_at_once_and_wants_no_answer() -> 
     sent = []
     while net.outbox or any(node.core.has_ready() for node in net.nodes.values()):
         sent += net.deliver()
-    notices = [m for m in sent if isinstance(m, Heartbeat) and m.notice]
+    notices = [m for m in sent if isinstance(m, Heartbeat) and m.commit_term]
     assert sorted(m.recipient for m in notices) == ["n2", "n3"]
     assert all(net.applied_data(n) == [b"a"] for n in net.nodes)
     assert not [m for m in sent if isinstance(m, HeartbeatResponse)]
     net.tick("n1", net.settings.heartbeat_ticks)
     sent = net.deliver()
-    assert sent and all(isinstance(m, Heartbeat) and not m.notice for m in sent)
+    assert sent and all(isinstance(m, Heartbeat) and not m.commit_term for m in sent)
     assert sorted(m.sender for m in net.deliver() if isinstance(m, HeartbeatResponse)) == ["n2", "n3"]
+
+
+def test_a_follower_is_told_of_a_commit_another_followers_ack_made() -> None:
+    """n3's acknowledgement completes the majority first: n2, sent the entry but not yet heard
+    from, is told at once and commits through the entry the notice names; a notice naming an
+    entry n2 does not hold (another term) commits nothing."""
+    net = Network(3)
+    net.elect("n1")
+    net.core("n1").propose(b"a", net.now_ms)
+    net.deliver(lambda m: isinstance(m, Append))
+    net.deliver(lambda m: isinstance(m, AppendResponse) and m.sender == "n3")
+    index = net.core("n1").commit_index
+    notices = net.deliver(lambda m: isinstance(m, Heartbeat) and m.recipient == "n2")
+    assert [m.commit_term for m in notices] == [net.core("n1").term]
+    assert net.core("n2").commit_index == index and net.applied_data("n2") == [b"a"]
+    n2 = net.core("n2")
+    wrong = Heartbeat(CLUSTER, "n1", "n2", n2.term, index + 1, 0, n2.term)  # an entry n2 lacks
+    assert n2.step(wrong, net.now_ms) is None and n2.commit_index == index
+    net.stabilize()
+    assert all(net.applied_data(n) == [b"a"] for n in net.nodes)
 
 
 def test_no_commit_without_a_majority() -> None:

@@ -65,7 +65,7 @@ def messages(draw: Any) -> m.Message:
     if kind == t.APPEND_RESPONSE:
         return m.AppendResponse(*head, draw(small), draw(st.booleans()), draw(small), draw(small))
     if kind == t.HEARTBEAT:
-        return m.Heartbeat(*head, draw(small), draw(small), draw(st.booleans()))
+        return m.Heartbeat(*head, draw(small), draw(small), draw(small))
     if kind == t.HEARTBEAT_RESPONSE:
         return m.HeartbeatResponse(*head, draw(small))
     if kind == t.SNAPSHOT_CHUNK:
@@ -131,8 +131,9 @@ MALFORMED = [
     ([7, CLUSTER, "a" * 300, "b", 1, 0, 0], "sender"),
     ([7, 5, "a", "b", 1, 0, 0], "cluster_id"),
     ([7, CLUSTER, "a", "b", 1, 0], "expected 2 or 3 fields"),
-    ([7, CLUSTER, "a", "b", 1, 0, 0, 0], "notice"),
-    ([7, CLUSTER, "a", "b", 1, 0, 0, True, 0], "expected 2 or 3 fields"),
+    ([7, CLUSTER, "a", "b", 1, 0, 0, 0], "commit_term"),
+    ([7, CLUSTER, "a", "b", 1, 0, 0, "1"], "commit_term"),
+    ([7, CLUSTER, "a", "b", 1, 0, 0, 1, 0], "expected 2 or 3 fields"),
     ([7, CLUSTER, "a", "b", 1, "0", 0], "commit"),
     ([7, CLUSTER, "a", "b", 1, 0, 1 << 64], "read_round"),
     (_with("heartbeat", 5, 1.5), "commit"),

@@ -975,9 +975,12 @@ class RaftCore:
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         # The leader sends min(its commit, what it knows we hold), so this never
         # commits an entry we might hold in a version the leader does not.
-        self.log.commit_to(min(m.commit, self.log.last_index))
-        if m.notice:
+        log = self.log
+        if m.commit_term:  # a commit notice: commit only through the entry it names, if held
+            if m.commit > log.commit and log.term_at(m.commit) == m.commit_term:
+                log.commit_to(m.commit)
             return
+        log.commit_to(min(m.commit, log.last_index))
         self._send(HeartbeatResponse(self.cluster_id, self.member_id, m.sender, self.term, m.read_round))
 
     def _handle_snapshot_chunk(self, m: SnapshotChunk) -> str | None:
@@ -1547,15 +1550,21 @@ class RaftCore:
         # A follower's acknowledgement may arrive after the commit it completes (another one made
         # the majority): it is told then, not at the next heartbeat.
         told = self._commit_told_to
+        commit = log.commit
         for pr in self.progress.values():
             if pr.member_id == self.member_id:
                 continue
-            # Tell followers of a new commit index at once: the node a client wrote
-            # through applies the entry before it answers (read-your-writes there).
-            known = min(log.commit, pr.match)
+            # Tell followers of a new commit index at once: the node a client wrote through
+            # applies the entry before it answers (read-your-writes there). A follower sent the
+            # entries up to the commit is told even before it acknowledges them (the notice names
+            # the entry, and it commits only if it holds it): when another follower's
+            # acknowledgement made the majority, it applies as soon as its own write is durable.
+            known = commit if pr.next > commit else min(commit, pr.match)
             if known > told.get(pr.member_id, 0):
-                self._send(Heartbeat(self.cluster_id, self.member_id, pr.member_id, self.term, known,
-                                     self.reads.sent_round, notice=True))
+                term = log.term_at(known)
+                if term is not None:
+                    self._send(Heartbeat(self.cluster_id, self.member_id, pr.member_id, self.term, known,
+                                         self.reads.sent_round, term))
 
     def _broadcast_read_round(self) -> None:
         round_number = self.reads.next_round()

@@ -290,21 +290,25 @@ class Heartbeat(Message):
     """Leader liveness, commit index (never past what the follower is known to hold)
     and the newest ReadIndex round (§6.4) the follower is asked to confirm.
 
-    A ``notice`` only tells a follower of a new commit index the moment it is known (so
-    the node a client wrote through can apply and answer): it wants no response, which
-    saves two messages per write. Liveness, check-quorum and read rounds rest on the
-    periodic heartbeats and on read-round broadcasts, which are never notices. On the
-    wire a notice has a third field, ``true``; a heartbeat without it wants a response."""
+    A *commit notice* (``commit_term`` above 0) only tells a follower of a new commit index
+    the moment it is known, so that the node a client wrote through applies and answers at
+    once. It names the term of the entry at ``commit``: a follower whose log holds that entry
+    holds everything before it as the leader does (log matching, §5.3), so it may commit that
+    far even before the leader has its acknowledgement (another follower's may complete the
+    majority first); one whose log does not ignores it. A notice wants no response, which
+    saves two messages per write: liveness, check-quorum and read rounds rest on the periodic
+    heartbeats and read-round broadcasts, which are never notices. On the wire a notice has a
+    third field, ``commit_term``."""
 
     TYPE = MessageType.HEARTBEAT
     EARLY = True
     commit: int = 0
     read_round: int = 0
-    notice: bool = False
+    commit_term: int = 0
 
     def _body(self) -> list[Any]:
-        if self.notice:
-            return [self.commit, self.read_round, True]
+        if self.commit_term:
+            return [self.commit, self.read_round, self.commit_term]
         return [self.commit, self.read_round]
 
 
@@ -557,10 +561,10 @@ def _decode_body(kind: int, head: tuple[str, str, str, int], body: list[Any]) ->
     if kind == t.HEARTBEAT:
         if len(body) not in (2, 3):
             raise WireError(f"heartbeat: expected 2 or 3 fields after the header, got {len(body)}")
-        commit, read_round, notice = body if len(body) == 3 else (*body, False)
-        if len(body) == 3 and notice is not True:
-            raise WireError(f"heartbeat: the third field (notice) must be true, got {_short(notice)}")
-        return Heartbeat(*head, _uint(commit, "commit"), _uint(read_round, "read_round"), notice)
+        commit, read_round, commit_term = body if len(body) == 3 else (*body, 0)
+        if len(body) == 3:
+            _uint(commit_term, "commit_term", 1)  # a notice names the term of the entry it commits
+        return Heartbeat(*head, _uint(commit, "commit"), _uint(read_round, "read_round"), commit_term)
     if kind == t.HEARTBEAT_RESPONSE:
         (read_round,) = _fixed(body, 1, "heartbeat response")
         return HeartbeatResponse(*head, _uint(read_round, "read_round"))
