@@ -107,3 +107,26 @@ def test_version_hash_is_pinned() -> None:
     h = version_hash(0x12345678, 1 << 40, "node-a")
     assert 0 < h < 1 << 64
     assert h != version_hash(0x12345678, (1 << 40) + 1, "node-a") != version_hash(0x12345678, 1 << 40, "node-b")
+
+
+def test_a_settle_of_many_buckets_equals_a_digest_built_from_scratch() -> None:
+    rng = random.Random(7)
+    versions = {b"/run/k%d" % i: (rng.randrange(1, 1 << 60), "n%d" % rng.randrange(3)) for i in range(20_000)}
+    d = build(versions, 1)
+    d.settle()
+    for key in rng.sample(sorted(versions), 12_000):  # most buckets change; many parents take several changes
+        old = versions[key]
+        versions[key] = (old[0] + rng.randrange(1, 1000), old[1])
+        kh = crc32(key)
+        d.xor(kh, version_hash(kh, *old) ^ version_hash(kh, *versions[key]))
+    # Two changes under one parent that cancel there: each bucket still changes, the parent does not.
+    a, b = b"/run/cancel-a", b"/run/cancel-b"
+    d.add(a, crc32(a), 0x1234)
+    d.add(b, crc32(b), 0x1234)
+    fresh = Digest()
+    for key, (hlc, origin) in versions.items():
+        kh = crc32(key)
+        fresh.add(key, kh, version_hash(kh, hlc, origin))
+    fresh.add(a, crc32(a), 0x1234)
+    fresh.add(b, crc32(b), 0x1234)
+    assert d.hashes == fresh.hashes and d.counts == fresh.counts

@@ -6,6 +6,7 @@ never another exception, never a message half-applied (the Corrosion lesson).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -17,6 +18,7 @@ from vfsd.active.lww import TOMBSTONE
 from vfsd.active.wire import (
     ALIVE_OP,
     DEAD_OP,
+    MAX_VALID_KEYS,
     SUSPECT,
     Ack,
     Gossip,
@@ -216,3 +218,30 @@ def test_a_record_key_is_held_to_the_whole_path_grammar() -> None:
         with pytest.raises(WireError) as exc:
             decode(MsgType.GOSSIP, gossip_body([[bad, 1, 0, 0, b"", 0]]), Limits())
         assert exc.value.reason == "bad_key", bad
+
+
+def test_a_key_that_passed_once_skips_the_checks_but_only_under_the_same_limits() -> None:
+    limits = Limits()
+    first = decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), limits).records[0][0]
+    again = bytes(bytearray(b"/run/k"))  # an equal key, another object (as every decoded message brings)
+    assert decode(MsgType.GOSSIP, gossip_body([[again, 2, 0, 0, b"", 0]]), limits).records[0][0] is first
+    # A refused key is never remembered: it is refused again, with the same reason.
+    for _ in range(2):
+        with pytest.raises(WireError) as exc:
+            decode(MsgType.GOSSIP, gossip_body([[b"/run//k", 1, 0, 0, b"", 0]]), limits)
+        assert exc.value.reason == "bad_key"
+    assert b"/run//k" not in limits.valid_keys
+    # Limits for other roots (a copy made with dataclasses.replace included) start with no known key.
+    narrower = replace(limits, accepts_key=lambda k: k.startswith(b"/hw/"))
+    assert not narrower.valid_keys
+    with pytest.raises(WireError) as exc:
+        decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), narrower)
+    assert exc.value.reason == "bad_key"
+
+
+def test_the_table_of_known_keys_stays_bounded() -> None:
+    limits = Limits()
+    for start in range(0, MAX_VALID_KEYS + 10, 4096):
+        decode(MsgType.GOSSIP, gossip_body([[b"/run/%d" % i, 1, 0, 0, b"", 0] for i in range(start, start + 4096)]),
+               limits)
+        assert len(limits.valid_keys) <= MAX_VALID_KEYS

@@ -116,6 +116,12 @@ class Limits:
     the largest value a record may carry. The list caps (records 65536, versions 262144,
     updates 4096, rows 100000, origins 65536, tree nodes 65536) bound what one message may
     make us allocate, far above what a correct peer sends.
+
+    ``valid_keys``: the record keys that passed every check of ``_key`` under these limits,
+    each mapped to the first object that brought it (bounded by ``MAX_VALID_KEYS``; emptied
+    when full). A replica receives the same paths over and over: a key found there skips the
+    path checks, and the record carries the known object (its hash computed, the one the
+    keyspace most likely holds already).
     """
 
     kinds: frozenset[int] = frozenset({0, 1})
@@ -130,6 +136,7 @@ class Limits:
     max_rows: int = 100_000
     max_origins: int = 65_536
     max_nodes: int = 65_536
+    valid_keys: dict[bytes, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +329,10 @@ Message = (Ping | Ack | PingReq | Nack | Gossip | SyncOpen | SyncReply | SyncDes
 DATA_TYPES = frozenset({MsgType.GOSSIP, MsgType.SYNC_RECORDS, MsgType.RECORDS})
 
 
+#: How many keys ``Limits.valid_keys`` holds at most (about 3 MiB of table; the keys are shared).
+MAX_VALID_KEYS = 1 << 17
+
+
 def _records_out(records: Sequence[Record]) -> tuple[list[str], list[list[Any]]]:
     origins: dict[str, int] = {}
     out = [[k, h, origins.setdefault(o, len(origins)), kind, v, at] for k, h, o, kind, v, at in records]
@@ -412,15 +423,23 @@ def _records(origins_x: Any, records_x: Any, where: str, limits: Limits) -> list
     max_value = limits.max_value_bytes
     check_value = limits.check_value
     accepts = limits.accepts_key
+    valid = limits.valid_keys
     # The checks of _list, _key and _int, inlined for the common, valid record (every record a
     # replica takes passes here); anything off goes the long way, which names the fault.
     for i, r in enumerate(_list(records_x, where, limits.max_records)):
         if type(r) is not list or len(r) != 6:
             _list(r, f"{where}[{i}]", 6, exact=6)
         key, hlc, o, kind, value, at_ms = r
-        if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES or PATH_SUSPECT.search(key) is not None
-                or not key.isascii() or not accepts(key)):
-            _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
+        known = valid.get(key) if type(key) is bytes else None
+        if known is not None:
+            key = known
+        else:
+            if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES
+                    or PATH_SUSPECT.search(key) is not None or not key.isascii() or not accepts(key)):
+                _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
+            if len(valid) >= MAX_VALID_KEYS:
+                valid.clear()
+            valid[key] = key
         if type(hlc) is not int or not 0 <= hlc <= U63:
             _int(hlc, f"{where}[{i}].hlc")
         if type(o) is not int or not 0 <= o < n_origins:
