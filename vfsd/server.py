@@ -5,8 +5,7 @@ complete command through ``dispatch`` and writes the batch of replies with a
 single write (pipelining costs one syscall per batch). A command on the
 desired plane answers with a Future; the connection then holds its later
 commands back until it resolves, so replies keep their order and a client
-reads its own writes (it keeps reading until more input arrives, and holds
-that input with reading paused).
+reads its own writes.
 
 Output is bounded per client by ``client-output-buffer-limit``
 (``resp.output_limits``). A batch stops running when the replies queued for
@@ -300,9 +299,7 @@ class Client(asyncio.Protocol):
                     reply, done = self._pipeline(reply, commands, done)
                 self.backlog = deque(commands[done:])
                 self.waiting = reply
-                # Reading goes on (a disconnect is seen at once); whatever arrives meanwhile is
-                # held and reading paused then (data_received), so a lone request-reply pair
-                # costs no pause and resume of the socket (two epoll changes per write).
+                self._pause_reading()
                 reply.add_done_callback(self._resumed)
                 break
             else:
