@@ -276,13 +276,7 @@ class Replicator:
                 leaf = kh & LEAF_MASK
                 pending[leaf] = pending.get(leaf, 0) ^ delta
             else:
-                t = self.tombstones.pop(key) if self.tombstones else None
-                if t is not None:
-                    self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
-                else:
-                    self.digest.add(key, kh, h)
-                if self.collected:
-                    self.collected.pop(key, None)
+                self._fold_new(key, kh, h)
             if publish:
                 if key not in where and len(where) < max_items:
                     where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
@@ -290,6 +284,16 @@ class Replicator:
                 else:
                     queue.push(key, None)
         dirty.clear()  # the same dict: the plane's write path holds it
+
+    def _fold_new(self, key: bytes, kh: int, h: int) -> None:
+        """``fold`` for a key the digest did not hold live: it replaces its tombstone, if any."""
+        t = self.tombstones.pop(key) if self.tombstones else None
+        if t is not None:
+            self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
+        else:
+            self.digest.add(key, kh, h)
+        if self.collected:
+            self.collected.pop(key, None)
 
     def _fold_removed(self, key: bytes, current: tuple[int, str]) -> None:
         """``fold`` for one marked key whose entry, versioned ``current``, is being removed (the
@@ -300,13 +304,7 @@ class Replicator:
         if old is not None:
             self.digest.xor(kh, h ^ version_hash(kh, old[0], old[1]))
         else:
-            t = self.tombstones.pop(key) if self.tombstones else None
-            if t is not None:
-                self.digest.xor(kh, h ^ version_hash(kh, t[0], t[1]))
-            else:
-                self.digest.add(key, kh, h)
-            if self.collected:
-                self.collected.pop(key, None)
+            self._fold_new(key, kh, h)
         if not self.fresh:
             self.queue.push(key, None)
 

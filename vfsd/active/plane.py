@@ -8,7 +8,7 @@ On a clustered node the plane's Ctx is a ``ReplicatedCtx``: the same handlers, t
 same keyspace, plus a mark per write and a hook call per delete and expiry
 (``ReplicationHooks``, which the gossip shell implements), so the replication core
 learns of every change, with the version it replaced. A lone node keeps the plain ``Ctx``
-and pays nothing.
+and pays one attribute look per SET (``Ctx.replace`` marks through the hooks when there are any).
 """
 
 from __future__ import annotations
@@ -76,45 +76,22 @@ class ReplicatedCtx(Ctx):
             raise _too_large(key, len(value), self.max_value_bytes)
         before = self.db.data.get(key)
         entry = Ctx.write(self, key, value, kind, old=old, keep_ttl=keep_ttl)
+        self._mark(hooks, key, before)
+        return entry
+
+    def replace(self, key: bytes, value: bytes) -> Entry:
+        if self.hooks is not None and len(value) > self.max_value_bytes:
+            raise _too_large(key, len(value), self.max_value_bytes)
+        return Ctx.replace(self, key, value)  # (which marks the write: the benchmarked path, one dict probe)
+
+    @staticmethod
+    def _mark(hooks: ReplicationHooks, key: bytes, before: Entry | None) -> None:
+        """Mark ``key`` written, with the version ``before`` held (the first write since replication last looked)."""
         written = hooks.written
         if key not in written:
             if not written:
                 hooks.schedule()
             written[key] = None if before is None else (before[REV], before[ORIGIN])
-        return entry
-
-    def replace(self, key: bytes, value: bytes) -> Entry:
-        hooks = self.hooks
-        if hooks is None:
-            return Ctx.replace(self, key, value)
-        if len(value) > self.max_value_bytes:
-            raise _too_large(key, len(value), self.max_value_bytes)
-        # Ctx.replace, with the mark beside it (the benchmarked write: one dict probe for the
-        # version it replaces, as there). Keep the two alike.
-        db = self.db
-        if db.saving is not None:
-            db.saving.before_change(key)
-        data = db.data
-        old = data.get(key)
-        expires = db.expires
-        if old is not None and expires and key in expires:  # it may have lapsed: expire it properly first
-            old = self.lookup(key)  # (through remove, which reports the expiry to the hooks)
-        now = self.now_ms
-        entry = (value, RAW, self.next_rev(), self.origin, now if old is None else old[CTIME], now)
-        if old is not None:
-            data[key] = entry
-            if db.watched:
-                db.touch(key)
-        else:
-            db.put(key, entry)
-        if expires:
-            expires.pop(key, None)
-        written = hooks.written
-        if key not in written:
-            if not written:
-                hooks.schedule()
-            written[key] = None if old is None else (old[REV], old[ORIGIN])
-        return entry
 
     def remove(self, key: bytes) -> Entry | None:
         hooks = self.hooks

@@ -43,6 +43,9 @@ class Ctx:
     entry commits (as Redis replicas do).
     """
 
+    #: Replication's hooks on a replicated plane (ReplicatedCtx, which has them as a slot); none here.
+    hooks: Any = None
+
     __slots__ = ("db", "plane", "now_ms", "origin", "next_rev", "notify", "lazy_delete", "max_bulk_bytes", "random",
                  "deterministic", "reading", "hits", "misses")
 
@@ -142,6 +145,9 @@ class Ctx:
             db.put(key, entry)
         if expires:
             expires.pop(key, None)
+        hooks = self.hooks
+        if hooks is not None:  # a replicated plane's write is marked (vfsd.active.plane.ReplicatedCtx)
+            self._mark(hooks, key, old)  # type: ignore[attr-defined]
         return entry
 
     def mutable(self, key: bytes, entry: Entry) -> Any:
