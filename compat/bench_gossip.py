@@ -329,8 +329,16 @@ def quiet(nodes: list[Node], timeout_s: float = 120) -> float:
 
 
 def renice(nodes: list[Node], value: int) -> None:
+    """Set the nodes' nice value. Each node runs in a session of its own, and where the kernel
+    groups sessions for scheduling (``sched_autogroup_enabled``) a process's nice value only
+    weighs it against its own group: the group's nice (``/proc/<pid>/autogroup``) is what
+    weighs it against the other nodes and redis-benchmark, so that is set too."""
     for n in nodes:
         os.setpriority(os.PRIO_PROCESS, n.server.pid, value)
+        try:
+            Path(f"/proc/{n.server.pid}/autogroup").write_text(f"{value}\n")
+        except OSError:  # no autogroups on this kernel: the process nice value is the whole story
+            pass
 
 
 def throughput(bench: str, lone: Node, three: list[Node], requests: int) -> list[dict[str, float]]:
