@@ -79,6 +79,7 @@ from vfsd.active.wire import (
     decode,
     decode_header,
     encode,
+    gossip_payload,
 )
 
 #: Bytes of a gossip message given to membership updates before records.
@@ -445,31 +446,34 @@ class GossipAgent:
         updates = [u for _, u in m.updates.take(limit, UPDATES_BUDGET, _update_size, fresh_only=fresh_only,
                                                 transmits=k)]
         budget = self.profile.gossip_max_bytes - sum(_update_size("", u) for u in updates)
-        records: list[Record] = []
+        origins: list[str] = []
+        rows: list[list[Any]] = []
         if not self.replica.fresh:
             # A message that reaches every live member leaves nobody to retransmit to: its records
             # are done (anti-entropy repairs one lost on the way). Otherwise each peer counts once.
             reached = sum(1 for p in peers if p in m.active)
             transmits = limit if reached >= m.alive_count() - 1 else k
-            records = self.replica.take_records(transmits, budget, fresh_only=fresh_only)
-            self.replica.pushed_records += len(records)
-        if not updates and not records:
+            origins, rows = self.replica.take_wire(transmits, budget, fresh_only=fresh_only)
+            self.replica.pushed_records += len(rows)
+        if not updates and not rows:
             return
         self.count("gossip_rounds")
-        message = Gossip(updates, records)
-        payload = message.to_wire()  # once, for every peer
+        payload = gossip_payload(updates, origins, rows)  # once, for every peer
         for peer in peers:
-            self._emit(peer, message, now_ms, payload)
+            self._emit_shared(peer, MsgType.GOSSIP, now_ms, payload)
 
-    def _emit(self, to: str, msg: Message, now_ms: int, payload: list[Any] | None = None) -> None:
+    def _emit(self, to: str, msg: Message, now_ms: int) -> None:
+        self._queue_out(Outgoing(to, None, int(msg.TYPE), self._header(to, now_ms) + msg.to_wire()))
+
+    def _emit_shared(self, to: str, mtype: int, now_ms: int, payload: list[Any]) -> None:
+        """A message whose fields after the header, ``payload``, go to every peer of a round."""
+        self._queue_out(Outgoing(to, None, mtype, self._header(to, now_ms) + payload, len(payload)))
+
+    def _header(self, to: str, now_ms: int) -> list[Any]:
         member = self.membership.get(to)
         seen = self.replica.marks.seen(to, member.boot) if member is not None else 0
         self._seq += 1
-        header = [self.boot, self._seq, self.hlc.now(now_ms), seen, self.membership.view]
-        if payload is None:
-            self._queue_out(Outgoing(to, None, int(msg.TYPE), header + msg.to_wire()))
-        else:
-            self._queue_out(Outgoing(to, None, int(msg.TYPE), header + payload, len(payload)))
+        return [self.boot, self._seq, self.hlc.now(now_ms), seen, self.membership.view]
 
     def _emit_to_address(self, address: str, msg: Message, now_ms: int) -> None:
         self._seq += 1

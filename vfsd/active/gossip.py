@@ -107,6 +107,7 @@ from vfsd.active.wire import (
     SyncTree,
     SyncVersions,
     Version,
+    records_out,
 )
 
 #: Estimated msgpack overhead of one record beside its key and value (ints, list header, index).
@@ -436,51 +437,66 @@ class Replicator:
             return len(key) + len(rec[4]) + RECORD_OVERHEAD
 
         limit = self.profile.retransmit_limit(self.membership.alive_count())
-        if fresh_only and transmits >= limit:
-            return self._take_fresh_final(limit, budget_bytes)
         taken = self.queue.take(limit, budget_bytes, size_of, fresh_only=fresh_only, transmits=transmits)
         return [found[key] for key, _ in taken]
 
-    def _take_fresh_final(self, limit: int, budget_bytes: int) -> list[Record]:
-        """``take_records`` of a push that reaches every member (a small cluster's, under a stream
+    def take_wire(self, transmits: int, budget_bytes: int, fresh_only: bool = False) -> tuple[list[str], list[list]]:
+        """``take_records``, in the form a message carries them (``vfsd.active.wire``'s
+        ``records_out``: the origins table and one row per record)."""
+        limit = self.profile.retransmit_limit(self.membership.alive_count())
+        if fresh_only and transmits >= limit:
+            return self._take_fresh_final(limit, budget_bytes)
+        return records_out(self.take_records(transmits, budget_bytes, fresh_only))
+
+    def _take_fresh_final(self, limit: int, budget_bytes: int) -> tuple[list[str], list[list]]:
+        """``take_wire`` of a push that reaches every member (a small cluster's, under a stream
         of writes: every push): ``TransmitQueue.take(fresh_only=True)`` with every item taken
-        done, in one pass, reading each record once."""
+        done, in one pass, reading each record once and building its row at once."""
         queue = self.queue
         tiers = queue.tiers
         tier, where = tiers[0], queue.where
         read = self.store.read
         tomb = self.tombstones.record
-        out: list[Record] = []
+        origins: dict[str, int] = {}
+        rows: list[list] = []
         done: list[bytes] = []
         used = misfits = 0
         for key in reversed(tier):  # never sent: newest first, as take does
             r = read(key)  # self.record(key), inlined
             if r is not None:
-                rec: Record | None = (key, r[2], r[3], r[0], r[1], r[4])
+                kind, value, hlc, origin, at = r
             else:
                 rec = tomb(key)
                 if rec is None:  # deleted and collected meanwhile
                     done.append(key)
                     continue
-            size = len(key) + len(rec[4]) + RECORD_OVERHEAD
-            if used + size > budget_bytes and out:
+                _, hlc, origin, kind, value, at = rec
+            size = len(key) + len(value) + RECORD_OVERHEAD
+            if used + size > budget_bytes and rows:
                 misfits += 1  # (take's rule: try a few smaller ones, then stop)
                 if misfits >= MAX_MISFITS:
                     break
                 continue
             used += size
-            out.append(rec)
+            o = origins.get(origin)
+            if o is None:
+                o = origins[origin] = len(origins)
+            rows.append([key, hlc, o, kind, value, at])
             done.append(key)
             if used >= budget_bytes:
                 break
-        for key in done:
-            del tier[key]
-            del where[key]
-        for t in range(limit, len(tiers)):  # as take: what a shrunk limit left over is done
-            for key in tiers[t]:
+        if len(done) == len(tier) == len(where):  # all there was (the common case): no per-key deletes
+            tier.clear()
+            where.clear()
+        else:
+            for key in done:
+                del tier[key]
                 del where[key]
-            tiers[t].clear()
-        return out
+            for t in range(limit, len(tiers)):  # as take: what a shrunk limit left over is done
+                for key in tiers[t]:
+                    del where[key]
+                tiers[t].clear()
+        return list(origins), rows
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 

@@ -201,8 +201,7 @@ class Gossip:
     TYPE = MsgType.GOSSIP
 
     def to_wire(self) -> list[Any]:
-        origins, records = _records_out(self.records)
-        return [[list(u) for u in self.updates], origins, records]
+        return gossip_payload(self.updates, *records_out(self.records))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +290,7 @@ class SyncRecords:
     TYPE = MsgType.SYNC_RECORDS
 
     def to_wire(self) -> list[Any]:
-        origins, records = _records_out(self.records)
+        origins, records = records_out(self.records)
         return [self.sid, origins, records, list(self.want), None if self.resume is None else list(self.resume)]
 
 
@@ -301,7 +300,7 @@ class Records:
     TYPE = MsgType.RECORDS
 
     def to_wire(self) -> list[Any]:
-        origins, records = _records_out(self.records)
+        origins, records = records_out(self.records)
         return [origins, records]
 
 
@@ -333,10 +332,18 @@ DATA_TYPES = frozenset({MsgType.GOSSIP, MsgType.SYNC_RECORDS, MsgType.RECORDS})
 MAX_VALID_KEYS = 1 << 17
 
 
-def _records_out(records: Sequence[Record]) -> tuple[list[str], list[list[Any]]]:
+def records_out(records: Sequence[Record]) -> tuple[list[str], list[list[Any]]]:
+    """Records as messages carry them: the table of their origins, and one row per record
+    (``[key, hlc, origin's index in the table, kind, value, deadline]``)."""
     origins: dict[str, int] = {}
     out = [[k, h, origins.setdefault(o, len(origins)), kind, v, at] for k, h, o, kind, v, at in records]
     return list(origins), out
+
+
+def gossip_payload(updates: Sequence[Update], origins: list[str], rows: list[list[Any]]) -> list[Any]:
+    """The fields of a GOSSIP message after its header (``Gossip.to_wire``), from records
+    already in wire form (``records_out``)."""
+    return [[list(u) for u in updates], origins, rows]
 
 
 # -- validation helpers -------------------------------------------------------------
