@@ -2,7 +2,7 @@
 """The active plane across real nodes: replication latency, repair after a partition, failure
 detection, and what replication costs a node's write throughput.
 
-    python compat/bench_gossip.py [--writes 1000] [--requests 200000] [--trials 3] [--quick]
+    python compat/bench_gossip.py [--writes 1000] [--requests 200000] [--trials 3] [--rounds 3] [--quick]
                                   [--only latency,partition,detection,throughput]
 
 Theory of operation. Every figure comes from ``vfsd serve`` processes on loopback, started
@@ -27,9 +27,11 @@ in its own process group (stopped on the way out whatever happens).
    on five nodes, computed from its formulas (the profile vfsd's LAN profile copies).
 4. **Active write throughput.** ``redis-benchmark`` SET on ``/run/bench/...`` paths
    (``-c 50 -r 100000``, ``-P 1`` and ``-P 16``) against a lone node and against one
-   node of a 3-node cluster, alternately, twice each, best run kept; the ratio is
-   clustered/lone ops/s, and each run's server CPU per write comes from ``/proc``. The
-   cluster runs twice: with the other two nodes at the same priority (all four
+   node of a 3-node cluster, in ``--rounds`` rounds of a lone run followed by the cluster
+   runs. A cluster run's ratio is its ops/s over the lone run of its own round (this
+   machine's speed drifts between minutes, so runs are compared with their neighbours),
+   and the median round is reported with the range; each run's server CPU per write
+   comes from ``/proc``. The cluster runs twice a round: with the other two nodes at the same priority (all four
    processes and redis-benchmark share the machine's cores, so the replicas' work of
    applying every write competes with the writer's), and with the other two at nice 19
    (standing in for replicas on machines of their own; each node is a session of its own,
@@ -344,16 +346,17 @@ def renice(nodes: list[Node], value: int) -> None:
             pass
 
 
-def throughput(bench: str, lone: Node, three: list[Node], requests: int) -> list[dict[str, float]]:
-    """Lone node against one node of three, with the other two at the same priority (all on these
-    cores) and at nice 19 (standing in for nodes on machines of their own): best of two runs each.
-    A cluster run's replica CPU per write counts from its start until the replicas caught up."""
-    rows = []
+def throughput(bench: str, lone: Node, three: list[Node], requests: int, rounds: int) -> list[dict[str, object]]:
+    """Rounds of a lone-node run followed by one on a node of three with the other two at the same
+    priority (all on these cores) and one with them at nice 19 (standing in for nodes on machines
+    of their own). A cluster run's ratio is to the lone run of its own round; a replica's CPU per
+    write counts from the run's start until the replicas caught up."""
+    rows: list[dict[str, object]] = []
     first, others = three[0], three[1:]
     for pipeline in (1, 16):
-        best: dict[str, tuple[float, float, float]] = {}
+        runs: dict[str, list[tuple[float, float, float]]] = {"lone": [], "equal": [], "niced": []}
         caught_up = 0.0
-        for _ in range(2):
+        for _ in range(rounds):
             for mode in ("lone", "equal", "niced"):
                 node = lone if mode == "lone" else first
                 if mode != "lone":
@@ -369,14 +372,10 @@ def throughput(bench: str, lone: Node, three: list[Node], requests: int) -> list
                     caught_up = max(caught_up, quiet(three))
                     replica_cpu = max((n.server.cpu_ticks() - b) / CLK_TCK * 1e6 / requests
                                       for n, b in zip(others, before))
-                if mode not in best or ops > best[mode][0]:
-                    best[mode] = (ops, cpu, replica_cpu)
-        row = {"pipeline": pipeline, "caught_up_s": caught_up}
-        for mode, (ops, cpu, replica_cpu) in best.items():
-            row[f"{mode}_ops"], row[f"{mode}_cpu_us"], row[f"{mode}_replica_cpu_us"] = ops, cpu, replica_cpu
-        rows.append(row)
+                runs[mode].append((ops, cpu, replica_cpu))
+        rows.append({"pipeline": pipeline, "caught_up_s": caught_up, **runs})
     info = first.client.info("gossip")
-    rows.append({"bytes_sent": int(info["bytes_sent"]), "writes": 2 * 2 * 2 * requests})
+    rows.append({"bytes_sent": int(info["bytes_sent"]), "writes": 2 * 2 * rounds * requests})
     return rows
 
 
@@ -388,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput part (lone, then cluster)")
     parser.add_argument("--quick", action="store_true", help="fewer writes, requests and trials")
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"the parts to run, comma-separated, of: {', '.join(PARTS)} (default: all)")
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     if not parts or parts - set(PARTS):
         parser.error(f"--only takes parts of: {', '.join(PARTS)} (got {args.only!r})")
     if args.quick:
-        args.writes, args.requests, args.trials = 200, 50_000, 1
+        args.writes, args.requests, args.trials, args.rounds = 200, 50_000, 1, 1
     bench = shutil.which("redis-benchmark")
     if bench is None:
         print("redis-benchmark is required (apt install redis-tools)", file=sys.stderr)
@@ -464,19 +464,23 @@ def partitioned(root: Path, lines: list[str]) -> None:
 def throughputs(root: Path, bench: str, args: argparse.Namespace, lines: list[str]) -> None:
     """Part 4."""
     with cluster(root / "lone", 1, seeds=False, tag="l") as lone, cluster(root / "three", 3, tag="t") as three:
-        rows = throughput(bench, lone[0], three, args.requests)
+        rows = throughput(bench, lone[0], three, args.requests, args.rounds)
     for row in rows[:-1]:
-        p = int(row["pipeline"])
+        p = row["pipeline"]
+        lone_runs = row["lone"]
         for mode, label in (("equal", "all 3 nodes on these 2 cores"), ("niced", "the other 2 at nice 19")):
-            ratio = row[f"{mode}_ops"] / row["lone_ops"]
-            print(f"SET /run paths -P {p}: lone {row['lone_ops']:.0f} ops/s ({row['lone_cpu_us']:.1f} µs CPU "
-                  f"each), one node of 3 ({label}) {row[f'{mode}_ops']:.0f} ops/s "
-                  f"({row[f'{mode}_cpu_us']:.1f} µs; each replica up to {row[f'{mode}_replica_cpu_us']:.1f} µs), "
-                  f"ratio {ratio:.2f}", flush=True)
-            lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label} | {ratio:.2f} "
-                         f"({row[f'{mode}_ops'] / 1000:.1f}k / {row['lone_ops'] / 1000:.1f}k ops/s; "
-                         f"{row[f'{mode}_cpu_us']:.1f} / {row['lone_cpu_us']:.1f} µs CPU per write, "
-                         f"{row[f'{mode}_replica_cpu_us']:.1f} µs on each replica) | ≥ 0.5 |")
+            runs = row[mode]
+            ratios = [run[0] / alone[0] for run, alone in zip(runs, lone_runs)]
+            for (ops, cpu, rcpu), (lops, lcpu, _), ratio in zip(runs, lone_runs, ratios):
+                print(f"SET /run paths -P {p}: lone {lops:.0f} ops/s ({lcpu:.1f} µs CPU each), one node of 3 "
+                      f"({label}) {ops:.0f} ops/s ({cpu:.1f} µs; each replica up to {rcpu:.1f} µs), "
+                      f"ratio {ratio:.2f}", flush=True)
+            mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]  # the median round
+            (ops, cpu, rcpu), (lops, lcpu, _) = runs[mid], lone_runs[mid]
+            lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label}: median of {len(ratios)} "
+                         f"round{'s' if len(ratios) != 1 else ''} (range) | {ratios[mid]:.2f} ({min(ratios):.2f}–{max(ratios):.2f}; median round: "
+                         f"{ops / 1000:.1f}k / {lops / 1000:.1f}k ops/s, {cpu:.1f} / {lcpu:.1f} µs CPU per "
+                         f"write, {rcpu:.1f} µs on each replica) | ≥ 0.5 |")
         print(f"  the other two held every write at most {row['caught_up_s']:.2f} s after a -P {p} run", flush=True)
     tail = rows[-1]
     print(f"{tail['bytes_sent'] / tail['writes']:.0f} gossip bytes sent per write (to 2 peers)", flush=True)
