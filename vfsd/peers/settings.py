@@ -49,8 +49,10 @@ class PeerSettings:
     idle_timeout_ms: int = 10000
     #: Reconnect backoff: the n-th retry waits d/2 + U(0, d/2), d = min(reconnect_max_ms,
     #: reconnect_base_ms * 2**n); reset once a connection is established (vfsd.peers.backoff).
+    #: The cap (1 s) bounds how long a healed partition or a restarted peer waits for the next
+    #: dial: at most a second, for the cost of a dial or two a second to a peer that is down.
     reconnect_base_ms: int = 50
-    reconnect_max_ms: int = 5000
+    reconnect_max_ms: int = 1000
     #: How often timeouts and keepalives are checked (250 ms): their granularity.
     tick_interval_ms: int = 250
     #: Most connections at once, in either direction, handshaking or open (1024).
