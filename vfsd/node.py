@@ -62,11 +62,12 @@ ENTRY_FRAME_OVERHEAD = 64 << 10
 #: The cyclic garbage collector's thresholds once the node runs (Python's are 700, 10, 10).
 #: Every write makes a new entry tuple, which the collector examines once before it learns the
 #: tuple holds no containers; at Python's thresholds a young collection follows every few
-#: hundred writes and a full one (the whole keyspace's collections, a replica's digest) every
-#: few tens of thousands, which cost a node 0.8-1.2 µs of CPU per write under a stream of SETs.
-#: At these a young collection comes every 50,000 surviving objects (about 30 ms of pause on
-#: a 100k-key node, no longer than a full collection at Python's thresholds) and full ones
-#: almost never; the cluster write throughput of compat/bench_gossip.py rose 5-10%. Garbage
+#: hundred writes and a full one (every hash, list and set value held, a replica's digest)
+#: every few tens of thousands, which cost a node 0.8-1.2 µs of CPU per write under a stream
+#: of SETs. At these a young collection comes every 50,000 surviving objects (about 30 ms of
+#: pause on a 100k-key node, about as long as a full collection at Python's thresholds) and
+#: full ones almost never; the cluster write throughput of compat/bench_gossip.py rose 5-10%
+#: in three paired runs. Garbage
 #: that only the collector frees (reference cycles) waits longer for it, no more than that.
 GC_THRESHOLDS = (50_000, 20, 100)
 
