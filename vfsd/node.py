@@ -67,8 +67,8 @@ ENTRY_FRAME_OVERHEAD = 64 << 10
 #: of SETs. At these a young collection comes every 50,000 surviving objects (about 30 ms of
 #: pause on a 100k-key node, about as long as a full collection at Python's thresholds) and
 #: full ones almost never; the cluster write throughput of compat/bench_gossip.py rose 5-10%
-#: in three paired runs. Garbage
-#: that only the collector frees (reference cycles) waits longer for it, no more than that.
+#: in three paired runs. Garbage that only the collector frees (reference cycles) waits
+#: longer for it, no more than that.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
