@@ -31,9 +31,10 @@ in its own process group (stopped on the way out whatever happens).
    runs. A cluster run's ratio is its ops/s over the lone run of its own round (this
    machine's speed drifts between minutes, so runs are compared with their neighbours),
    and the median round is reported with the range; each run's server CPU per write
-   comes from ``/proc``. The cluster runs twice a round: with the other two nodes at the same priority (all four
-   processes and redis-benchmark share the machine's cores, so the replicas' work of
-   applying every write competes with the writer's), and with the other two at nice 19
+   comes from ``/proc``. The cluster runs twice a round: with the other two nodes at the
+   same priority (all four processes and redis-benchmark share the machine's cores, so
+   the replicas' work of applying every write competes with the writer's), and with the
+   other two at nice 19
    (standing in for replicas on machines of their own; each node is a session of its own,
    so where the kernel schedules sessions as groups, ``sched_autogroup_enabled``, the
    group's nice is set too: a process's own nice value only weighs it within its group).
