@@ -34,10 +34,10 @@ in its own process group (stopped on the way out whatever happens).
    comes from ``/proc``. The cluster runs twice a round: with the other two nodes at the
    same priority (all four processes and redis-benchmark share the machine's cores, so
    the replicas' work of applying every write competes with the writer's), and with the
-   other two at nice 19
-   (standing in for replicas on machines of their own; each node is a session of its own,
-   so where the kernel schedules sessions as groups, ``sched_autogroup_enabled``, the
-   group's nice is set too: a process's own nice value only weighs it within its group).
+   other two at nice 19 (standing in for replicas on machines of their own; each node is
+   a session of its own, so where the kernel schedules sessions as groups,
+   ``sched_autogroup_enabled``, the group's nice is set too: a process's own nice value
+   only weighs it within its group).
    Before and after each cluster run the three nodes must agree (equal ``digest_root`` in
    INFO gossip) and be idle; how long that took after a run is how long the replicas
    needed to catch up, and a replica's CPU per write counts until then.
@@ -362,7 +362,7 @@ def throughput(bench: str, lone: Node, three: list[Node], requests: int, rounds:
                 node = lone if mode == "lone" else first
                 if mode != "lone":
                     quiet(three)
-                before = [n.server.cpu_ticks() for n in others]
+                    before = [n.server.cpu_ticks() for n in others]
                 renice(others, 19 if mode == "niced" else 0)
                 try:
                     ops, cpu = benchmark(bench, node, requests, pipeline)
@@ -396,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     if not parts or parts - set(PARTS):
         parser.error(f"--only takes parts of: {', '.join(PARTS)} (got {args.only!r})")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1 (got {args.rounds})")
     if args.quick:
         args.writes, args.requests, args.trials, args.rounds = 200, 50_000, 1, 1
     bench = shutil.which("redis-benchmark")
@@ -478,8 +480,9 @@ def throughputs(root: Path, bench: str, args: argparse.Namespace, lines: list[st
                       f"ratio {ratio:.2f}", flush=True)
             mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]  # the median round
             (ops, cpu, rcpu), (lops, lcpu, _) = runs[mid], lone_runs[mid]
-            lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label}: median of {len(ratios)} "
-                         f"round{'s' if len(ratios) != 1 else ''} (range) | {ratios[mid]:.2f} ({min(ratios):.2f}–{max(ratios):.2f}; median round: "
+            rounds = f"{len(ratios)} round{'s' if len(ratios) != 1 else ''}"
+            lines.append(f"| active SET, one node of 3 / lone node, -P {p}, {label}: median of {rounds} (range) | "
+                         f"{ratios[mid]:.2f} ({min(ratios):.2f}–{max(ratios):.2f}; median round: "
                          f"{ops / 1000:.1f}k / {lops / 1000:.1f}k ops/s, {cpu:.1f} / {lcpu:.1f} µs CPU per "
                          f"write, {rcpu:.1f} µs on each replica) | ≥ 0.5 |")
         print(f"  the other two held every write at most {row['caught_up_s']:.2f} s after a -P {p} run", flush=True)
