@@ -6,12 +6,13 @@ incrementally as a rebuild would be, a difference visible along one path from th
 from __future__ import annotations
 
 import random
+from array import array
 from zlib import crc32
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfsd.active.digest import DEPTH, FANOUT, LEAVES, Digest, leaf_of, span, version_hash
+from vfsd.active.digest import DENSE_AT, DEPTH, FANOUT, LEAVES, Digest, leaf_of, span, version_hash
 
 
 def build(versions: dict[bytes, tuple[int, str]], order_seed: int) -> Digest:
@@ -130,3 +131,34 @@ def test_a_settle_of_many_buckets_equals_a_digest_built_from_scratch() -> None:
     fresh.add(a, crc32(a), 0x1234)
     fresh.add(b, crc32(b), 0x1234)
     assert d.hashes == fresh.hashes and d.counts == fresh.counts
+
+
+def test_the_digest_stays_exact_across_its_switch_to_a_dense_pending_array_and_back() -> None:
+    """From ``DENSE_AT`` keys on, pending changes sit in an array (switched at a settle); below
+    it, in a dict again. Every settle on either side of a switch equals a digest built afresh."""
+    rng = random.Random(11)
+    versions = {b"/run/d%d" % i: (rng.randrange(1, 1 << 60), "n%d" % rng.randrange(3)) for i in range(DENSE_AT + 300)}
+    d = build(versions, 3)
+    assert not isinstance(d._pending, array)
+    d.settle()
+    assert isinstance(d._pending, array)
+
+    def rebuilt() -> Digest:
+        return build(versions, 4)
+
+    for key in rng.sample(sorted(versions), 2_000):  # rewrites, in the array
+        old = versions[key]
+        versions[key] = (old[0] + 1, old[1])
+        kh = crc32(key)
+        d.xor(kh, version_hash(kh, *old) ^ version_hash(kh, *versions[key]))
+    assert d.hashes == rebuilt().hashes and d.counts == rebuilt().counts
+    for key in rng.sample(sorted(versions), 600):  # removals down below DENSE_AT: a dict again
+        kh = crc32(key)
+        d.remove(key, kh, version_hash(kh, *versions.pop(key)))
+    assert d.hashes == rebuilt().hashes and d.counts == rebuilt().counts
+    assert not isinstance(d._pending, array)
+    key = next(iter(versions))
+    old = versions[key]
+    versions[key] = (old[0] + 1, old[1])
+    d.xor(crc32(key), version_hash(crc32(key), *old) ^ version_hash(crc32(key), *versions[key]))
+    assert d.hashes == rebuilt().hashes

@@ -20,8 +20,9 @@ that differ (the level-by-level exchange Riak's hashtrees use).
 
 Memory: the tree is sparse (dicts holding non-zero nodes only), plus, per bucket,
 the list of its keys — about 10 bytes per key on top of the keyspace, and no copy
-of any value. A million keys fill every bucket with about 15 keys, so a bucket's
-version list is a few hundred bytes.
+of any value; from ``DENSE_AT`` keys on, a fixed 512 KiB array of pending bucket
+changes besides (``Digest``). A million keys fill every bucket with about 15 keys, so
+a bucket's version list is a few hundred bytes.
 
 Hashes are stable across processes and versions (CRC-32 and a fixed 64-bit mix),
 never Python's randomized ``hash``.
@@ -29,7 +30,9 @@ never Python's randomized ``hash``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections import defaultdict
+from collections.abc import Iterator, MutableSequence
 from zlib import crc32
 
 FANOUT_BITS = 4
@@ -39,6 +42,12 @@ LEAF_BITS = FANOUT_BITS * DEPTH
 LEAVES = 1 << LEAF_BITS
 LEAF_MASK = LEAVES - 1
 MASK64 = (1 << 64) - 1
+#: Keys held from which a digest keeps its pending bucket changes in a dense array (see ``Digest``).
+DENSE_AT = LEAVES // 8
+#: Buckets per slice when a dense pending array is scanned for changes (a slice of zeros is skipped whole).
+SCAN_SLICE = 1024
+_ZERO_SLICE = array("Q", bytes(8 * SCAN_SLICE))
+_ZERO_LEAVES = bytes(8 * LEAVES)
 
 #: origin -> crc32(origin): ``origin_hash``'s cache (the hot paths read it inline, and call
 #: ``origin_hash`` on a miss).
@@ -87,7 +96,15 @@ class Digest:
     A write leaves its change to its bucket and the bucket's ancestors *pending*, folded in
     when anti-entropy next reads the tree (``settle``): a path a collector rewrites a
     thousand times between two pulls costs one update per level, not a thousand, and the
-    write path pays one dict operation.
+    write path pays one XOR: ``_pending[leaf] ^= delta``, which the hot loops of
+    ``vfsd.active.gossip`` inline.
+
+    ``_pending`` is a ``defaultdict(int)`` while the digest is small, and from ``DENSE_AT``
+    keys on (switched at a settle, when nothing is pending) an ``array('Q')`` of one word per
+    bucket: 512 KiB, against the several MiB a dict of 65536 buckets and their int objects
+    spread over, so that a write touches one cache line there instead of three or four (a
+    node under a stream of writes to many keys spends most of each write waiting on memory).
+    A settle then scans the array a slice at a time, skipping slices of zeros.
     """
 
     __slots__ = ("_hashes", "counts", "buckets", "_pending")
@@ -97,8 +114,8 @@ class Digest:
         self._hashes: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
         self.counts: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
         self.buckets: dict[int, list[bytes]] = {}
-        #: bucket -> XOR not yet applied to the levels above it.
-        self._pending: dict[int, int] = {}
+        #: bucket -> XOR not yet applied to the bucket and the levels above it.
+        self._pending: MutableSequence[int] = defaultdict(int)  # type: ignore[assignment]
 
     @property
     def hashes(self) -> list[dict[int, int]]:
@@ -112,11 +129,19 @@ class Digest:
         so a parent of many changed buckets is updated once (a pull after a busy interval finds
         most of the 65536 buckets changed: 1 + 1/16 + ... updates per bucket instead of 5)."""
         pending = self._pending
-        if not pending:
-            return
+        dense = len(self) >= DENSE_AT
+        if type(pending) is array:
+            deltas = _changes(pending)
+            if deltas or not dense:
+                self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
+        else:
+            deltas = pending
+            if pending or dense:
+                self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
         levels = self._hashes
-        deltas = pending
         for level in range(DEPTH, -1, -1):
+            if not deltas:
+                return
             nodes = levels[level]
             up: dict[int, int] = {}
             for idx, delta in deltas.items():
@@ -131,15 +156,12 @@ class Digest:
                     parent = idx >> FANOUT_BITS
                     up[parent] = up.get(parent, 0) ^ delta
             deltas = up
-        pending.clear()
 
     # -- updates (the local write path calls these) --------------------------------
 
     def xor(self, kh: int, delta: int) -> None:
         """Replace one version by another at a key already held: XOR ``old ^ new``."""
-        leaf = kh & LEAF_MASK
-        pending = self._pending
-        pending[leaf] = pending.get(leaf, 0) ^ delta
+        self._pending[kh & LEAF_MASK] ^= delta
 
     def add(self, key: bytes, kh: int, h: int) -> None:
         """A key not held before, with version hash ``h``."""
@@ -177,7 +199,7 @@ class Digest:
             self._hashes[level].clear()
             self.counts[level].clear()
         self.buckets.clear()
-        self._pending.clear()
+        self._pending = defaultdict(int)
 
     # -- reads (anti-entropy) --------------------------------------------------------
 
@@ -220,6 +242,18 @@ class Digest:
 
     def bucket(self, leaf: int) -> list[bytes]:
         return self.buckets.get(leaf, [])
+
+
+def _changes(pending: MutableSequence[int]) -> dict[int, int]:
+    """The non-zero entries of a dense pending array, by bucket."""
+    out: dict[int, int] = {}
+    for start in range(0, LEAVES, SCAN_SLICE):
+        part = pending[start:start + SCAN_SLICE]
+        if part != _ZERO_SLICE:
+            for i, delta in enumerate(part, start):
+                if delta:
+                    out[i] = delta
+    return out
 
 
 def span(level: int, idx: int) -> tuple[int, int]:

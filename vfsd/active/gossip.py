@@ -275,7 +275,7 @@ class Replicator:
                 else:
                     delta = h ^ version_hash(kh, old[0], old[1])
                 leaf = kh & LEAF_MASK
-                pending[leaf] = pending.get(leaf, 0) ^ delta
+                pending[leaf] ^= delta
             else:
                 self._fold_new(key, kh, h)
             if publish:
@@ -404,7 +404,7 @@ class Replicator:
                 h ^= version_hash(kh, lh, lo)
             pending = self.digest._pending  # Digest.xor, inlined
             leaf = kh & LEAF_MASK
-            pending[leaf] = pending.get(leaf, 0) ^ h
+            pending[leaf] ^= h
         else:
             if self.collected:
                 self.collected.pop(key, None)
