@@ -216,7 +216,7 @@ def test_a_stream_of_pushes_defers_the_periodic_pull_but_not_past_its_bound() ->
     now = T0 + 100
     pulls_at: list[int] = []
     for _ in range(2 * LAN.sync_busy_max_ms // LAN.sync_interval_ms):
-        replica.pushed_records += LAN.sync_busy_records  # a stream of writes, every interval
+        replica.stream_records += LAN.sync_busy_records  # a stream of writes, every interval
         now += LAN.sync_interval_ms
         started = replica.counters.get("pulls_started", 0)
         for node in nodes.values():
@@ -232,6 +232,40 @@ def test_a_stream_of_pushes_defers_the_periodic_pull_but_not_past_its_bound() ->
     nodes["n0"].agent.tick(now + LAN.sync_interval_ms)
     assert replica.counters.get("pulls_started", 0) == before + 1
     assert all(n.agent.membership.alive_count() == 3 for n in nodes.values())
+
+
+def test_a_periodic_pull_gives_way_to_a_stream_that_begins_while_it_runs() -> None:
+    nodes = joined(3)
+    a = nodes["n0"]
+    replica = a.agent.replica
+    assert replica.last_sync_ms >= T0  # the join's pull, completed, counts as the last one
+    a.agent.tick(replica.next_sync_ms)  # a periodic pull in quiet times: it completes
+    pump(nodes, replica.next_sync_ms)
+    last = replica.last_sync_ms
+    now = replica.next_sync_ms
+    a.agent.tick(now)  # the next quiet interval ended: the periodic pull starts
+    assert replica.pulls and replica.counters.get("pulls_started", 0) >= 1
+    completed = replica.counters.get("pulls_completed", 0)
+    replica.stream_records += LAN.sync_busy_records  # ... and a stream begins before the first reply
+    pump(nodes, now)
+    assert replica.counters.get("pulls_yielded", 0) == 1
+    assert not replica.pulls and replica.counters.get("pulls_completed", 0) == completed
+    assert replica.last_sync_ms == last  # given up as if never made: the deferral's bound counts from before it
+    # The next interval was busy: deferred, not pulled.
+    now = replica.next_sync_ms
+    started = replica.counters.get("pulls_started", 0)
+    a.agent.tick(now)
+    assert replica.counters.get("pulls_started", 0) == started
+    assert replica.counters.get("pulls_deferred", 0) == 1
+    # Once the deferral reaches its bound the pull runs, stream or not, to its end.
+    replica.last_sync_ms = now - LAN.sync_busy_max_ms
+    replica.stream_records += LAN.sync_busy_records
+    now = replica.next_sync_ms
+    a.agent.tick(now)
+    replica.stream_records += LAN.sync_busy_records
+    pump(nodes, now)
+    assert replica.counters.get("pulls_completed", 0) == completed + 1
+    assert replica.counters.get("pulls_yielded", 0) == 1
 
 
 def test_a_batch_larger_than_one_push_goes_newest_first_over_several_pushes_each_path_once() -> None:

@@ -190,5 +190,6 @@ def test_members_and_info_describe_the_cluster_as_this_node_sees_it(tmp_path: Pa
     assert [(m["id"], m["state"], m["address"]) for m in members] == [
         ("a", "alive", "127.0.0.1:17001"), ("b", "alive", "127.0.0.1:17002")]
     assert info["members_alive"] == 2 and info["refused_total"] == 0 and info["gossip_profile"] == "lan"
+    assert info["anti_entropy_deferred"] == info["anti_entropy_yielded"] == 0
     doc = codec.unpack(n.keyspace.data[b"/itg/b"][VALUE])
     assert (doc["state"], doc["observer"], doc["boot"]) == ("alive", "a", 7)

@@ -316,7 +316,7 @@ class GossipAgent:
     def _on_gossip(self, sender: str, header: Header, msg: Gossip, now_ms: int) -> None:
         self._updates(msg.updates, now_ms)
         if msg.records and self._known(sender, header) and self._settled():
-            self.replica.pushed_records += len(msg.records)
+            self.replica.stream_records += len(msg.records)
             self.replica.apply_all(msg.records, now_ms, relay=not self._pushes_reach_everyone())
 
     def _pushes_reach_everyone(self) -> bool:
@@ -454,7 +454,6 @@ class GossipAgent:
             reached = sum(1 for p in peers if p in m.active)
             transmits = limit if reached >= m.alive_count() - 1 else k
             origins, rows = self.replica.take_wire(transmits, budget, fresh_only=fresh_only)
-            self.replica.pushed_records += len(rows)
         if not updates and not rows:
             return
         self.count("gossip_rounds")

@@ -29,12 +29,16 @@ coalesce in the queue: only the newest value is ever read and sent.
 **Anti-entropy** repairs what pushes missed. Every ``sync_interval_for(n)`` a replica
 *pulls* from one random member (and at once from a member that comes back from
 suspect or dead, and from seeds on join). Under a stream of writes (at least
-``sync_busy_records`` records pushed from here or received by push in the last
+``sync_busy_records`` records written here or received by push in the last
 interval) the periodic pull is deferred, for at most ``sync_busy_max_ms`` since the
 last one: a comparison then mostly finds the records still in flight, and lists
 thousands of versions around them to learn that, at a cost above the writes' own;
 what a push missed is repaired at the latest ``sync_busy_max_ms`` later, or one
-interval after the stream eases. A pull goes:
+interval after the stream eases. A periodic pull begun in a quiet interval, when a
+stream starts while it runs, gives way at its next reply (``YIELD_RECORDS`` written here
+or received by push since it began), and counts as not made: otherwise the start of every stream would pay for
+one comparison chasing it, thousands of bucket listings that the pushes make moot. A
+pull started because the deferral reached its bound runs to the end. A pull goes:
 
 1. ``SyncOpen``: our root hash and record count (plus, on a join, our own row).
 2. ``SyncReply``: the responder's clock ``t``, its membership rows, and — unless the
@@ -114,6 +118,9 @@ from vfsd.active.wire import (
 RECORD_OVERHEAD = 32
 #: Room kept free in a message for its header and framing.
 MESSAGE_SLACK = 4096
+#: Records written here or received by push since a periodic pull began from which it gives way
+#: to the stream they belong to (``Replicator.tick``): a handful of round trips see a few at most.
+YIELD_RECORDS = 64
 #: Concurrent pulls a replica runs as the puller.
 MAX_PULLS = 4
 #: Nodes asked for per SyncDescend: the answer (16 children each, ~22 bytes a child) stays under 400 KiB.
@@ -152,7 +159,7 @@ class ReplicaStore(Protocol):
 
 class _Pull:
     __slots__ = ("sid", "peer", "address", "boot", "t", "rows", "pending", "deadline_ms", "want_rows", "started_ms",
-                 "active_ms", "records")
+                 "active_ms", "records", "yields_since")
 
     def __init__(self, sid: int, peer: str | None, address: str | None, want_rows: bool, now_ms: int,
                  timeout_ms: int) -> None:
@@ -168,6 +175,9 @@ class _Pull:
         self.started_ms = now_ms
         self.active_ms = now_ms
         self.records = 0
+        #: For a periodic pull that gives way to a stream of pushes met midway (``Replicator.tick``):
+        #: when the last periodic pull before it started.
+        self.yields_since: int | None = None
 
 
 class Replicator:
@@ -210,10 +220,11 @@ class Replicator:
         self.counters: dict[str, int] = {}
         self._sid = rng.getrandbits(32)
         self._rows_at = 0
-        #: Records pushed from here or received by push since the last periodic pull was due (``tick``).
-        self.pushed_records = 0
-        #: When the last periodic pull started.
-        self.last_sync_ms = -(1 << 62)
+        #: Records written here or received by push since the last periodic pull was due (``tick``).
+        self.stream_records = 0
+        #: When the last pull started: periodic, or one that completed. The start counts as
+        #: one (a node that starts amid a stream has its join's pull, or nobody to pull from).
+        self.last_sync_ms = now_ms
         jitter = rng.randrange(max(1, profile.sync_interval_ms))
         self.next_sync_ms = now_ms + jitter
         self.next_gc_ms = now_ms + profile.sync_interval_ms
@@ -284,6 +295,7 @@ class Replicator:
                     tier0[key] = None
                 else:
                     queue.push(key, None)
+        self.stream_records += len(dirty)
         dirty.clear()  # the same dict: the plane's write path holds it
 
     def _fold_new(self, key: bytes, kh: int, h: int) -> None:
@@ -317,6 +329,7 @@ class Replicator:
         kh = crc32(key)
         self.digest.xor(kh, version_hash(kh, hlc, self.name) ^ version_hash(kh, old[0], old[1]))
         self.tombstones.put(key, hlc, self.name, now_ms, hlc)
+        self.stream_records += 1
         if not self.fresh:
             self.queue.push(key, None)
         return hlc
@@ -500,25 +513,26 @@ class Replicator:
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 
-    def pull(self, peer: str | None, now_ms: int, *, address: str | None = None, want_rows: bool = True) -> None:
+    def pull(self, peer: str | None, now_ms: int, *, address: str | None = None,
+             want_rows: bool = True) -> _Pull | None:
         """Start a pull from ``peer`` (a member name) or from ``address`` (a seed not known by name).
 
         At most one pull per peer and ``MAX_PULLS`` in all; a pull that has heard nothing for
         a probe interval (a request or a reply was lost) makes way for a new one.
         """
         if self.only_from is not None and peer != self.only_from:
-            return
+            return None
         stale = now_ms - self.profile.probe_interval_ms
         for sid, p in list(self.pulls.items()):
             if p.peer == peer and p.address == address or len(self.pulls) >= MAX_PULLS:
                 if p.active_ms > stale:
                     if p.peer == peer and p.address == address:
-                        return
+                        return None
                     continue
                 del self.pulls[sid]
                 self.count("pulls_replaced")
         if len(self.pulls) >= MAX_PULLS:
-            return
+            return None
         self._sid = (self._sid + 1) & 0xFFFFFFFF
         # Unanswered, a pull is given up soon (a seed or member that is not there); once
         # answered, it may idle up to sync_timeout_ms between replies.
@@ -533,6 +547,7 @@ class Replicator:
         else:
             assert address is not None
             self.out_by_address.append((address, msg))
+        return pull
 
     def cancel_pulls(self, peer: str) -> None:
         """Give up the pulls from ``peer`` (it went away, or came back as someone new)."""
@@ -553,6 +568,13 @@ class Replicator:
             return None
         pull.boot = boot
         pull.active_ms = now_ms
+        if pull.yields_since is not None and self.stream_records >= YIELD_RECORDS:
+            # A stream of pushes began since this periodic pull started: what it would find now
+            # is mostly in flight. It is given up, as if never made (``tick``).
+            del self.pulls[sid]
+            self.last_sync_ms = pull.yields_since
+            self.count("pulls_yielded")
+            return None
         return pull
 
     def on_sync_reply(self, sender: str, boot: int, msg: SyncReply, now_ms: int) -> None:
@@ -649,6 +671,8 @@ class Replicator:
         peer = pull.peer
         assert peer is not None
         self.marks.dominate(peer, pull.boot, pull.t)
+        if pull.started_ms > self.last_sync_ms:  # (a join's or a repair's pull counts as well)
+            self.last_sync_ms = pull.started_ms
         for name, _address, boot, _inc, _state, seen in pull.rows:
             if seen and name != self.name:
                 self.marks.dominate(name, boot, seen)
@@ -762,18 +786,22 @@ class Replicator:
         if now_ms >= self.next_sync_ms:
             interval = self.profile.sync_interval_for(self.membership.alive_count())
             self.next_sync_ms = now_ms + interval
-            pushed, self.pushed_records = self.pushed_records, 0
+            pushed, self.stream_records = self.stream_records, 0
             if (self.only_from is None and pushed >= self.profile.sync_busy_records
                     and now_ms - self.last_sync_ms < self.profile.sync_busy_max_ms):
                 # A stream of pushes: a comparison now would mostly find records still in flight
                 # (and list thousands of versions to learn it). Repair waits, up to sync_busy_max_ms.
                 self.count("pulls_deferred")
             else:
-                self.last_sync_ms = now_ms
+                since, self.last_sync_ms = self.last_sync_ms, now_ms
                 # After a reset, only the member that told us to: until it answers, we wait for it.
                 peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
-                if peers:
-                    self.pull(peers[0], now_ms, want_rows=True)
+                pull = self.pull(peers[0], now_ms, want_rows=True) if peers else None
+                if pull is not None and self.only_from is None and pushed < self.profile.sync_busy_records:
+                    # Started in a quiet interval: should a stream begin while it runs, it gives way
+                    # (``_pull_for``), and the next ticks defer as above. One started because the
+                    # deferral reached its bound does not: it runs to the end.
+                    pull.yields_since = since
         if now_ms >= self.next_gc_ms and (self.tombstones or self._collected_queue):
             self.next_gc_ms = now_ms + self.profile.sync_interval_ms
             self.collect(now_ms)

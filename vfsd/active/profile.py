@@ -53,11 +53,15 @@ Anti-entropy:
   buckets when they do not (memberlist's push-pull is 30 s; ours is cheaper because
   it sends no member list and no state when nothing differs, so it can run often).
 * ``sync_busy_records`` = 1000, ``sync_busy_max_ms`` = 30000: when at least
-  ``sync_busy_records`` records were pushed from here or received by push in the last
+  ``sync_busy_records`` records were written here or received by push in the last
   interval (a stream of writes, 500 a second in this profile), the periodic pull waits,
-  but never longer than ``sync_busy_max_ms`` since the last one (a comparison under such
-  a stream mostly finds records still in flight, at the cost of listing thousands of
-  versions around them).
+  but never longer than ``sync_busy_max_ms`` since the last one started (periodic, or a
+  join's or a repair's that completed): a comparison under such a stream mostly finds
+  records still in flight, at the cost of listing thousands of versions around them. A
+  periodic pull started in a quiet interval gives way to a stream that begins while it
+  runs, at its first reply after 64 records (``YIELD_RECORDS``) were written here or
+  received by push (``pulls_yielded``): it counts as not made, and the ticks after it
+  defer as above.
 * ``sync_timeout_ms`` = 2000: a pull that hears nothing for this long is abandoned (each
   request is answered in one round trip, a page of a full transfer included; a lost one
   costs at most this before the next pull starts over).

@@ -484,6 +484,9 @@ class GossipShell:
             "anti_entropy_rounds": stats.get("pulls_completed", 0),
             "anti_entropy_served": stats.get("pulls_served", 0),
             "anti_entropy_timeouts": stats.get("pull_timeouts", 0),
+            # Periodic pulls put off under a stream of writes, and those given up when one began.
+            "anti_entropy_deferred": stats.get("pulls_deferred", 0),
+            "anti_entropy_yielded": stats.get("pulls_yielded", 0),
             "records_applied": stats.get("records_applied", 0),
             "tombstones_collected": stats.get("tombstones_collected", 0),
             "messages_sent": counters.frames_out.get(GOSSIP, 0), "messages_received": counters.frames_in.get(GOSSIP, 0),
