@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 from vfsd.active.agent import GossipAgent, Ready
+from vfsd.active.gossip import YIELD_RECORDS
 from vfsd.active.hlc import HLC, physical_ms
 from vfsd.active.profile import LAN
 from vfsd.active.wire import MsgType
@@ -240,18 +241,21 @@ def test_a_periodic_pull_gives_way_to_a_stream_that_begins_while_it_runs() -> No
     replica = a.agent.replica
     assert replica.last_sync_ms >= T0  # the join's pull, completed, counts as the last one
     a.agent.tick(replica.next_sync_ms)  # a periodic pull in quiet times: it completes
+    replica.stream_records += YIELD_RECORDS - 1  # (a trickle of writes does not stop it)
     pump(nodes, replica.next_sync_ms)
+    assert replica.counters.get("pulls_yielded", 0) == 0
     last = replica.last_sync_ms
     now = replica.next_sync_ms
     a.agent.tick(now)  # the next quiet interval ended: the periodic pull starts
     assert replica.pulls and replica.counters.get("pulls_started", 0) >= 1
     completed = replica.counters.get("pulls_completed", 0)
-    replica.stream_records += LAN.sync_busy_records  # ... and a stream begins before the first reply
+    replica.stream_records += YIELD_RECORDS  # ... and a stream begins before the first reply
     pump(nodes, now)
     assert replica.counters.get("pulls_yielded", 0) == 1
     assert not replica.pulls and replica.counters.get("pulls_completed", 0) == completed
     assert replica.last_sync_ms == last  # given up as if never made: the deferral's bound counts from before it
-    # The next interval was busy: deferred, not pulled.
+    # The stream goes on: the next interval was busy, so it is deferred, not pulled.
+    replica.stream_records += LAN.sync_busy_records
     now = replica.next_sync_ms
     started = replica.counters.get("pulls_started", 0)
     a.agent.tick(now)
@@ -264,6 +268,29 @@ def test_a_periodic_pull_gives_way_to_a_stream_that_begins_while_it_runs() -> No
     a.agent.tick(now)
     replica.stream_records += LAN.sync_busy_records
     pump(nodes, now)
+    assert replica.counters.get("pulls_completed", 0) == completed + 1
+    assert replica.counters.get("pulls_yielded", 0) == 1
+
+
+def test_the_repair_pull_of_a_refuted_suspect_gives_way_to_a_stream_but_not_that_of_a_dead_member() -> None:
+    nodes = joined(3)
+    a = nodes["n0"]
+    replica, members = a.agent.replica, a.agent.membership
+
+    def comes_back(via_dead: bool, now: int) -> None:
+        m = members.get("n1")
+        assert m is not None
+        (members.on_dead if via_dead else members.on_suspect)("n1", m.boot, m.incarnation, "n2", now)
+        members.on_alive("n1", m.boot, m.incarnation + 1, m.address, now)
+        a.agent.tick(now)  # (acts on the membership events: the repair pull from n1 starts)
+        assert [p.peer for p in replica.pulls.values()] == ["n1"]
+        replica.stream_records += YIELD_RECORDS  # a stream of writes goes on meanwhile
+        pump(nodes, now)
+
+    completed = replica.counters.get("pulls_completed", 0)
+    comes_back(via_dead=False, now=T0 + 20)  # still pushed to while suspect: the stream's pushes cover it
+    assert replica.counters.get("pulls_yielded", 0) == 1 and not replica.pulls
+    comes_back(via_dead=True, now=T0 + 30)  # pushed nothing while dead: repaired now, stream or not
     assert replica.counters.get("pulls_completed", 0) == completed + 1
     assert replica.counters.get("pulls_yielded", 0) == 1
 

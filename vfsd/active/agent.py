@@ -492,9 +492,13 @@ class GossipAgent:
         if self.membership.events:
             for event in self.membership.events:
                 if event.state == "alive" and event.previous in (None, "suspect", "dead", "left"):
-                    # A member appeared, or came back: repair now, not at the next interval.
+                    # A member appeared, or came back: repair now, not at the next interval. A
+                    # suspect was still pushed to (it stayed active), so that pull gives way to a
+                    # stream of writes, like a periodic one: under a load that delays its acks
+                    # (suspicion, then its refutation), a comparison would chase the stream.
                     self.replica.cancel_pulls(event.name)
-                    self.replica.pull(event.name, now_ms, want_rows=True)
+                    yields = self.replica.last_sync_ms if event.previous == "suspect" else None
+                    self.replica.pull(event.name, now_ms, want_rows=True, yields_since=yields)
                 elif event.state in ("dead", "left"):
                     self.replica.cancel_pulls(event.name)
                 elif event.state == "reaped":

@@ -34,7 +34,8 @@ interval) the periodic pull is deferred, for at most ``sync_busy_max_ms`` since 
 last one: a comparison then mostly finds the records still in flight, and lists
 thousands of versions around them to learn that, at a cost above the writes' own;
 what a push missed is repaired at the latest ``sync_busy_max_ms`` later, or one
-interval after the stream eases. A periodic pull begun in a quiet interval, when a
+interval after the stream eases. A periodic pull begun in a quiet interval (or the
+repair pull of a member back from suspect, which was pushed to all along), when a
 stream starts while it runs, gives way at its next reply (``YIELD_RECORDS`` written here
 or received by push since it began), and counts as not made: otherwise the start of every stream would pay for
 one comparison chasing it, thousands of bucket listings that the pushes make moot. A
@@ -159,7 +160,7 @@ class ReplicaStore(Protocol):
 
 class _Pull:
     __slots__ = ("sid", "peer", "address", "boot", "t", "rows", "pending", "deadline_ms", "want_rows", "started_ms",
-                 "active_ms", "records", "yields_since")
+                 "active_ms", "records", "yields_since", "stream_at")
 
     def __init__(self, sid: int, peer: str | None, address: str | None, want_rows: bool, now_ms: int,
                  timeout_ms: int) -> None:
@@ -175,9 +176,10 @@ class _Pull:
         self.started_ms = now_ms
         self.active_ms = now_ms
         self.records = 0
-        #: For a periodic pull that gives way to a stream of pushes met midway (``Replicator.tick``):
-        #: when the last periodic pull before it started.
+        #: For a pull that gives way to a stream of writes met midway (``Replicator.pull``): the
+        #: ``last_sync_ms`` it leaves behind when it does, and the stream count at its start.
         self.yields_since: int | None = None
+        self.stream_at = 0
 
 
 class Replicator:
@@ -220,8 +222,10 @@ class Replicator:
         self.counters: dict[str, int] = {}
         self._sid = rng.getrandbits(32)
         self._rows_at = 0
-        #: Records written here or received by push since the last periodic pull was due (``tick``).
+        #: Records written here or received by push, in all; and their count when the last
+        #: periodic pull was due (``tick``).
         self.stream_records = 0
+        self._stream_at_sync = 0
         #: When the last pull started: periodic, or one that completed. The start counts as
         #: one (a node that starts amid a stream has its join's pull, or nobody to pull from).
         self.last_sync_ms = now_ms
@@ -513,12 +517,14 @@ class Replicator:
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 
-    def pull(self, peer: str | None, now_ms: int, *, address: str | None = None,
-             want_rows: bool = True) -> _Pull | None:
+    def pull(self, peer: str | None, now_ms: int, *, address: str | None = None, want_rows: bool = True,
+             yields_since: int | None = None) -> _Pull | None:
         """Start a pull from ``peer`` (a member name) or from ``address`` (a seed not known by name).
 
         At most one pull per peer and ``MAX_PULLS`` in all; a pull that has heard nothing for
-        a probe interval (a request or a reply was lost) makes way for a new one.
+        a probe interval (a request or a reply was lost) makes way for a new one. With
+        ``yields_since``, the pull gives way to a stream of writes that begins while it runs
+        (``_pull_for``), and leaves ``last_sync_ms`` at that value when it does.
         """
         if self.only_from is not None and peer != self.only_from:
             return None
@@ -538,6 +544,8 @@ class Replicator:
         # answered, it may idle up to sync_timeout_ms between replies.
         timeout = min(2 * self.profile.probe_interval_ms, self.profile.sync_timeout_ms)
         pull = _Pull(self._sid, peer, address, want_rows, now_ms, timeout)
+        pull.yields_since = yields_since
+        pull.stream_at = self.stream_records
         self.pulls[pull.sid] = pull
         self.count("pulls_started")
         me = self.membership.me
@@ -568,9 +576,9 @@ class Replicator:
             return None
         pull.boot = boot
         pull.active_ms = now_ms
-        if pull.yields_since is not None and self.stream_records >= YIELD_RECORDS:
-            # A stream of pushes began since this periodic pull started: what it would find now
-            # is mostly in flight. It is given up, as if never made (``tick``).
+        if pull.yields_since is not None and self.stream_records - pull.stream_at >= YIELD_RECORDS:
+            # A stream of writes began since this pull started: what it would find now is mostly
+            # in flight. It is given up, as if never made (``tick``).
             del self.pulls[sid]
             self.last_sync_ms = pull.yields_since
             self.count("pulls_yielded")
@@ -786,7 +794,7 @@ class Replicator:
         if now_ms >= self.next_sync_ms:
             interval = self.profile.sync_interval_for(self.membership.alive_count())
             self.next_sync_ms = now_ms + interval
-            pushed, self.stream_records = self.stream_records, 0
+            pushed, self._stream_at_sync = self.stream_records - self._stream_at_sync, self.stream_records
             if (self.only_from is None and pushed >= self.profile.sync_busy_records
                     and now_ms - self.last_sync_ms < self.profile.sync_busy_max_ms):
                 # A stream of pushes: a comparison now would mostly find records still in flight
@@ -796,12 +804,12 @@ class Replicator:
                 since, self.last_sync_ms = self.last_sync_ms, now_ms
                 # After a reset, only the member that told us to: until it answers, we wait for it.
                 peers = [self.only_from] if self.only_from is not None else self.membership.sample(1)
-                pull = self.pull(peers[0], now_ms, want_rows=True) if peers else None
-                if pull is not None and self.only_from is None and pushed < self.profile.sync_busy_records:
-                    # Started in a quiet interval: should a stream begin while it runs, it gives way
-                    # (``_pull_for``), and the next ticks defer as above. One started because the
-                    # deferral reached its bound does not: it runs to the end.
-                    pull.yields_since = since
+                # Started in a quiet interval, a pull gives way to a stream that begins while it
+                # runs, and the next ticks defer as above. One started because the deferral
+                # reached its bound does not: it runs to the end.
+                quiet = self.only_from is None and pushed < self.profile.sync_busy_records
+                if peers:
+                    self.pull(peers[0], now_ms, want_rows=True, yields_since=since if quiet else None)
         if now_ms >= self.next_gc_ms and (self.tombstones or self._collected_queue):
             self.next_gc_ms = now_ms + self.profile.sync_interval_ms
             self.collect(now_ms)

@@ -61,7 +61,8 @@ Anti-entropy:
   periodic pull started in a quiet interval gives way to a stream that begins while it
   runs, at its first reply after 64 records (``YIELD_RECORDS``) were written here or
   received by push (``pulls_yielded``): it counts as not made, and the ticks after it
-  defer as above.
+  defer as above. So does the repair pull from a member back from suspect (it was pushed
+  to all along); the one from a member back from dead, or new, runs to its end.
 * ``sync_timeout_ms`` = 2000: a pull that hears nothing for this long is abandoned (each
   request is answered in one round trip, a page of a full transfer included; a lost one
   costs at most this before the next pull starts over).
