@@ -136,11 +136,19 @@ class ReplicaStore(Protocol):
     ``install``/``remove`` apply a remote change with its revision and origin kept, and
     raise the same change events and keyspace notifications a local write or delete
     does; ``restamp`` gives one of this node's own entries a new revision and nothing
-    else; ``keys`` lists every key held, once, when the core starts.
+    else; ``keys`` lists every key held, once, when the core starts. ``versions`` and
+    ``replace_all`` are ``version`` and ``install`` for a batch of distinct keys (a push
+    of hundreds of records is merged with one of each, which a store can do in bulk).
     """
 
     def version(self, key: bytes) -> tuple[int, str] | None:
         """``(revision, origin)`` of the entry at ``key``, or None."""
+
+    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
+        """``version`` of each key, in order."""
+
+    def replace_all(self, records: list[Record]) -> None:
+        """``install`` each record, in order: distinct keys, each holding an entry now, no deadline."""
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         """``(kind, wire value, revision, origin, deadline_ms or 0)`` of the entry, or None."""
@@ -371,12 +379,59 @@ class Replicator:
         return False
 
     def apply_all(self, records: Iterable[Record], now_ms: int, relay: bool) -> int:
-        """``apply`` each record, in order; how many changed our state."""
-        applied = 0
+        """``apply`` each record, in order; how many changed our state.
+
+        The common record — a newer write to a key that holds a live entry, with no deadline —
+        is merged in bulk: the versions of the whole batch read at once, the winners' digest
+        changes noted here and the winners handed to ``replace_all`` in runs. Any other record
+        goes through ``_apply`` between two runs, so changes land (and raise their events) in
+        the records' order. A batch naming a key twice goes record by record."""
+        records = records if type(records) is list else list(records)
+        keys = [r[0] for r in records]
         one = self._apply
-        for rec in records:
-            if one(rec, now_ms, relay):
-                applied += 1
+        applied = 0
+        if len(set(keys)) < len(keys):
+            for rec in records:
+                if one(rec, now_ms, relay):
+                    applied += 1
+        else:
+            store = self.store
+            pending = self.digest._pending  # Digest.xor, inlined
+            push = self.queue.push if relay and not self.fresh else None
+            run: list[Record] = []
+            for rec, local in zip(records, store.versions(keys)):
+                key, hlc, origin, kind, value, at = rec
+                if local is not None and not at and kind != TOMBSTONE:
+                    lh, lo = local
+                    if hlc > lh or (hlc == lh and origin > lo):
+                        # _apply's digest change for this case: the new version in, the old one out
+                        kh = crc32(key)
+                        oh = ORIGIN_HASHES.get(origin)
+                        if oh is None:
+                            oh = origin_hash(origin)
+                        x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                        h = x ^ (x >> 32)
+                        if lo == origin:
+                            x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                            h ^= x ^ (x >> 32)
+                        else:
+                            h ^= version_hash(kh, lh, lo)
+                        pending[kh & LEAF_MASK] ^= h
+                        run.append(rec)
+                        if push is not None:
+                            push(key, None)
+                        continue
+                    if hlc < lh or origin != lo:
+                        continue  # older than what we hold
+                if run:  # (anything else, the equal version's tie included, the long way)
+                    store.replace_all(run)
+                    applied += len(run)
+                    run = []
+                if one(rec, now_ms, relay):
+                    applied += 1
+            if run:
+                store.replace_all(run)
+                applied += len(run)
         if applied:
             self.count("records_applied", applied)
         return applied

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from vfsd import codec
+from vfsd.active.lww import Record
 from vfsd.codec import DOC, RAW
 from vfsd.commands.context import ChangeSink
 from vfsd.store.keyspace import CTIME, KIND, ORIGIN, REV, VALUE, Keyspace
@@ -89,6 +90,9 @@ class KeyspaceStore:
         entry = self.db.data.get(key)
         return None if entry is None else (entry[REV], entry[ORIGIN])
 
+    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
+        return [None if e is None else (e[REV], e[ORIGIN]) for e in map(self.db.data.get, keys)]
+
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         db = self.db
         entry = db.data.get(key)
@@ -119,6 +123,28 @@ class KeyspaceStore:
         self._held.append((flag, event, key, entry))
         if deadline_ms:
             self._held.append(("g", "expire", key, entry))
+
+    def replace_all(self, records: list[Record]) -> None:
+        db = self.db
+        if db.saving is not None or db.watched:  # a dump under way, or WATCHed keys: Keyspace.put each
+            for key, hlc, origin, kind, value, at in records:
+                self.install(key, kind, value, hlc, origin, at)
+            return
+        data = db.data
+        now = self.now_ms
+        # Keyspace.put of keys held already, and install's events, for the whole run at once.
+        entries = [(value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value)), kind, hlc, origin,
+                    data[key][CTIME], now) for key, hlc, origin, kind, value, _ in records]
+        keys = [r[0] for r in records]
+        data.update(zip(keys, entries))
+        expires = db.expires
+        if expires:
+            for key in keys:
+                if key in expires:  # replaced by an entry without a deadline
+                    db.persist(key)
+        self._held.extend([(*INSTALL_EVENTS[e[KIND]], key, e) for key, e in zip(keys, entries)])
+        self.plane.changes += len(entries)
+        self.installed += len(entries)
 
     def remove(self, key: bytes) -> None:
         old = self.db.delete(key)

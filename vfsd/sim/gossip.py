@@ -42,7 +42,7 @@ from zlib import crc32
 from vfsd.active.agent import GossipAgent
 from vfsd.active.digest import version_hash
 from vfsd.active.hlc import HLC
-from vfsd.active.lww import Tombstones
+from vfsd.active.lww import Record, Tombstones
 from vfsd.active.membership import ActiveSet, Member, identity_hash
 from vfsd.active.profile import LAN, GossipProfile
 from vfsd.active.wire import ALIVE as ALIVE_STATE
@@ -65,6 +65,9 @@ class MemoryStore:
         e = self.data.get(key)
         return None if e is None else (e[2], e[3])
 
+    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
+        return [self.version(key) for key in keys]
+
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         return self.data.get(key)
 
@@ -72,6 +75,10 @@ class MemoryStore:
         self.data[key] = (kind, value, hlc, origin, deadline_ms)
         if self.on_version is not None:
             self.on_version(key, hlc, origin, False, deadline_ms)
+
+    def replace_all(self, records: list[Record]) -> None:
+        for key, hlc, origin, kind, value, at in records:
+            self.install(key, kind, value, hlc, origin, at)
 
     def remove(self, key: bytes) -> None:
         del self.data[key]
