@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from vfsd import codec
 from vfsd.active.agent import GossipAgent
 from vfsd.active.keyspace_store import KeyspaceStore, check_wire_value
+from vfsd.active.lww import TOMBSTONE
 from vfsd.active.plane import ActivePlane, ReplicatedCtx
 from vfsd.active.profile import LOCAL
 from vfsd.active.wire import Limits, on_roots
@@ -297,3 +298,42 @@ def test_a_value_too_large_to_replicate_is_refused_at_the_write_not_kept_on_one_
     assert a.run("GET", "/run/big") == b.run("GET", "/run/big") == b"x" * 1000
     assert a.run("EXISTS", "/run/bigdoc") == b.run("EXISTS", "/run/bigdoc") == 0
     assert a.agent.replica.check() == []
+
+
+def test_a_mixed_batch_lands_in_its_records_order_with_the_digest_kept_true() -> None:
+    """Most of a push merges in bulk (newer writes to keys held); new keys, deletes, deadlines,
+    stale and equal versions go one by one between the bulk runs. Events keep the records' order."""
+    _, b = pair()
+    for i in range(6):
+        b.run("SET", f"/run/m{i}", "old")
+    b.run("HSET", "/run/h", "f", "old")
+    held = {k: (e[REV], e[ORIGIN]) for k, e in b.db.data.items()}
+    later = b.plane.hlc.now(b.now_ms) + (1 << 20)
+    hash_value = codec.pack(to_wire(HASH, {b"f": b"new"}))
+    batch = [
+        (b"/run/m0", later + 1, "a", 0, b"new0", 0),  # newer, held: bulk
+        (b"/run/m1", later + 2, "a", 0, b"new1", 0),  # newer, held: bulk
+        (b"/run/new", later + 3, "a", 0, b"fresh", 0),  # not held: one by one
+        (b"/run/h", later + 4, "a", HASH, hash_value, 0),  # newer, held, a collection: bulk
+        (b"/run/m2", later + 5, "a", TOMBSTONE, b"", 0),  # a delete: one by one
+        (b"/run/m3", held[b"/run/m3"][0] - 1, "a", 0, b"stale", 0),  # older: ignored
+        (b"/run/m4", later + 6, "a", 0, b"ttl", WALL_MS + 3_600_000),  # a deadline: one by one
+        (b"/run/m5", later + 7, "a", 0, b"new5", 0),  # newer, held: bulk
+    ]
+    b.agent.replica.fold()  # (as every input of the agent does first)
+    b.events.clear()
+    b.store.now_ms = b.now_ms
+    assert b.agent.replica.apply_all(batch, b.now_ms, relay=False) == 7
+    b.store.emit()
+    assert [(e, k) for _, e, k, _, _ in b.events] == [
+        ("set", b"/run/m0"), ("set", b"/run/m1"), ("set", b"/run/new"), ("hset", b"/run/h"), ("del", b"/run/m2"),
+        ("set", b"/run/m4"), ("expire", b"/run/m4"), ("set", b"/run/m5")]
+    assert [b.run("GET", f"/run/m{i}") for i in (0, 1, 3, 4, 5)] == [b"new0", b"new1", b"old", b"ttl", b"new5"]
+    assert b.run("GET", "/run/m2") is None and b.run("HGET", "/run/h", "f") == b"new"
+    assert b.db.data[b"/run/m5"][REV] == later + 7 and b.db.data[b"/run/m5"][ORIGIN] == "a"
+    assert b.db.expires[b"/run/m4"] == WALL_MS + 3_600_000
+    assert b.agent.replica.check() == []
+    # A batch that names a key twice goes record by record: the second write wins, as it would alone.
+    twice = [(b"/run/m0", later + 10, "a", 0, b"first", 0), (b"/run/m0", later + 11, "a", 0, b"second", 0)]
+    assert b.agent.replica.apply_all(twice, b.now_ms, relay=False) == 2
+    assert b.run("GET", "/run/m0") == b"second" and b.agent.replica.check() == []
