@@ -36,10 +36,10 @@ thousands of versions around them to learn that, at a cost above the writes' own
 what a push missed is repaired at the latest ``sync_busy_max_ms`` later, or one
 interval after the stream eases. A periodic pull begun in a quiet interval (or the
 repair pull of a member back from suspect, which was pushed to all along), when a
-stream starts while it runs, gives way at its next reply (``YIELD_RECORDS`` written here
-or received by push since it began), and counts as not made: otherwise the start of every stream would pay for
-one comparison chasing it, thousands of bucket listings that the pushes make moot. A
-pull started because the deferral reached its bound runs to the end. A pull goes:
+stream starts while it runs, gives way at its next reply (``YIELD_RECORDS`` written
+here or received by push since it began), and counts as not made: otherwise such a
+pull would chase the stream, listing thousands of buckets that the pushes make moot.
+A pull started because the deferral reached its bound runs to the end. A pull goes:
 
 1. ``SyncOpen``: our root hash and record count (plus, on a join, our own row).
 2. ``SyncReply``: the responder's clock ``t``, its membership rows, and — unless the
@@ -119,8 +119,8 @@ from vfsd.active.wire import (
 RECORD_OVERHEAD = 32
 #: Room kept free in a message for its header and framing.
 MESSAGE_SLACK = 4096
-#: Records written here or received by push since a periodic pull began from which it gives way
-#: to the stream they belong to (``Replicator.tick``): a handful of round trips see a few at most.
+#: Records written here or received by push since a pull that may give way began, from which it
+#: gives way to the stream they belong to (``Replicator.tick``): its few round trips see a few at most.
 YIELD_RECORDS = 64
 #: Concurrent pulls a replica runs as the puller.
 MAX_PULLS = 4
@@ -573,7 +573,7 @@ class Replicator:
     # -- anti-entropy: the puller --------------------------------------------------------------
 
     def pull(self, peer: str | None, now_ms: int, *, address: str | None = None, want_rows: bool = True,
-             yields_since: int | None = None) -> _Pull | None:
+             yields_since: int | None = None) -> None:
         """Start a pull from ``peer`` (a member name) or from ``address`` (a seed not known by name).
 
         At most one pull per peer and ``MAX_PULLS`` in all; a pull that has heard nothing for
@@ -582,18 +582,18 @@ class Replicator:
         (``_pull_for``), and leaves ``last_sync_ms`` at that value when it does.
         """
         if self.only_from is not None and peer != self.only_from:
-            return None
+            return
         stale = now_ms - self.profile.probe_interval_ms
         for sid, p in list(self.pulls.items()):
             if p.peer == peer and p.address == address or len(self.pulls) >= MAX_PULLS:
                 if p.active_ms > stale:
                     if p.peer == peer and p.address == address:
-                        return None
+                        return
                     continue
                 del self.pulls[sid]
                 self.count("pulls_replaced")
         if len(self.pulls) >= MAX_PULLS:
-            return None
+            return
         self._sid = (self._sid + 1) & 0xFFFFFFFF
         # Unanswered, a pull is given up soon (a seed or member that is not there); once
         # answered, it may idle up to sync_timeout_ms between replies.
@@ -610,7 +610,6 @@ class Replicator:
         else:
             assert address is not None
             self.out_by_address.append((address, msg))
-        return pull
 
     def cancel_pulls(self, peer: str) -> None:
         """Give up the pulls from ``peer`` (it went away, or came back as someone new)."""
