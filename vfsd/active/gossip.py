@@ -404,7 +404,7 @@ class Replicator:
                 if local is not None and not at and kind != TOMBSTONE:
                     lh, lo = local
                     if hlc > lh or (hlc == lh and origin > lo):
-                        # _apply's digest change for this case: the new version in, the old one out
+                        # The digest change: the new version in, the old one out (version_hash, inlined)
                         kh = crc32(key)
                         oh = ORIGIN_HASHES.get(origin)
                         if oh is None:
@@ -462,21 +462,9 @@ class Replicator:
                 if mine is None or expiry_of(rec, mine) or rank(rec) <= rank(effective(mine, now_ms)):
                     return False  # (our entry expires at its deadline on our own clock)
         kh = crc32(key)
-        oh = ORIGIN_HASHES.get(origin)
-        if oh is None:
-            oh = origin_hash(origin)
-        # version_hash(kh, hlc, origin), inlined: this runs for every record a replica takes
-        x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        h = x ^ (x >> 32)
+        h = version_hash(kh, hlc, origin)  # (the common record takes apply_all's bulk lane, inlined)
         if local is not None:
-            if lo == origin:
-                x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                h ^= x ^ (x >> 32)
-            else:
-                h ^= version_hash(kh, lh, lo)
-            pending = self.digest._pending  # Digest.xor, inlined
-            leaf = kh & LEAF_MASK
-            pending[leaf] ^= h
+            self.digest.xor(kh, h ^ version_hash(kh, lh, lo))
         else:
             if self.collected:
                 self.collected.pop(key, None)
