@@ -272,15 +272,12 @@ class Replicator:
         dirty = self.dirty
         if not dirty:
             return
-        version = self.store.version
         name = self.name
         ohash = self._origin_hash
         pending = self.digest._pending  # Digest.xor, inlined: this runs once per key written
-        queue = self.queue
-        where, tier0, max_items = queue.where, queue.tiers[0], queue.max_items
-        publish = not self.fresh
-        for key, old in dirty.items():
-            v = version(key)
+        keys = list(dirty)
+        queued: list[bytes] = []
+        for key, old, v in zip(keys, dirty.values(), self.store.versions(keys)):
             if v is None:  # removed since without a hook (cannot happen on the plane's own path)
                 continue
             hlc, origin = v
@@ -297,16 +294,25 @@ class Replicator:
                     delta = h ^ x ^ (x >> 32)
                 else:
                     delta = h ^ version_hash(kh, old[0], old[1])
-                leaf = kh & LEAF_MASK
-                pending[leaf] ^= delta
+                pending[kh & LEAF_MASK] ^= delta
             else:
                 self._fold_new(key, kh, h)
-            if publish:
-                if key not in where and len(where) < max_items:
-                    where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
-                    tier0[key] = None
-                else:
-                    queue.push(key, None)
+            queued.append(key)
+        if not self.fresh:
+            queue = self.queue
+            where, tier0 = queue.where, queue.tiers[0]
+            if not where and len(queued) <= queue.max_items:
+                # An empty queue (a push to every member takes all of it): TransmitQueue.push of
+                # every key, in bulk.
+                where.update(dict.fromkeys(queued, 0))
+                tier0.update(dict.fromkeys(queued))
+            else:
+                for key in queued:
+                    if key not in where and len(where) < queue.max_items:
+                        where[key] = 0  # TransmitQueue.push, inlined for a key not queued yet
+                        tier0[key] = None
+                    else:
+                        queue.push(key, None)
         self.stream_records += len(dirty)
         dirty.clear()  # the same dict: the plane's write path holds it
 
