@@ -130,14 +130,9 @@ class Digest:
         most of the 65536 buckets changed: 1 + 1/16 + ... updates per bucket instead of 5)."""
         pending = self._pending
         dense = len(self) >= DENSE_AT
-        if type(pending) is array:
-            deltas = _changes(pending)
-            if deltas or not dense:
-                self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
-        else:
-            deltas = pending
-            if pending or dense:
-                self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
+        deltas = _changes(pending) if type(pending) is array else pending
+        if deltas or (type(pending) is array) != dense:  # taken, or the wrong form for the size now
+            self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
         levels = self._hashes
         for level in range(DEPTH, -1, -1):
             if not deltas:

@@ -61,6 +61,11 @@ def check_wire_value(kind: int, value: bytes) -> bool:
     return True
 
 
+def _stored(kind: int, value: bytes) -> Any:
+    """A wire value as the keyspace stores it: strings and documents as they are, collections built."""
+    return value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value))
+
+
 class KeyspaceStore:
     """``vfsd.active.gossip.ReplicaStore`` over ``Keyspace`` (see the module docstring).
 
@@ -104,7 +109,7 @@ class KeyspaceStore:
 
     def install(self, key: bytes, kind: int, value: bytes, hlc: int, origin: str, deadline_ms: int) -> None:
         db = self.db
-        stored: Any = value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value))
+        stored = _stored(kind, value)
         data = db.data
         old = data.get(key)
         now = self.now_ms
@@ -133,8 +138,8 @@ class KeyspaceStore:
         data = db.data
         now = self.now_ms
         # Keyspace.put of keys held already, and install's events, for the whole run at once.
-        entries = [(value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value)), kind, hlc, origin,
-                    data[key][CTIME], now) for key, hlc, origin, kind, value, _ in records]
+        entries = [(_stored(kind, value), kind, hlc, origin, data[key][CTIME], now)
+                   for key, hlc, origin, kind, value, _ in records]
         keys = [r[0] for r in records]
         data.update(zip(keys, entries))
         expires = db.expires
