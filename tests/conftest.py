@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,52 +15,15 @@ from typing import Any
 import pytest
 import redis
 
+from vfsd import localcluster
 
-def _ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range for the local ports of outgoing connections (Linux's default if unknown)."""
-    try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-_EPHEMERAL = _ephemeral_ports()
 #: Ports ``free_port`` handed out in this run: none is handed out twice.
 _handed_out: set[int] = set()
-_port_rng = random.Random()  # its own: tests that seed the global generator do not steer it
 
 
 def free_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on now and no earlier call handed out.
-
-    Not one the kernel picks for port 0: that comes from the ephemeral range, where any
-    outgoing connection (a node dialling its peers, a client) may take it before the
-    process meant to listen there has started. The port is drawn from the wider of the
-    ranges below and above the ephemeral one (when neither is wide enough, from port 0).
-    """
-    low, high = _EPHEMERAL
-    below, above = (1024, low - 1), (high + 1, 65535)
-    first, last = max(below, above, key=lambda r: r[1] - r[0])
-    if last - first >= 1000:
-        for _ in range(1000):
-            port = _port_rng.randint(first, last)
-            if port in _handed_out:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:  # in use, or lingering after a close: draw again
-                    continue
-            _handed_out.add(port)
-            return port
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A free port of 127.0.0.1, outside the ephemeral range (``vfsd.localcluster.free_port``)."""
+    return localcluster.free_port(_handed_out)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = "condition") -> Any:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import redis
 
 from tests.conftest import vfsd_command, wait_for
+from vfsd import localcluster
 
 
 def _alive(pid: int) -> bool:
@@ -58,3 +60,15 @@ def test_cluster_up_replicates_prints_status_and_stops_every_node(tmp_path: Path
     assert "stopped every node" in out_path.read_text()
     for pid in pids:
         wait_for(lambda pid=pid: not _alive(pid), timeout=10, what=f"node process {pid} gone")
+
+
+def test_free_ports_lie_outside_the_ephemeral_range_and_are_never_given_twice() -> None:
+    low, high = localcluster._ephemeral_ports()
+    first = localcluster.free_port(set())
+    avoid = {first}
+    ports = [localcluster.free_port(avoid) for _ in range(200)]
+    assert first not in ports and len(set(ports)) == 200 and avoid == set(ports) | {first}
+    assert not any(low <= p <= high for p in ports)
+    for port in ports[:20]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free when given

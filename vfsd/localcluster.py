@@ -11,6 +11,7 @@ its data (the ports are kept in ``<dir>/cluster.json``).
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -21,8 +22,40 @@ from pathlib import Path
 from typing import Any
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default if unknown)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_port_rng = random.Random()
+
+
 def free_port(avoid: set[int]) -> int:
-    """A free TCP port on 127.0.0.1 not in ``avoid`` (added to it): every port is given explicitly."""
+    """A TCP port of 127.0.0.1 that nothing listens on now and is not in ``avoid`` (added to it).
+
+    Not one the kernel picks for port 0: that comes from the ephemeral range, where the
+    outgoing connection of a node already started (dialling its peers) may take it before
+    the node meant to listen there starts. The port is drawn from the wider of the ranges
+    below and above the ephemeral one (when neither is wide enough, from port 0).
+    """
+    low, high = _ephemeral_ports()
+    first, last = max((1024, low - 1), (high + 1, 65535), key=lambda r: r[1] - r[0])
+    if last - first >= 1000:
+        for _ in range(1000):
+            port = _port_rng.randint(first, last)
+            if port in avoid:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:  # in use, or lingering after a close: draw again
+                    continue
+            avoid.add(port)
+            return port
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
