@@ -10,6 +10,7 @@ its data (the ports are kept in ``<dir>/cluster.json``).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 
+@functools.cache
 def _ephemeral_ports() -> tuple[int, int]:
     """The kernel's range for the local ports of outgoing connections (Linux's default if unknown)."""
     try:
