@@ -40,7 +40,9 @@ from vfsd.active.wire import (
     decode,
     decode_header,
     encode,
+    on_roots,
 )
+from vfsd.paths import DEFAULT_ROOTS
 
 LIMITS = Limits(accepts_key=lambda k: k.startswith((b"/run/", b"/hw/")))
 HEADER = Header(boot=7, seq=3, hlc=1 << 40, seen=5, view=(1 << 64) - 1)
@@ -222,9 +224,10 @@ def test_a_record_key_is_held_to_the_whole_path_grammar() -> None:
 
 def test_a_key_that_passed_once_skips_the_checks_but_only_under_the_same_limits() -> None:
     limits = Limits()
-    first = decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), limits).records[0][0]
+    assert decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), limits).records[0][0] == b"/run/k"
+    assert limits.valid_keys == {b"/run/k"}
     again = bytes(bytearray(b"/run/k"))  # an equal key, another object (as every decoded message brings)
-    assert decode(MsgType.GOSSIP, gossip_body([[again, 2, 0, 0, b"", 0]]), limits).records[0][0] is first
+    assert decode(MsgType.GOSSIP, gossip_body([[again, 2, 0, 0, b"", 0]]), limits).records[0][0] == b"/run/k"
     # A refused key is never remembered: it is refused again, with the same reason.
     for _ in range(2):
         with pytest.raises(WireError) as exc:
@@ -237,6 +240,29 @@ def test_a_key_that_passed_once_skips_the_checks_but_only_under_the_same_limits(
     with pytest.raises(WireError) as exc:
         decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), narrower)
     assert exc.value.reason == "bad_key"
+
+
+def test_the_nodes_own_paths_skip_the_path_checks_but_not_the_roots() -> None:
+    # known_keys stands for the keyspace: every path in it passed check_path when it was written.
+    # A path from it skips the grammar (shown here by one the grammar would refuse), but must
+    # still lie under a replicated root; any other key takes every check. No table of its own.
+    known = {b"/run/a//b", b"/ctx/a", b"/hw"}
+    limits = Limits(accepts_key=on_roots(DEFAULT_ROOTS), known_keys=known)
+    rows = [[b"/run/a//b", 1, 0, 0, b"", 0], [b"/hw", 1, 0, 0, b"", 0], [b"/run/new", 1, 0, 0, b"", 0]]
+    assert [r[0] for r in decode(MsgType.GOSSIP, gossip_body(rows), limits).records] == [
+        b"/run/a//b", b"/hw", b"/run/new"]
+    for bad in (b"/ctx/a", b"/run/c//d"):
+        with pytest.raises(WireError) as exc:
+            decode(MsgType.GOSSIP, gossip_body([[bad, 1, 0, 0, b"", 0]]), limits)
+        assert exc.value.reason == "bad_key", bad
+    assert not limits.valid_keys
+    # A filter that is not a RootFilter has no prefixes to match: the limits keep their own table.
+    custom = Limits(accepts_key=lambda k: k.startswith(b"/run/"), known_keys=known)
+    with pytest.raises(WireError) as exc:
+        decode(MsgType.GOSSIP, gossip_body([[b"/run/a//b", 1, 0, 0, b"", 0]]), custom)
+    assert exc.value.reason == "bad_key"
+    decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), custom)
+    assert custom.valid_keys == {b"/run/k"}
 
 
 def test_the_table_of_known_keys_stays_bounded() -> None:

@@ -23,7 +23,7 @@ refused one layer up, where the wall clock is known (``GossipAgent``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -94,15 +94,27 @@ class WireError(ValueError):
         self.detail = detail
 
 
-def on_roots(roots: Mapping[str, str]) -> Callable[[bytes], bool]:
-    """A key filter: whether a path lies under a root the roots table gives the eventual plane."""
-    eventual = frozenset(root.encode() for root, plane in roots.items() if plane == EVENTUAL)
+class RootFilter:
+    """A key filter: whether a path lies under a root the roots table gives the eventual plane.
 
-    def accepts(key: bytes) -> bool:
+    ``prefixes`` are those roots with their trailing slash: ``key.startswith(prefixes)`` is the
+    filter's answer for every path below a root, in one C call (what ``_records`` runs on a
+    path it knows already; a root itself, ``/hw``, takes the call)."""
+
+    __slots__ = ("eventual", "prefixes")
+
+    def __init__(self, roots: Mapping[str, str]) -> None:
+        self.eventual = frozenset(root.encode() for root, plane in roots.items() if plane == EVENTUAL)
+        self.prefixes = tuple(sorted(root + b"/" for root in self.eventual))
+
+    def __call__(self, key: bytes) -> bool:
         end = key.find(b"/", 1)
-        return (key if end < 0 else key[:end]) in eventual
+        return (key if end < 0 else key[:end]) in self.eventual
 
-    return accepts
+
+def on_roots(roots: Mapping[str, str]) -> RootFilter:
+    """The key filter of a roots table's eventual roots (``RootFilter``)."""
+    return RootFilter(roots)
 
 
 @dataclass(frozen=True)
@@ -117,11 +129,15 @@ class Limits:
     updates 4096, rows 100000, origins 65536, tree nodes 65536) bound what one message may
     make us allocate, far above what a correct peer sends.
 
-    ``valid_keys``: the record keys that passed every check of ``_key`` under these limits,
-    each mapped to the first object that brought it (bounded by ``MAX_VALID_KEYS``; emptied
-    when full). A replica receives the same paths over and over: a key found there skips the
-    path checks, and the record carries the known object (its hash computed, the one the
-    keyspace most likely holds already).
+    ``known_keys``: paths this node has validated already, whatever their root: the shell
+    passes its keyspace, where every path passed ``check_path`` when it was first written. A
+    record key found there and under one of ``accepts_key``'s prefixes (a ``RootFilter``)
+    skips the path checks. Its probe is the one that matters: a replica under a stream of
+    writes receives the paths it holds, over and over, and the probe brings the keyspace's
+    slot for the key into the cache just before the merge reads it (a table of its own would
+    be a second cold probe per record). Without ``known_keys`` the limits keep their own
+    table, ``valid_keys``: the record keys that passed every check of ``_key`` under them
+    (bounded by ``MAX_VALID_KEYS``; emptied when full).
     """
 
     kinds: frozenset[int] = frozenset({0, 1})
@@ -136,7 +152,8 @@ class Limits:
     max_rows: int = 100_000
     max_origins: int = 65_536
     max_nodes: int = 65_536
-    valid_keys: dict[bytes, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    known_keys: Container[bytes] | None = field(default=None, compare=False, repr=False)
+    valid_keys: set[bytes] = field(default_factory=set, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,23 +447,26 @@ def _records(origins_x: Any, records_x: Any, where: str, limits: Limits) -> list
     max_value = limits.max_value_bytes
     check_value = limits.check_value
     accepts = limits.accepts_key
+    # Known paths: the node's own (still to be matched to a replicated root: ``prefixes``), or
+    # the table of keys these limits passed (every one on such a root: no prefix to match).
+    prefixes = getattr(accepts, "prefixes", None)
+    cache = limits.known_keys is None or prefixes is None
     valid = limits.valid_keys
+    known = valid if cache else limits.known_keys
     # The checks of _list, _key and _int, inlined for the common, valid record (every record a
     # replica takes passes here); anything off goes the long way, which names the fault.
     for i, r in enumerate(_list(records_x, where, limits.max_records)):
         if type(r) is not list or len(r) != 6:
             _list(r, f"{where}[{i}]", 6, exact=6)
         key, hlc, o, kind, value, at_ms = r
-        known = valid.get(key) if type(key) is bytes else None
-        if known is not None:
-            key = known
-        else:
+        if type(key) is not bytes or key not in known or not (cache or key.startswith(prefixes)):
             if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES
                     or PATH_SUSPECT.search(key) is not None or not key.isascii() or not accepts(key)):
                 _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
-            if len(valid) >= MAX_VALID_KEYS:
-                valid.clear()
-            valid[key] = key
+            if cache:
+                if len(valid) >= MAX_VALID_KEYS:
+                    valid.clear()
+                valid.add(key)
         if type(hlc) is not int or not 0 <= hlc <= U63:
             _int(hlc, f"{where}[{i}].hlc")
         if type(o) is not int or not 0 <= o < n_origins:
