@@ -333,7 +333,59 @@ def test_a_mixed_batch_lands_in_its_records_order_with_the_digest_kept_true() ->
     assert b.db.data[b"/run/m5"][REV] == later + 7 and b.db.data[b"/run/m5"][ORIGIN] == "a"
     assert b.db.expires[b"/run/m4"] == WALL_MS + 3_600_000
     assert b.agent.replica.check() == []
-    # A batch that names a key twice goes record by record: the second write wins, as it would alone.
+    # A batch that names a key twice merges each over what the first left: the later write wins.
     twice = [(b"/run/m0", later + 10, "a", 0, b"first", 0), (b"/run/m0", later + 11, "a", 0, b"second", 0)]
     assert b.agent.replica.apply_all(twice, b.now_ms, relay=False) == 2
     assert b.run("GET", "/run/m0") == b"second" and b.agent.replica.check() == []
+
+
+class Watcher:
+    """A client in MULTI that WATCHes a key (all ``Keyspace.touch`` looks at)."""
+
+    watch_dirty = False
+
+
+record = st.tuples(
+    st.sampled_from(KEYS), st.integers(-3, 3), st.sampled_from(["a", "b", "c"]),
+    st.sampled_from([0, 0, 0, 1, TOMBSTONE]), st.sampled_from([b"", b"x", b"yz"]),
+    st.sampled_from([0, 0, 0, 1, 60_000]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(op, max_size=12), st.lists(record, max_size=12), st.booleans())
+def test_a_batch_merged_in_bulk_ends_as_its_records_one_by_one(steps: list[tuple], recs: list[tuple],
+                                                               watched: bool) -> None:
+    """``apply_all`` (the store's bulk lane, ``merge_newer``, between records taken one by one)
+    leaves the keyspace, its deadlines, the digest and the events exactly as ``apply`` of each
+    record in turn: whatever the mix of kinds, versions, ties, deadlines, tombstones and keys
+    named twice, and with WATCHed keys (``Keyspace.put``'s own path)."""
+    twins = [Replica("n", WALL_MS), Replica("n", WALL_MS)]
+    watchers = [Watcher(), Watcher()]
+    for node, watcher in zip(twins, watchers):
+        for step in steps:
+            apply(node, step)
+        if watched:
+            node.db.watch(KEYS[0], watcher)
+        node.agent.replica.fold()
+        node.events.clear()
+        node.store.now_ms = node.now_ms
+    base = max(twins[0].plane.hlc.last, twins[1].plane.hlc.last)
+    batch = []
+    for key, dh, origin, kind, value, at in recs:
+        held = twins[0].db.data.get(key)
+        hlc = (held[REV] if held is not None and dh <= 0 else base) + dh  # around what is held, or newer
+        if kind == TOMBSTONE:
+            value = b""
+        elif kind == 1:
+            value = codec.pack(value.decode())
+        batch.append((key, max(hlc, 1), origin, kind, value, at and WALL_MS + at))
+    bulk, alone = twins
+    applied = bulk.agent.replica.apply_all(batch, bulk.now_ms, relay=False)
+    assert applied == sum(alone.agent.replica.apply(r, alone.now_ms, relay=False) for r in batch)
+    for node in twins:
+        node.store.emit()
+        assert node.agent.replica.check() == []
+    assert bulk.entries() == alone.entries()
+    assert bulk.events == alone.events
+    assert bulk.agent.replica.digest.root() == alone.agent.replica.digest.root()
+    assert watchers[0].watch_dirty == watchers[1].watch_dirty

@@ -97,7 +97,7 @@ from zlib import crc32
 from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
 from vfsd.active.digest import DEPTH, LEAF_MASK, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
-from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, rank
+from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Merged, Record, Tombstones, Watermarks, effective, expiry_of, rank
 from vfsd.active.membership import Membership
 from vfsd.active.profile import GossipProfile
 from vfsd.active.wire import (
@@ -136,9 +136,9 @@ class ReplicaStore(Protocol):
     ``install``/``remove`` apply a remote change with its revision and origin kept, and
     raise the same change events and keyspace notifications a local write or delete
     does; ``restamp`` gives one of this node's own entries a new revision and nothing
-    else; ``keys`` lists every key held, once, when the core starts. ``versions`` and
-    ``replace_all`` are ``version`` and ``install`` for a batch of distinct keys (a push
-    of hundreds of records is merged with one of each, which a store can do in bulk).
+    else; ``keys`` lists every key held, once, when the core starts. ``versions`` is
+    ``version`` for a batch of keys, and ``merge_newer`` is the common case of a push's
+    merge, done in bulk: a store can do either with one probe of its table per key.
     """
 
     def version(self, key: bytes) -> tuple[int, str] | None:
@@ -147,8 +147,16 @@ class ReplicaStore(Protocol):
     def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
         """``version`` of each key, in order."""
 
-    def replace_all(self, records: list[Record]) -> None:
-        """``install`` each record, in order: distinct keys, each holding an entry now, no deadline."""
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
+        """``install`` the records from index ``start`` on, in order, each over the live entry
+        its key holds and of a lower version (a lower revision, or the same one of a lower
+        origin: the records' order, ``vfsd.active.lww``), appending ``(key, hlc, origin,
+        replaced hlc, replaced origin)`` to ``merged`` for each; skip those older than what
+        is held. Stop at the first record that is none of these: a tombstone, one with a
+        deadline, one whose key holds no live entry, or one of the very version held (the
+        core merges it, then calls again from the next). Returns that record's index, or
+        ``len(records)``: all were merged or skipped. ``merge_by_install`` does it with
+        ``version`` and ``install``."""
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         """``(kind, wire value, revision, origin, deadline_ms or 0)`` of the entry, or None."""
@@ -164,6 +172,26 @@ class ReplicaStore(Protocol):
 
     def keys(self) -> Iterable[bytes]:
         """Every key with an entry."""
+
+
+def merge_by_install(store: ReplicaStore, records: list[Record], start: int, merged: list[Merged]) -> int:
+    """``ReplicaStore.merge_newer`` over the store's own ``version`` and ``install``, for a store
+    with nothing faster to offer (the simulation's)."""
+    end = len(records)
+    i = start
+    while i < end:
+        key, hlc, origin, kind, value, at = records[i]
+        local = store.version(key)
+        if local is None or at or kind == TOMBSTONE:
+            break
+        lh, lo = local
+        if hlc > lh or (hlc == lh and origin > lo):
+            store.install(key, kind, value, hlc, origin, 0)
+            merged.append((key, hlc, origin, lh, lo))
+        elif hlc == lh and origin == lo:
+            break
+        i += 1
+    return i
 
 
 class _Pull:
@@ -388,56 +416,43 @@ class Replicator:
         """``apply`` each record, in order; how many changed our state.
 
         The common record — a newer write to a key that holds a live entry, with no deadline —
-        is merged in bulk: the versions of the whole batch read at once, the winners' digest
-        changes noted here and the winners handed to ``replace_all`` in runs. Any other record
-        goes through ``_apply`` between two runs, so changes land (and raise their events) in
-        the records' order. A batch naming a key twice goes record by record."""
+        is merged by the store in bulk (``ReplicaStore.merge_newer``), and its digest change
+        noted here, from the version it replaced; the store stops at any other record, which
+        goes through ``_apply`` before the store goes on, so changes land (and raise their
+        events) in the records' order. A key named twice is merged twice, each time over
+        what the store holds then."""
         records = records if type(records) is list else list(records)
-        keys = [r[0] for r in records]
+        store = self.store
         one = self._apply
+        merged: list[Merged] = []
         applied = 0
-        if len(set(keys)) < len(keys):
-            for rec in records:
-                if one(rec, now_ms, relay):
-                    applied += 1
-        else:
-            store = self.store
+        end = len(records)
+        i = store.merge_newer(records, 0, merged)
+        while i < end:
+            if one(records[i], now_ms, relay):
+                applied += 1
+            i = store.merge_newer(records, i + 1, merged)
+        if merged:
             pending = self.digest._pending  # Digest.xor, inlined
-            push = self.queue.push if relay and not self.fresh else None
-            run: list[Record] = []
-            for rec, local in zip(records, store.versions(keys)):
-                key, hlc, origin, kind, value, at = rec
-                if local is not None and not at and kind != TOMBSTONE:
-                    lh, lo = local
-                    if hlc > lh or (hlc == lh and origin > lo):
-                        # The digest change: the new version in, the old one out (version_hash, inlined)
-                        kh = crc32(key)
-                        oh = ORIGIN_HASHES.get(origin)
-                        if oh is None:
-                            oh = origin_hash(origin)
-                        x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                        h = x ^ (x >> 32)
-                        if lo == origin:
-                            x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                            h ^= x ^ (x >> 32)
-                        else:
-                            h ^= version_hash(kh, lh, lo)
-                        pending[kh & LEAF_MASK] ^= h
-                        run.append(rec)
-                        if push is not None:
-                            push(key, None)
-                        continue
-                    if hlc < lh or origin != lo:
-                        continue  # older than what we hold
-                if run:  # (anything else, the equal version's tie included, the long way)
-                    store.replace_all(run)
-                    applied += len(run)
-                    run = []
-                if one(rec, now_ms, relay):
-                    applied += 1
-            if run:
-                store.replace_all(run)
-                applied += len(run)
+            for key, hlc, origin, lh, lo in merged:
+                # The digest change: the new version in, the old one out (version_hash, inlined)
+                kh = crc32(key)
+                oh = ORIGIN_HASHES.get(origin)
+                if oh is None:
+                    oh = origin_hash(origin)
+                x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                h = x ^ (x >> 32)
+                if lo == origin:
+                    x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                    h ^= x ^ (x >> 32)
+                else:
+                    h ^= version_hash(kh, lh, lo)
+                pending[kh & LEAF_MASK] ^= h
+            if relay and not self.fresh:
+                push = self.queue.push
+                for m in merged:
+                    push(m[0], None)
+            applied += len(merged)
         if applied:
             self.count("records_applied", applied)
         return applied

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from vfsd import codec
-from vfsd.active.lww import Record
+from vfsd.active.lww import TOMBSTONE, Merged, Record
 from vfsd.codec import DOC, RAW
 from vfsd.commands.context import ChangeSink
 from vfsd.store.keyspace import CTIME, KIND, ORIGIN, REV, VALUE, Keyspace
@@ -129,27 +129,45 @@ class KeyspaceStore:
         if deadline_ms:
             self._held.append(("g", "expire", key, entry))
 
-    def replace_all(self, records: list[Record]) -> None:
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
+        """``ReplicaStore.merge_newer``: one probe of the keyspace per record, and the entry
+        built from the one it replaces (its creation time kept), as ``install`` builds it."""
         db = self.db
-        if db.saving is not None or db.watched:  # a dump under way, or WATCHed keys: Keyspace.put each
-            for key, hlc, origin, kind, value, at in records:
-                self.install(key, kind, value, hlc, origin, at)
-            return
         data = db.data
-        now = self.now_ms
-        # Keyspace.put of keys held already, and install's events, for the whole run at once.
-        entries = [(_stored(kind, value), kind, hlc, origin, data[key][CTIME], now)
-                   for key, hlc, origin, kind, value, _ in records]
-        keys = [r[0] for r in records]
-        data.update(zip(keys, entries))
+        get = data.get
+        put = db.put if db.saving is not None or db.watched else None  # a dump under way, or WATCHed keys
         expires = db.expires
-        if expires:
-            for key in keys:
-                if key in expires:  # replaced by an entry without a deadline
+        held = self._held
+        now = self.now_ms
+        count = len(merged)
+        end = len(records)
+        i = start
+        while i < end:
+            key, hlc, origin, kind, value, at = records[i]
+            e = get(key)
+            if e is None or at or kind == TOMBSTONE:
+                break
+            lh = e[REV]
+            lo = e[ORIGIN]
+            if hlc > lh or (hlc == lh and origin > lo):
+                entry = (value if kind == RAW or kind == DOC else _stored(kind, value), kind, hlc, origin, e[CTIME],
+                         now)
+                if put is None:
+                    data[key] = entry  # Keyspace.put of a key held already, inlined
+                else:
+                    put(key, entry)
+                if expires and key in expires:  # replaced by an entry without a deadline
                     db.persist(key)
-        self._held.extend([(*INSTALL_EVENTS[e[KIND]], key, e) for key, e in zip(keys, entries)])
-        self.plane.changes += len(entries)
-        self.installed += len(entries)
+                flag, event = INSTALL_EVENTS[kind]
+                held.append((flag, event, key, entry))
+                merged.append((key, hlc, origin, lh, lo))
+            elif hlc == lh and origin == lo:
+                break  # the same version: the whole record breaks the tie (the core's long way)
+            i += 1
+        count = len(merged) - count
+        self.plane.changes += count
+        self.installed += count
+        return i
 
     def remove(self, key: bytes) -> None:
         old = self.db.delete(key)

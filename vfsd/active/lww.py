@@ -76,6 +76,8 @@ TOMBSTONE = -1
 #: a live entry (0: none) or the deletion time of a tombstone.
 Record = tuple[bytes, int, str, int, bytes, int]
 KEY, HLC_, ORIGIN, KIND, VALUE, AT = range(6)
+#: A record merged over the live entry it beat: ``(key, hlc, origin, replaced hlc, replaced origin)``.
+Merged = tuple[bytes, int, str, int, str]
 
 
 def is_tombstone(record: Record) -> bool:

@@ -41,8 +41,9 @@ from zlib import crc32
 
 from vfsd.active.agent import GossipAgent
 from vfsd.active.digest import version_hash
+from vfsd.active.gossip import merge_by_install
 from vfsd.active.hlc import HLC
-from vfsd.active.lww import Record, Tombstones
+from vfsd.active.lww import Merged, Record, Tombstones
 from vfsd.active.membership import ActiveSet, Member, identity_hash
 from vfsd.active.profile import LAN, GossipProfile
 from vfsd.active.wire import ALIVE as ALIVE_STATE
@@ -76,9 +77,8 @@ class MemoryStore:
         if self.on_version is not None:
             self.on_version(key, hlc, origin, False, deadline_ms)
 
-    def replace_all(self, records: list[Record]) -> None:
-        for key, hlc, origin, kind, value, at in records:
-            self.install(key, kind, value, hlc, origin, at)
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
+        return merge_by_install(self, records, start, merged)
 
     def remove(self, key: bytes) -> None:
         del self.data[key]
