@@ -63,6 +63,9 @@ def test_incremental_updates_equal_a_digest_built_from_scratch(start: dict, chan
         else:
             d.xor(kh, new_h ^ version_hash(kh, *old))
         current[key] = (hlc, origin)
+        if hlc % 7 == 0:  # a pull reads the tree now and then: what is pending is folded in
+            assert d.node(0, 0)[1] == len(current)
+        assert len(d) == len(current)
     fresh = build(current, 4)
     assert d.hashes == fresh.hashes and d.counts == fresh.counts
     assert {k for b in d.buckets.values() for k in b} == set(current)

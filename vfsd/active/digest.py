@@ -97,7 +97,9 @@ class Digest:
     when anti-entropy next reads the tree (``settle``): a path a collector rewrites a
     thousand times between two pulls costs one update per level, not a thousand, and the
     write path pays one XOR: ``_pending[leaf] ^= delta``, which the hot loops of
-    ``vfsd.active.gossip`` inline.
+    ``vfsd.active.gossip`` inline. So do the counts: a key added or removed marks its bucket
+    (``_resized``), and the settle counts the marked buckets' lists and carries the
+    differences up, instead of five count updates per new key.
 
     ``_pending`` is a ``defaultdict(int)`` while the digest is small, and from ``DENSE_AT``
     keys on (switched at a settle, when nothing is pending) an ``array('Q')`` of one word per
@@ -107,20 +109,30 @@ class Digest:
     A settle then scans the array a slice at a time, skipping slices of zeros.
     """
 
-    __slots__ = ("_hashes", "counts", "buckets", "_pending")
+    __slots__ = ("_hashes", "_counts", "buckets", "_pending", "_resized", "_size")
 
     def __init__(self) -> None:
         #: _hashes[level][index]; level 0 is the root, level DEPTH the buckets. Zero nodes are absent.
         self._hashes: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
-        self.counts: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
+        self._counts: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
         self.buckets: dict[int, list[bytes]] = {}
         #: bucket -> XOR not yet applied to the bucket and the levels above it.
         self._pending: MutableSequence[int] = defaultdict(int)  # type: ignore[assignment]
+        #: Buckets that gained or lost keys since the last settle (their counts, and the levels
+        #: above, are brought up to date from the bucket lists then).
+        self._resized: set[int] = set()
+        self._size = 0
 
     @property
     def hashes(self) -> list[dict[int, int]]:
         self.settle()
         return self._hashes
+
+    @property
+    def counts(self) -> list[dict[int, int]]:
+        """counts[level][index]: the records below each node (zero nodes absent)."""
+        self.settle()
+        return self._counts
 
     def settle(self) -> None:
         """Fold the pending bucket changes into the buckets and the levels above.
@@ -128,8 +140,10 @@ class Digest:
         Level by level: the changes under one parent are XORed together before it takes them,
         so a parent of many changed buckets is updated once (a pull after a busy interval finds
         most of the 65536 buckets changed: 1 + 1/16 + ... updates per bucket instead of 5)."""
+        if self._resized:
+            self._settle_counts()
         pending = self._pending
-        dense = len(self) >= DENSE_AT
+        dense = self._size >= DENSE_AT
         deltas = _changes(pending) if type(pending) is array else pending
         if deltas or (type(pending) is array) != dense:  # taken, or the wrong form for the size now
             self._pending = array("Q", _ZERO_LEAVES) if dense else defaultdict(int)
@@ -152,6 +166,37 @@ class Digest:
                     up[parent] = up.get(parent, 0) ^ delta
             deltas = up
 
+    def _settle_counts(self) -> None:
+        """Bring the counts of the resized buckets, and of the levels above, up to date."""
+        resized, self._resized = self._resized, set()
+        counts = self._counts
+        nodes = counts[DEPTH]
+        buckets = self.buckets
+        diffs: dict[int, int] = {}
+        for leaf in resized:
+            bucket = buckets.get(leaf)
+            n = len(bucket) if bucket is not None else 0
+            diff = n - nodes.get(leaf, 0)
+            if diff:
+                diffs[leaf] = diff
+                if n:
+                    nodes[leaf] = n
+                else:
+                    del nodes[leaf]
+        for level in range(DEPTH - 1, -1, -1):
+            up: dict[int, int] = {}
+            for idx, diff in diffs.items():
+                parent = idx >> FANOUT_BITS
+                up[parent] = up.get(parent, 0) + diff
+            nodes = counts[level]
+            for idx, diff in up.items():
+                n = nodes.get(idx, 0) + diff
+                if n:
+                    nodes[idx] = n
+                elif idx in nodes:
+                    del nodes[idx]
+            diffs = up
+
     # -- updates (the local write path calls these) --------------------------------
 
     def xor(self, kh: int, delta: int) -> None:
@@ -166,11 +211,9 @@ class Digest:
             self.buckets[leaf] = [key]
         else:
             bucket.append(key)
-        for level in range(DEPTH, -1, -1):
-            idx = leaf >> (FANOUT_BITS * (DEPTH - level))
-            counts = self.counts[level]
-            counts[idx] = counts.get(idx, 0) + 1
-        self.xor(kh, h)
+        self._resized.add(leaf)
+        self._size += 1
+        self._pending[leaf] ^= h
 
     def remove(self, key: bytes, kh: int, h: int) -> None:
         """A key no longer held at all (a tombstone collected, or a reset)."""
@@ -179,22 +222,18 @@ class Digest:
         bucket.remove(key)
         if not bucket:
             del self.buckets[leaf]
-        for level in range(DEPTH, -1, -1):
-            idx = leaf >> (FANOUT_BITS * (DEPTH - level))
-            counts = self.counts[level]
-            left = counts[idx] - 1
-            if left:
-                counts[idx] = left
-            else:
-                del counts[idx]
-        self.xor(kh, h)
+        self._resized.add(leaf)
+        self._size -= 1
+        self._pending[leaf] ^= h
 
     def clear(self) -> None:
         for level in range(DEPTH + 1):
             self._hashes[level].clear()
-            self.counts[level].clear()
+            self._counts[level].clear()
         self.buckets.clear()
         self._pending = defaultdict(int)
+        self._resized = set()
+        self._size = 0
 
     # -- reads (anti-entropy) --------------------------------------------------------
 
@@ -203,17 +242,17 @@ class Digest:
         return self._hashes[0].get(0, 0)
 
     def __len__(self) -> int:
-        return self.counts[0].get(0, 0)
+        return self._size
 
     def node(self, level: int, idx: int) -> tuple[int, int]:
         """``(hash, count)`` of one node."""
         self.settle()
-        return self._hashes[level].get(idx, 0), self.counts[level].get(idx, 0)
+        return self._hashes[level].get(idx, 0), self._counts[level].get(idx, 0)
 
     def children(self, level: int, idx: int) -> list[tuple[int, int, int]]:
         """``(child index, hash, count)`` of the non-empty children of node ``(level, idx)``."""
         self.settle()
-        hashes, counts = self._hashes[level + 1], self.counts[level + 1]
+        hashes, counts = self._hashes[level + 1], self._counts[level + 1]
         first = idx << FANOUT_BITS
         out = []
         for child in range(first, first + FANOUT):

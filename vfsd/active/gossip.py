@@ -90,7 +90,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Protocol
 from zlib import crc32
 
@@ -147,16 +147,17 @@ class ReplicaStore(Protocol):
     def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
         """``version`` of each key, in order."""
 
-    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged], gone: Container[bytes]) -> int:
         """``install`` the records from index ``start`` on, in order, each over the live entry
         its key holds and of a lower version (a lower revision, or the same one of a lower
-        origin: the records' order, ``vfsd.active.lww``), appending ``(key, hlc, origin,
-        replaced hlc, replaced origin)`` to ``merged`` for each; skip those older than what
-        is held. Stop at the first record that is none of these: a tombstone, one with a
-        deadline, one whose key holds no live entry, or one of the very version held (the
-        core merges it, then calls again from the next). Returns that record's index, or
-        ``len(records)``: all were merged or skipped. ``merge_by_install`` does it with
-        ``version`` and ``install``."""
+        origin: ``vfsd.active.lww.newer``), or at a key that holds nothing and is not in
+        ``gone`` (the keys the core remembers a deletion of), appending ``(key, hlc, origin,
+        replaced hlc, replaced origin)`` to ``merged`` for each (``0, None`` for a key that
+        held nothing); skip those older than what is held. Stop at the first record that is
+        none of these: a tombstone, one with a deadline, one at a key in ``gone`` that holds
+        nothing, or one of the very version held (the core merges it, then calls again from
+        the next). Returns that record's index, or ``len(records)``: all were merged or
+        skipped. ``merge_by_install`` does it with ``version`` and ``install``."""
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         """``(kind, wire value, revision, origin, deadline_ms or 0)`` of the entry, or None."""
@@ -174,16 +175,24 @@ class ReplicaStore(Protocol):
         """Every key with an entry."""
 
 
-def merge_by_install(store: ReplicaStore, records: list[Record], start: int, merged: list[Merged]) -> int:
+def merge_by_install(store: ReplicaStore, records: list[Record], start: int, merged: list[Merged],
+                     gone: Container[bytes]) -> int:
     """``ReplicaStore.merge_newer`` over the store's own ``version`` and ``install``, for a store
     with nothing faster to offer (the simulation's)."""
     end = len(records)
     i = start
     while i < end:
         key, hlc, origin, kind, value, at = records[i]
-        local = store.version(key)
-        if local is None or at or kind == TOMBSTONE:
+        if at or kind == TOMBSTONE:
             break
+        local = store.version(key)
+        if local is None:
+            if key in gone:
+                break
+            store.install(key, kind, value, hlc, origin, 0)
+            merged.append((key, hlc, origin, 0, None))
+            i += 1
+            continue
         lh, lo = local
         if hlc > lh or (hlc == lh and origin > lo):
             store.install(key, kind, value, hlc, origin, 0)
@@ -192,6 +201,16 @@ def merge_by_install(store: ReplicaStore, records: list[Record], start: int, mer
             break
         i += 1
     return i
+
+
+class _EveryKey:
+    """The container that holds every key (``merge_newer``'s ``gone`` when new keys must stop)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+_EVERY_KEY = _EveryKey()
 
 
 class _Pull:
@@ -427,13 +446,17 @@ class Replicator:
         merged: list[Merged] = []
         applied = 0
         end = len(records)
-        i = store.merge_newer(records, 0, merged)
+        # A key held nowhere may be new only while no collected tombstone is remembered (a record
+        # at such a key may be the write that tombstone deleted: ``_apply`` tells).
+        gone = self.tombstones.held() if not self.collected else _EVERY_KEY
+        i = store.merge_newer(records, 0, merged, gone)
         while i < end:
             if one(records[i], now_ms, relay):
                 applied += 1
-            i = store.merge_newer(records, i + 1, merged)
+            i = store.merge_newer(records, i + 1, merged, gone)
         if merged:
-            pending = self.digest._pending  # Digest.xor, inlined
+            digest = self.digest
+            pending = digest._pending  # Digest.xor, inlined
             for key, hlc, origin, lh, lo in merged:
                 # The digest change: the new version in, the old one out (version_hash, inlined)
                 kh = crc32(key)
@@ -442,6 +465,9 @@ class Replicator:
                     oh = origin_hash(origin)
                 x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                 h = x ^ (x >> 32)
+                if lo is None:  # a key new here
+                    digest.add(key, kh, h)
+                    continue
                 if lo == origin:
                     x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                     h ^= x ^ (x >> 32)

@@ -25,7 +25,7 @@ build.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 from vfsd import codec
@@ -129,7 +129,7 @@ class KeyspaceStore:
         if deadline_ms:
             self._held.append(("g", "expire", key, entry))
 
-    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged], gone: Container[bytes]) -> int:
         """``ReplicaStore.merge_newer``: one probe of the keyspace per record, and the entry
         built from the one it replaces (its creation time kept), as ``install`` builds it."""
         db = self.db
@@ -144,9 +144,19 @@ class KeyspaceStore:
         i = start
         while i < end:
             key, hlc, origin, kind, value, at = records[i]
-            e = get(key)
-            if e is None or at or kind == TOMBSTONE:
+            if at or kind == TOMBSTONE:
                 break
+            e = get(key)
+            if e is None:
+                if key in gone:
+                    break
+                entry = (value if kind == RAW or kind == DOC else _stored(kind, value), kind, hlc, origin, now, now)
+                db.put(key, entry)  # a key new to the keyspace (put keeps its index of keys)
+                flag, event = INSTALL_EVENTS[kind]
+                held.append((flag, event, key, entry))
+                merged.append((key, hlc, origin, 0, None))
+                i += 1
+                continue
             lh = e[REV]
             lo = e[ORIGIN]
             if hlc > lh or (hlc == lh and origin > lo):

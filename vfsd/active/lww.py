@@ -67,7 +67,7 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 
 #: ``kind`` of a tombstone. Live kinds are the codec's (0 raw bytes, 1 document, ...).
 TOMBSTONE = -1
@@ -76,8 +76,9 @@ TOMBSTONE = -1
 #: a live entry (0: none) or the deletion time of a tombstone.
 Record = tuple[bytes, int, str, int, bytes, int]
 KEY, HLC_, ORIGIN, KIND, VALUE, AT = range(6)
-#: A record merged over the live entry it beat: ``(key, hlc, origin, replaced hlc, replaced origin)``.
-Merged = tuple[bytes, int, str, int, str]
+#: A record merged over the live entry it beat: ``(key, hlc, origin, replaced hlc, replaced origin)``;
+#: the replaced origin is None (and its hlc 0) where the key held nothing.
+Merged = tuple[bytes, int, str, int, str | None]
 
 
 def is_tombstone(record: Record) -> bool:
@@ -171,6 +172,10 @@ class Tombstones:
 
     def pop(self, key: bytes) -> tuple[int, str, int, int] | None:
         return self._by_key.pop(key, None)
+
+    def held(self) -> Container[bytes]:
+        """The deleted keys, as a live view (``key in held()`` as fast as a dict's)."""
+        return self._by_key
 
     def keys(self) -> Iterator[bytes]:
         return iter(self._by_key)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
@@ -77,8 +77,8 @@ class MemoryStore:
         if self.on_version is not None:
             self.on_version(key, hlc, origin, False, deadline_ms)
 
-    def merge_newer(self, records: list[Record], start: int, merged: list[Merged]) -> int:
-        return merge_by_install(self, records, start, merged)
+    def merge_newer(self, records: list[Record], start: int, merged: list[Merged], gone: Container[bytes]) -> int:
+        return merge_by_install(self, records, start, merged, gone)
 
     def remove(self, key: bytes) -> None:
         del self.data[key]
