@@ -23,7 +23,7 @@ from vfsd.active.keyspace_store import KeyspaceStore, check_wire_value
 from vfsd.active.lww import TOMBSTONE
 from vfsd.active.plane import ActivePlane, ReplicatedCtx
 from vfsd.active.profile import LOCAL
-from vfsd.active.wire import Limits, on_roots
+from vfsd.active.wire import Limits, MsgType, decode, decode_header, on_roots
 from vfsd.commands import families  # noqa: F401  (fills the command table)
 from vfsd.commands.table import TABLE
 from vfsd.paths import DEFAULT_ROOTS
@@ -389,3 +389,22 @@ def test_a_batch_merged_in_bulk_ends_as_its_records_one_by_one(steps: list[tuple
     assert bulk.events == alone.events
     assert bulk.agent.replica.digest.root() == alone.agent.replica.digest.root()
     assert watchers[0].watch_dirty == watchers[1].watch_dirty
+
+
+def test_a_push_carries_what_each_key_holds_when_it_is_sent() -> None:
+    """The push after a batch of writes reuses what the fold read of each key (``keep_reads``):
+    every record it carries is the key's current entry, collections and deadlines included."""
+    a, b = pair()
+    b.agent.ready()  # (nothing of the join left to send)
+    a.run("SET", "/run/s", "one")
+    a.run("SET", "/run/s", "two")  # rewritten before the push: only the newest travels
+    a.run("HSET", "/run/h", "f", "v")
+    a.run("SET", "/run/t", "ttl", "PX", "60000")
+    a.agent.flush(a.now_ms)
+    pushes = [out for out in a.agent.ready().messages if out.to == "b" and out.type == MsgType.GOSSIP]
+    assert len(pushes) == 1
+    _, payload = decode_header(pushes[0].body)
+    sent = {r[0]: r for r in decode(MsgType.GOSSIP, payload, Limits(kinds=frozenset({0, 1, 2}))).records}
+    assert sent == {key: a.agent.replica.record(key) for key in (b"/run/s", b"/run/h", b"/run/t")}
+    assert sent[b"/run/s"][4] == b"two" and sent[b"/run/t"][5] > a.now_ms
+    assert a.agent.replica._reads is None  # nothing kept past the push

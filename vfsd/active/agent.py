@@ -183,10 +183,11 @@ class GossipAgent:
 
     def flush(self, now_ms: int) -> None:
         """Push what changed since the last push to ``push_nodes`` peers, now."""
-        self.replica.fold()
+        self.replica.fold(keep_reads=True)
         self._keep_gossip_schedule(now_ms)
         if self.replica.queue.fresh() or self.membership.updates.fresh():
             self._gossip(now_ms, fresh_only=True)
+        self.replica._reads = None  # (not taken: no push that reached everyone)
         self._after(now_ms)
 
     def _keep_gossip_schedule(self, now_ms: int) -> None:

@@ -136,16 +136,16 @@ class ReplicaStore(Protocol):
     ``install``/``remove`` apply a remote change with its revision and origin kept, and
     raise the same change events and keyspace notifications a local write or delete
     does; ``restamp`` gives one of this node's own entries a new revision and nothing
-    else; ``keys`` lists every key held, once, when the core starts. ``versions`` is
-    ``version`` for a batch of keys, and ``merge_newer`` is the common case of a push's
+    else; ``keys`` lists every key held, once, when the core starts. ``reads`` is
+    ``read`` for a batch of keys, and ``merge_newer`` is the common case of a push's
     merge, done in bulk: a store can do either with one probe of its table per key.
     """
 
     def version(self, key: bytes) -> tuple[int, str] | None:
         """``(revision, origin)`` of the entry at ``key``, or None."""
 
-    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
-        """``version`` of each key, in order."""
+    def reads(self, keys: list[bytes]) -> list[tuple[int, bytes, int, str, int] | None]:
+        """``read`` of each key, in order."""
 
     def merge_newer(self, records: list[Record], start: int, merged: list[Merged], gone: Container[bytes]) -> int:
         """``install`` the records from index ``start`` on, in order, each over the live entry
@@ -255,6 +255,8 @@ class Replicator:
         self.tombstones = Tombstones()
         self.marks = Watermarks()
         self.queue: TransmitQueue[bytes, None] = TransmitQueue(profile.max_queued_paths)
+        #: key -> ``read`` of it, by the fold just before a push (``fold(keep_reads=True)``).
+        self._reads: dict[bytes, tuple[int, bytes, int, str, int] | None] | None = None
         #: True until the first pull is answered: own writes wait, then are re-stamped and sent;
         #: records pushed by others are refused meanwhile (the first pull brings them).
         self.fresh = True
@@ -307,7 +309,7 @@ class Replicator:
         if key not in dirty:
             dirty[key] = old
 
-    def fold(self) -> None:
+    def fold(self, keep_reads: bool = False) -> None:
         """Bring the digest and the gossip queue up to date with the writes marked in ``dirty``.
 
         For each key, the version its first write since the last fold replaced (the one the
@@ -315,7 +317,12 @@ class Replicator:
         to gossip. Every input of the core folds first (``GossipAgent``), and so does every
         hook that changes a marked key otherwise (``deleted``, ``expired``): whatever reads the
         digest, the queue or the tombstones sees every write made before it (a marked key
-        being removed is folded alone, with the version the hook gives: ``_fold_removed``)."""
+        being removed is folded alone, with the version the hook gives: ``_fold_removed``).
+
+        ``keep_reads``: keep what was read of each key for the push that follows at once
+        (``GossipAgent.flush``; ``_take_fresh_final`` takes it, and nothing may change the store
+        in between), so that the push does not look every key up a second time."""
+        self._reads = None
         dirty = self.dirty
         if not dirty:
             return
@@ -323,11 +330,13 @@ class Replicator:
         ohash = self._origin_hash
         pending = self.digest._pending  # Digest.xor, inlined: this runs once per key written
         keys = list(dirty)
+        reads = self.store.reads(keys)
         queued: list[bytes] = []
-        for key, old, v in zip(keys, dirty.values(), self.store.versions(keys)):
-            if v is None:  # removed since without a hook (cannot happen on the plane's own path)
+        for key, old, r in zip(keys, dirty.values(), reads):
+            if r is None:  # removed since without a hook (cannot happen on the plane's own path)
                 continue
-            hlc, origin = v
+            hlc = r[2]
+            origin = r[3]
             kh = crc32(key)
             pk = (kh << 32) | ohash
             if origin == name:  # version_hash, inlined, for our own write
@@ -360,6 +369,8 @@ class Replicator:
                         tier0[key] = None
                     else:
                         queue.push(key, None)
+            if keep_reads:
+                self._reads = dict(zip(keys, reads))
         self.stream_records += len(dirty)
         dirty.clear()  # the same dict: the plane's write path holds it
 
@@ -564,12 +575,16 @@ class Replicator:
         tier, where = tiers[0], queue.where
         read = self.store.read
         tomb = self.tombstones.record
+        kept = self._reads or {}  # what the fold just before read (``fold(keep_reads=True)``)
+        self._reads = None
         origins: dict[str, int] = {}
         rows: list[list] = []
         done: list[bytes] = []
         used = misfits = 0
         for key in reversed(tier):  # never sent: newest first, as take does
-            r = read(key)  # self.record(key), inlined
+            r = kept.get(key)
+            if r is None:
+                r = read(key)  # self.record(key), inlined
             if r is not None:
                 kind, value, hlc, origin, at = r
             else:

@@ -95,8 +95,21 @@ class KeyspaceStore:
         entry = self.db.data.get(key)
         return None if entry is None else (entry[REV], entry[ORIGIN])
 
-    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
-        return [None if e is None else (e[REV], e[ORIGIN]) for e in map(self.db.data.get, keys)]
+    def reads(self, keys: list[bytes]) -> list[tuple[int, bytes, int, str, int] | None]:
+        db = self.db
+        get = db.data.get
+        expires = db.expires
+        out: list[tuple[int, bytes, int, str, int] | None] = []
+        append = out.append
+        for key in keys:
+            entry = get(key)
+            if entry is None:
+                append(None)
+                continue
+            kind = entry[KIND]
+            value = entry[VALUE] if kind == RAW or kind == DOC else codec.pack(to_wire(kind, entry[VALUE]))
+            append((kind, value, entry[REV], entry[ORIGIN], (expires.get(key) or 0) if expires else 0))
+        return out
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         db = self.db

@@ -66,8 +66,8 @@ class MemoryStore:
         e = self.data.get(key)
         return None if e is None else (e[2], e[3])
 
-    def versions(self, keys: list[bytes]) -> list[tuple[int, str] | None]:
-        return [self.version(key) for key in keys]
+    def reads(self, keys: list[bytes]) -> list[tuple[int, bytes, int, str, int] | None]:
+        return [self.data.get(key) for key in keys]
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
         return self.data.get(key)
