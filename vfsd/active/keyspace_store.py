@@ -112,13 +112,7 @@ class KeyspaceStore:
         return out
 
     def read(self, key: bytes) -> tuple[int, bytes, int, str, int] | None:
-        db = self.db
-        entry = db.data.get(key)
-        if entry is None:
-            return None
-        kind = entry[KIND]
-        value = entry[VALUE] if kind == RAW or kind == DOC else codec.pack(to_wire(kind, entry[VALUE]))
-        return kind, value, entry[REV], entry[ORIGIN], (db.expires.get(key) or 0) if db.expires else 0
+        return self.reads([key])[0]
 
     def install(self, key: bytes, kind: int, value: bytes, hlc: int, origin: str, deadline_ms: int) -> None:
         db = self.db
