@@ -97,7 +97,19 @@ from zlib import crc32
 from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
 from vfsd.active.digest import DEPTH, LEAF_MASK, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
-from vfsd.active.lww import HLC_, ORIGIN, TOMBSTONE, Merged, Record, Tombstones, Watermarks, effective, expiry_of, rank
+from vfsd.active.lww import (
+    HLC_,
+    ORIGIN,
+    TOMBSTONE,
+    Merged,
+    Record,
+    Tombstones,
+    Watermarks,
+    effective,
+    expiry_of,
+    newer,
+    rank,
+)
 from vfsd.active.membership import Membership
 from vfsd.active.profile import GossipProfile
 from vfsd.active.wire import (
@@ -179,28 +191,20 @@ def merge_by_install(store: ReplicaStore, records: list[Record], start: int, mer
                      gone: Container[bytes]) -> int:
     """``ReplicaStore.merge_newer`` over the store's own ``version`` and ``install``, for a store
     with nothing faster to offer (the simulation's)."""
-    end = len(records)
-    i = start
-    while i < end:
+    for i in range(start, len(records)):
         key, hlc, origin, kind, value, at = records[i]
         if at or kind == TOMBSTONE:
-            break
+            return i
         local = store.version(key)
-        if local is None:
-            if key in gone:
-                break
-            store.install(key, kind, value, hlc, origin, 0)
-            merged.append((key, hlc, origin, 0, None))
-            i += 1
-            continue
-        lh, lo = local
-        if hlc > lh or (hlc == lh and origin > lo):
+        if local is None and key in gone:
+            return i
+        lh, lo = local if local is not None else (0, None)
+        if lo is None or newer(hlc, origin, lh, lo):
             store.install(key, kind, value, hlc, origin, 0)
             merged.append((key, hlc, origin, lh, lo))
         elif hlc == lh and origin == lo:
-            break
-        i += 1
-    return i
+            return i
+    return len(records)
 
 
 class _EveryKey:
