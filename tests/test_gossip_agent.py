@@ -95,8 +95,8 @@ def test_a_local_write_is_pushed_at_once_and_rewrites_coalesce() -> None:
     ready = a.ready()
     gossip = [o for o in ready.messages if o.type == MsgType.GOSSIP]
     assert {o.to for o in gossip} == {"n1", "n2"}
-    records = gossip[0].body[5 + 2]
-    assert len(records) == 1 and records[0][4] == b"49"
+    keys, _hlcs, _origins, _kinds, values, _deadlines = gossip[0].body[5 + 2]  # the records' columns
+    assert keys == [b"/sum/n0/cpu"] and values == [b"49"]
 
 
 def test_records_from_an_unknown_sender_or_an_old_identity_are_refused() -> None:
@@ -191,7 +191,7 @@ def test_in_a_small_cluster_a_push_reaches_everyone_and_is_neither_retransmitted
         assert node.store.data[b"/run/x"][1] == b"1"
         assert not node.agent.replica.queue  # every other member has it already: no relay
         node.agent.tick(T0 + 400)  # the next gossip round carries no record
-        assert not [o for o in node.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2]]
+        assert not [o for o in node.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2][0]]
 
 
 def test_in_a_large_cluster_a_push_goes_to_push_nodes_members_and_the_epidemic_does_the_rest() -> None:
@@ -306,12 +306,12 @@ def test_a_batch_larger_than_one_push_goes_newest_first_over_several_pushes_each
     sent: list[list[bytes]] = []
     for step in range(10):
         a.agent.flush(T0 + 20 + step)
-        pushes = [o for o in a.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2]]
+        pushes = [o for o in a.ready().messages if o.type == MsgType.GOSSIP and o.body[5 + 2][0]]
         if not pushes:
             break
         assert {o.to for o in pushes} == {"n1", "n2"}
         assert pushes[0].body[5 + 2] is pushes[1].body[5 + 2]  # one payload for both peers
-        batch = [r[0] for r in pushes[0].body[5 + 2]]
+        batch = pushes[0].body[5 + 2][0]  # the keys column
         assert sum(len(k) + len(value) for k in batch) <= LAN.gossip_max_bytes
         sent.append(batch)
         for out in pushes:

@@ -342,8 +342,8 @@ async def _hostile_peer(port: int, target: str) -> None:
             (MsgType.PING, "not a message"),  # malformed
             (MsgType.PING, [7, 1, far_future, 0, 0, 1, target, []]),  # a clock a day ahead
             # A record of a kind no node stores, under a replicated root: never applied, never relayed.
-            (MsgType.GOSSIP, [7, 2, now, 0, 0, [], ["intruder"], [[b"/hw/evil", now, 0, 99, b"x", 0]]]),
-            (MsgType.GOSSIP, [7, 3, now, 0, 0, [], ["intruder"], [[b"not-a-path", now, 0, 0, b"x", 0]]]),
+            (MsgType.GOSSIP, [7, 2, now, 0, 0, [], ["intruder"], [[b"/hw/evil"], [now], [0], [99], [b"x"], [0]]]),
+            (MsgType.GOSSIP, [7, 3, now, 0, 0, [], ["intruder"], [[b"not-a-path"], [now], [0], [0], [b"x"], [0]]]),
         ]
         for mtype, body in sends:
             assert intruder.send(peer, GOSSIP, int(mtype), body)

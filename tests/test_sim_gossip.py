@@ -244,10 +244,10 @@ def test_pitfall_a_hostile_entry_is_refused_counted_and_never_spread() -> None:
     far = (victim.wall() + 3_600_000) << 16
     header = [boot, 10**9, victim.hlc.last, 0, 0]
     bodies = {
-        "bad_key": [[], ["n00"], [[b"/ctx/secret", victim.hlc.last, 0, 0, b"x", 0]]],
-        "unknown_kind": [[], ["n00"], [[b"/run/x", victim.hlc.last, 0, 99, b"x", 0]]],
-        "clock_drift": [[], ["n00"], [[b"/run/x", far, 0, 0, b"x", 0]]],
-        "malformed": [[], ["n00"], [[b"/run/x", "not a clock", 0, 0, b"x", 0]]],
+        "bad_key": [[], ["n00"], [[b"/ctx/secret"], [victim.hlc.last], [0], [0], [b"x"], [0]]],
+        "unknown_kind": [[], ["n00"], [[b"/run/x"], [victim.hlc.last], [0], [99], [b"x"], [0]]],
+        "clock_drift": [[], ["n00"], [[b"/run/x"], [far], [0], [0], [b"x"], [0]]],
+        "malformed": [[], ["n00"], [[b"/run/x"], ["not a clock"], [0], [0], [b"x"], [0]]],
     }
     for i, body in enumerate(bodies.values()):
         sim.inject("n00", "n01", MsgType.GOSSIP, [boot, 10**9 + i, victim.hlc.last, 0, 0, *body])

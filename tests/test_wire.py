@@ -37,6 +37,7 @@ from vfsd.active.wire import (
     SyncTree,
     SyncVersions,
     WireError,
+    _rows,
     decode,
     decode_header,
     encode,
@@ -95,7 +96,8 @@ def test_message_types_are_append_only() -> None:
 
 
 def gossip_body(records: list[Any], origins: list[Any] | None = None) -> list[Any]:
-    return [[], ["n1"] if origins is None else origins, records]
+    """A GOSSIP payload of ``records`` given as rows (messages carry them as six columns)."""
+    return [[], ["n1"] if origins is None else origins, [list(c) for c in zip(*records)] if records else [[]] * 6]
 
 
 BAD = [
@@ -130,7 +132,13 @@ BAD = [
     ("out_of_range", MsgType.SYNC_TREE, [1, 2, [0], [[300, 0, 0]]]),
     ("out_of_range", MsgType.SYNC_VERSIONS, [1, 1, 0, 1 << 20, b"", [], []]),
     ("malformed", MsgType.SYNC_VERSIONS, [1, 0, 0, 0, "after", [], []]),
-    ("out_of_range", MsgType.SYNC_RECORDS, [1, [], [], [], [4, 1, 0, b""]]),  # the leaf is not under the node
+    ("malformed", MsgType.GOSSIP, [[], ["n1"], [[b"/run/a"], [1], [0], [0], [b""]]]),  # a column missing
+    ("malformed", MsgType.GOSSIP, [[], ["n1"], [[b"/run/a"], [1, 2], [0], [0], [b""], [0]]]),  # unequal columns
+    ("malformed", MsgType.GOSSIP, [[], ["n1"], [[b"/run/a"], 1, [0], [0], [b""], [0]]]),  # a column not a list
+    ("malformed", MsgType.GOSSIP, [[], ["n1"], [b"/run/a", 1, 0, 0, b"", 0]]),  # a row, not columns
+    ("malformed", MsgType.GOSSIP, gossip_body([[b"/run/a", True, 0, 0, b"", 0]])),  # a bool is not a clock
+    ("malformed", MsgType.GOSSIP, gossip_body([[b"/run/a", 1, 0, 0, b"", 0], [b"/run/b", 1, 0, 0, None, 0]])),
+    ("out_of_range", MsgType.SYNC_RECORDS, [1, [], [[]] * 6, [], [4, 1, 0, b""]]),  # the leaf is not under the node
     ("malformed", MsgType.SPLIT, [1, "n1", 5]),
 ]
 
@@ -271,3 +279,79 @@ def test_the_table_of_known_keys_stays_bounded() -> None:
         decode(MsgType.GOSSIP, gossip_body([[b"/run/%d" % i, 1, 0, 0, b"", 0] for i in range(start, start + 4096)]),
                limits)
         assert len(limits.valid_keys) <= MAX_VALID_KEYS
+
+
+#: Per field of a record: values every check passes, and values some check refuses.
+FIELDS = [
+    ([b"/run/a", b"/run/b/c", b"/hw/n1", b"/hw", b"/run/\xc3\xa9"],
+     [b"/run", "/run/a", b"/ctx/a", b"/run//a", b"/run/\xff", b"local", b"/run/" + b"a" * 1020, None]),  # key
+    ([1, 7, (1 << 63) - 1], [-1, 1 << 63, True, "1", 1.0, None]),  # hlc
+    ([0, 1], [2, -1, True, None]),  # origin index
+    ([0, 1, TOMBSTONE], [7, True, "0", None]),  # kind
+    ([b"", b"x", b"\x81\xa1a\x01"], [b"\xc1", "x", None, b"v" * 65]),  # value
+    ([0, 5, 1 << 53], [(1 << 53) + 1, -1, False, None]),  # deadline
+]
+
+
+def mostly(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
+    """One of ``good`` four times in five, else one of ``bad``."""
+    return st.one_of(*[st.sampled_from(good)] * 4, st.sampled_from(bad))
+
+
+wire_records = st.tuples(*(mostly(good, bad) for good, bad in FIELDS))
+
+
+def both_checks(rows: list[tuple[Any, ...]], origins: list[str], known: bool, checked: bool,
+                rooted: bool) -> tuple[Any, Any]:
+    """What decoding ``rows`` gives (records, or the refusal's reason) by the column checks
+    (``decode``) and by the checks of one record at a time (``_rows``), each under fresh limits."""
+    def msgpack_only(kind: int, value: bytes) -> bool:
+        try:
+            msgpack.unpackb(value)
+            return True
+        except Exception:
+            return kind == 0
+
+    accepts = on_roots(DEFAULT_ROOTS) if rooted else (lambda k: k.startswith((b"/run/", b"/hw/")) or k == b"/hw")
+
+    def limits() -> Limits:
+        return Limits(accepts_key=accepts, check_value=msgpack_only if checked else None, max_value_bytes=64,
+                      known_keys={b"/run/a", b"/hw/n1", b"/hw", b"/ctx/a", b"/run//a"} if known else None)
+
+    try:
+        expected: Any = _rows(origins, iter(rows), "records", limits())
+    except WireError as exc:
+        expected = exc.reason
+    try:
+        got: Any = decode(MsgType.RECORDS, [origins, [list(c) for c in zip(*rows)]], limits()).records
+    except WireError as exc:
+        got = exc.reason
+    return got, expected
+
+
+def test_one_field_off_in_a_batch_is_refused_by_the_column_checks_as_by_the_record_checks() -> None:
+    base = [(b"/run/a", 5, 0, 0, b"x", 0), (b"/run/b/c", 6, 1, TOMBSTONE, b"", 5), (b"/hw/n1", 7, 0, 1, b"\x81\xa1a\x01", 0)]
+    for known in (False, True):
+        for checked in (False, True):
+            for rooted in (False, True):
+                named = [(k, h, ["n1", "n2"][o], kind, v, at) for k, h, o, kind, v, at in base]
+                assert both_checks(base, ["n1", "n2"], known, checked, rooted) == (named, named)
+                for i in range(len(base)):
+                    for f, (good, bad) in enumerate(FIELDS):
+                        for x in good + bad:
+                            rows = list(base)
+                            rows[i] = (*rows[i][:f], x, *rows[i][f + 1:])
+                            got, expected = both_checks(rows, ["n1", "n2"], known, checked, rooted)
+                            assert got == expected, (rows, known, checked, rooted)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(wire_records, min_size=1, max_size=6),
+       st.sampled_from([["n1", "n2"], ["n1"], []]), st.booleans(), st.booleans(), st.booleans())
+def test_the_column_checks_pass_exactly_what_the_record_checks_pass(
+        rows: list[tuple[Any, ...]], origins: list[str], known: bool, checked: bool, rooted: bool) -> None:
+    # _records checks whole columns at once and leaves what it cannot pass to the checks of
+    # one record at a time (_rows). Both must agree on every message: the same records when
+    # it passes, a refusal (with the first fault's reason) when it does not.
+    got, expected = both_checks(rows, origins, known, checked, rooted)
+    assert got == expected

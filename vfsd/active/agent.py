@@ -76,6 +76,7 @@ from vfsd.active.wire import (
     SyncTree,
     SyncVersions,
     WireError,
+    columns_of,
     decode,
     decode_header,
     encode,
@@ -448,17 +449,17 @@ class GossipAgent:
                                                 transmits=k)]
         budget = self.profile.gossip_max_bytes - sum(_update_size("", u) for u in updates)
         origins: list[str] = []
-        rows: list[list[Any]] = []
+        columns: list[list[Any]] = []
         if not self.replica.fresh:
             # A message that reaches every live member leaves nobody to retransmit to: its records
             # are done (anti-entropy repairs one lost on the way). Otherwise each peer counts once.
             reached = sum(1 for p in peers if p in m.active)
             transmits = limit if reached >= m.alive_count() - 1 else k
-            origins, rows = self.replica.take_wire(transmits, budget, fresh_only=fresh_only)
-        if not updates and not rows:
+            origins, columns = self.replica.take_wire(transmits, budget, fresh_only=fresh_only)
+        if not updates and not (columns and columns[0]):
             return
         self.count("gossip_rounds")
-        payload = gossip_payload(updates, origins, rows)  # once, for every peer
+        payload = gossip_payload(updates, origins, columns or columns_of(()))  # once, for every peer
         for peer in peers:
             self._emit_shared(peer, MsgType.GOSSIP, now_ms, payload)
 

@@ -91,7 +91,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Container, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 from zlib import crc32
 
 from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
@@ -124,6 +124,7 @@ from vfsd.active.wire import (
     SyncTree,
     SyncVersions,
     Version,
+    columns_of,
     records_out,
 )
 
@@ -562,15 +563,16 @@ class Replicator:
         taken = self.queue.take(limit, budget_bytes, size_of, fresh_only=fresh_only, transmits=transmits)
         return [found[key] for key, _ in taken]
 
-    def take_wire(self, transmits: int, budget_bytes: int, fresh_only: bool = False) -> tuple[list[str], list[list]]:
+    def take_wire(self, transmits: int, budget_bytes: int,
+                  fresh_only: bool = False) -> tuple[list[str], list[list[Any]]]:
         """``take_records``, in the form a message carries them (``vfsd.active.wire``'s
-        ``records_out``: the origins table and one row per record)."""
+        ``records_out``: the origins table and the records in columns)."""
         limit = self.profile.retransmit_limit(self.membership.alive_count())
         if fresh_only and transmits >= limit:
             return self._take_fresh_final(limit, budget_bytes)
         return records_out(self.take_records(transmits, budget_bytes, fresh_only))
 
-    def _take_fresh_final(self, limit: int, budget_bytes: int) -> tuple[list[str], list[list]]:
+    def _take_fresh_final(self, limit: int, budget_bytes: int) -> tuple[list[str], list[list[Any]]]:
         """``take_wire`` of a push that reaches every member (a small cluster's, under a stream
         of writes: every push): ``TransmitQueue.take(fresh_only=True)`` with every item taken
         done, in one pass, reading each record once and building its row at once."""
@@ -582,7 +584,7 @@ class Replicator:
         kept = self._reads or {}  # what the fold just before read (``fold(keep_reads=True)``)
         self._reads = None
         origins: dict[str, int] = {}
-        rows: list[list] = []
+        rows: list[tuple[bytes, int, int, int, bytes, int]] = []
         done: list[bytes] = []
         used = misfits = 0
         for key in reversed(tier):  # never sent: newest first, as take does
@@ -607,7 +609,7 @@ class Replicator:
             o = origins.get(origin)
             if o is None:
                 o = origins[origin] = len(origins)
-            rows.append([key, hlc, o, kind, value, at])
+            rows.append((key, hlc, o, kind, value, at))
             done.append(key)
             if used >= budget_bytes:
                 break
@@ -622,7 +624,7 @@ class Replicator:
                 for key in tiers[t]:
                     del where[key]
                 tiers[t].clear()
-        return list(origins), rows
+        return list(origins), columns_of(rows)
 
     # -- anti-entropy: the puller --------------------------------------------------------------
 
