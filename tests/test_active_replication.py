@@ -300,6 +300,33 @@ def test_a_value_too_large_to_replicate_is_refused_at_the_write_not_kept_on_one_
     assert a.agent.replica.check() == []
 
 
+def test_changes_nobody_can_hear_are_merged_without_holding_their_events() -> None:
+    """A sink that says nobody listens (``Notifier.unheard``) gets no events for what a replica
+    merges meanwhile, by either lane; once someone listens, every change raises its event again."""
+    _, b = pair()
+    for i in range(3):
+        b.run("SET", f"/run/q{i}", "old")
+    listening = False
+    b.store._unheard = lambda: not listening
+    later = b.plane.hlc.now(b.now_ms) + (1 << 20)
+    b.agent.replica.fold()
+    b.events.clear()
+    b.store.now_ms = b.now_ms
+    quiet = [(b"/run/q0", later + 1, "a", 0, b"new", 0), (b"/run/fresh", later + 2, "a", 0, b"new", 0),
+             (b"/run/q1", later + 3, "a", TOMBSTONE, b"", 0), (b"/run/q2", later + 4, "a", 0, b"t", WALL_MS + 60_000)]
+    assert b.agent.replica.apply_all(quiet, b.now_ms, relay=False) == 4
+    assert not b.store._held
+    b.store.emit()
+    assert b.events == []
+    assert b.run("GET", "/run/q0") == b"new" and b.run("GET", "/run/fresh") == b"new" and b.run("GET", "/run/q1") is None
+    listening = True
+    heard = [(b"/run/q0", later + 5, "a", 0, b"newer", 0), (b"/run/q2", later + 6, "a", TOMBSTONE, b"", 0)]
+    assert b.agent.replica.apply_all(heard, b.now_ms, relay=False) == 2
+    b.store.emit()
+    assert [(e, k) for _, e, k, _, _ in b.events] == [("set", b"/run/q0"), ("del", b"/run/q2")]
+    assert b.agent.replica.check() == []
+
+
 def test_a_mixed_batch_lands_in_its_records_order_with_the_digest_kept_true() -> None:
     """Most of a push merges in bulk (newer writes to keys held); new keys, deletes, deadlines,
     stale and equal versions go one by one between the bulk runs. Events keep the records' order."""

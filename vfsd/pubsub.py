@@ -222,6 +222,12 @@ class Notifier:
         else:
             self._publish(flag, event, key, None if entry[VALUE] is None else entry, entry[REV], entry[ORIGIN], False)
 
+    def unheard(self) -> bool:
+        """Whether a change event raised now would reach nobody: no listener, no subscriber, no
+        watch (a replica merging a stream of records then holds no events for them:
+        ``vfsd.active.keyspace_store``). Expiries are counted here, but replicas raise none."""
+        return not self.listeners and self.pubsub.idle and not self.watchers.count
+
     def publish_change(self, flag: str, event: str, key: bytes, entry: Entry | None, revision: int, origin: str,
                        *, ordered_plane: bool) -> None:
         """A change whose revision and origin the caller knows (the desired plane's ``DesiredFeed``)."""

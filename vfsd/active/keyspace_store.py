@@ -15,7 +15,9 @@ the revision and origin of the tombstone that won. (An entry's expiry is never a
 removal: every replica expires the entry at its deadline by itself, through the plane's
 own sweep, which raises ``expired``.) Events are held until ``emit`` (the shell calls it
 after each call into the agent), because a removal's revision is only known once the
-core has recorded its tombstone; held events keep their order.
+core has recorded its tombstone; held events keep their order. While the sink has nobody
+to tell (``Notifier.unheard``: no subscriber, watch or listener), changes are not held at
+all: ``emit`` runs in the same turn of the event loop, so nobody can subscribe in between.
 
 Values travel as bytes: strings and documents as stored, collections as the msgpack
 of their wire form (``vfsd.store.values.to_wire``). ``check_wire_value`` is what the
@@ -61,6 +63,10 @@ def check_wire_value(kind: int, value: bytes) -> bool:
     return True
 
 
+def _heard() -> bool:
+    return False
+
+
 def _stored(kind: int, value: bytes) -> Any:
     """A wire value as the keyspace stores it: strings and documents as they are, collections built."""
     return value if kind == RAW or kind == DOC else from_wire(kind, codec.unpack(value))
@@ -81,6 +87,9 @@ class KeyspaceStore:
         self.plane = plane
         self.accepts = accepts
         self.notify = notify
+        #: Whether an event raised now would reach nobody (the sink's ``unheard``, where it has one):
+        #: changes made meanwhile are not held for ``emit`` (nobody could have heard them).
+        self._unheard: Callable[[], bool] = getattr(notify, "unheard", _heard)
         self.now_ms = 0
         self.tombstone_of: Callable[[bytes], tuple[int, str, int, int] | None] = lambda key: None
         #: Changes applied and not yet announced: (flag, event, key, entry) or, for a removal,
@@ -131,6 +140,8 @@ class KeyspaceStore:
             db.persist(key)
         self.plane.changes += 1
         self.installed += 1
+        if self._unheard():
+            return
         flag, event = INSTALL_EVENTS[kind]
         self._held.append((flag, event, key, entry))
         if deadline_ms:
@@ -144,7 +155,7 @@ class KeyspaceStore:
         get = data.get
         put = db.put if db.saving is not None or db.watched else None  # a dump under way, or WATCHed keys
         expires = db.expires
-        held = self._held
+        held = None if self._unheard() else self._held
         now = self.now_ms
         count = len(merged)
         end = len(records)
@@ -159,8 +170,9 @@ class KeyspaceStore:
                     break
                 entry = (value if kind == RAW or kind == DOC else _stored(kind, value), kind, hlc, origin, now, now)
                 db.put(key, entry)  # a key new to the keyspace (put keeps its index of keys)
-                flag, event = INSTALL_EVENTS[kind]
-                held.append((flag, event, key, entry))
+                if held is not None:
+                    flag, event = INSTALL_EVENTS[kind]
+                    held.append((flag, event, key, entry))
                 merged.append((key, hlc, origin, 0, None))
                 i += 1
                 continue
@@ -175,8 +187,9 @@ class KeyspaceStore:
                     put(key, entry)
                 if expires and key in expires:  # replaced by an entry without a deadline
                     db.persist(key)
-                flag, event = INSTALL_EVENTS[kind]
-                held.append((flag, event, key, entry))
+                if held is not None:
+                    flag, event = INSTALL_EVENTS[kind]
+                    held.append((flag, event, key, entry))
                 merged.append((key, hlc, origin, lh, lo))
             elif hlc == lh and origin == lo:
                 break  # the same version: the whole record breaks the tie (the core's long way)
@@ -192,7 +205,8 @@ class KeyspaceStore:
             return
         self.plane.changes += 1
         self.removed += 1
-        self._held.append((None, None, key, old))
+        if not self._unheard():
+            self._held.append((None, None, key, old))
 
     def restamp(self, key: bytes, hlc: int) -> None:
         db = self.db
