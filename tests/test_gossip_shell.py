@@ -17,7 +17,15 @@ import pytest
 
 from vfsd import codec
 from vfsd.active.hlc import physical_ms
-from vfsd.active.shell import HIGH_WATER_FILE, GossipShell, HighWaterError, read_high_water, seed_addresses
+from vfsd.active.shell import (
+    FLUSH_GAP_S,
+    HIGH_WATER_FILE,
+    STREAM_RECORDS,
+    GossipShell,
+    HighWaterError,
+    read_high_water,
+    seed_addresses,
+)
 from vfsd.config import Config
 from vfsd.node import Node, StartupError
 from vfsd.peers.counters import PeerCounters
@@ -113,6 +121,44 @@ def test_the_clock_mark_is_on_disk_before_a_message_stamped_past_it_leaves(tmp_p
 
     asyncio.run(run())
     assert checked and max(checked) > int(WALL_S * 1000) + 20_000
+
+
+def test_a_lone_write_is_pushed_at_once_and_a_stream_in_batches_a_gap_apart(tmp_path: Path) -> None:
+    n = node(tmp_path, Clock())
+
+    async def run() -> None:
+        shell = GossipShell(n, StubTransport())  # type: ignore[arg-type]
+        shell.start()
+        loop = asyncio.get_running_loop()
+        flushes: list[tuple[float, int]] = []  # (loop time, paths written since the last push)
+        push = shell._flush
+
+        def flush() -> None:
+            flushes.append((loop.time(), len(shell.written)))
+            push()
+
+        shell._flush = flush  # type: ignore[method-assign]
+        await asyncio.sleep(0.02)
+        n.write_document(b"/run/one", {"n": 1})
+        await asyncio.sleep(0)  # one turn of the loop: the write's push has run
+        assert flushes == [(flushes[0][0], 1)]
+        n.write_document(b"/run/two", {"n": 2})  # right after a push of one path: at once as well
+        await asyncio.sleep(0)
+        assert len(flushes) == 2 and flushes[1][1] == 1
+        for i in range(STREAM_RECORDS):  # a stream's batch: pushed at once (the last push was small)
+            n.write_document(b"/run/s/%d" % i, {"i": i})
+        await asyncio.sleep(0)
+        assert len(flushes) == 3 and flushes[2][1] == STREAM_RECORDS
+        n.write_document(b"/run/after", {"n": 3})  # after a stream's push: FLUSH_GAP_S after it
+        await asyncio.sleep(0)
+        assert len(flushes) == 3
+        deadline = loop.time() + 5
+        while len(flushes) < 4 and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+        assert flushes[3][1] == 1 and flushes[3][0] - flushes[2][0] >= FLUSH_GAP_S
+        await shell.stop()
+
+    asyncio.run(run())
 
 
 def test_a_restarted_node_stamps_above_its_earlier_writes_with_its_clock_behind(tmp_path: Path) -> None:

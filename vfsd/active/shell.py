@@ -27,8 +27,8 @@ the agent's next deadline (``wake_ms``); and the active plane's write hooks
 (``vfsd.active.plane.ReplicationHooks``): each write only marks its path written (the
 replication core updates its digest and queue once per path when it next runs), and the
 first write of a batch schedules one flush — at the end of the event-loop iteration
-(``loop.call_soon``), or, under a stream of writes, ``FLUSH_GAP_S`` after the previous
-flush — which pushes every path changed since to ``push_nodes`` random peers at once; the
+(``loop.call_soon``), or, after a push of ``STREAM_RECORDS`` paths or more (a stream of
+writes), ``FLUSH_GAP_S`` after it — which pushes every path changed since to ``push_nodes`` random peers at once; the
 fields a round sends every peer are packed once (``Outgoing.shared``). Gossip work stays off the client's
 path: no write waits for the network.
 
@@ -74,8 +74,11 @@ from vfsd.store.keyspace import ORIGIN, REV, Entry
 log = logging.getLogger(__name__)
 
 HIGH_WATER_FILE = "gossip-clock.json"
-#: The least time between two pushes of local writes (see ``GossipShell._schedule_flush``).
-FLUSH_GAP_S = 0.002
+#: Under a stream of writes, the least time between two pushes of local writes; a push of
+#: fewer than ``STREAM_RECORDS`` paths is no stream, and leaves no gap before the next (see
+#: ``GossipShell._schedule_flush``).
+FLUSH_GAP_S = 0.005
+STREAM_RECORDS = 32
 #: How often the ``/itg`` documents of known members are checked, and written again if missing
 #: (a client's DEL or a FLUSHALL removed them; membership only writes on a change).
 ITG_RESTORE_S = 5.0
@@ -178,6 +181,7 @@ class GossipShell:
         self._timer_at = 0
         self._flush_scheduled = False
         self._last_flush = 0.0  # loop time of the last push
+        self._gap = 0.0  # the least time from it to the next (FLUSH_GAP_S after a stream's push)
         self._stopped = False
         self.started_ms = now
         self.persist_failures = 0
@@ -266,6 +270,7 @@ class GossipShell:
         if self._stopped:
             return
         self._last_flush = self._loop.time()  # type: ignore[union-attr]
+        self._gap = FLUSH_GAP_S if len(self.written) >= STREAM_RECORDS else 0.0
         now = self.node.now_ms()
         self.store.now_ms = now
         self.agent.flush(now)
@@ -285,14 +290,16 @@ class GossipShell:
         return rev
 
     def _schedule_flush(self) -> None:
-        """One push per batch of writes: at the end of this loop iteration if the last push was
-        at least ``FLUSH_GAP_S`` ago (a lone write goes out at once), else that long after it
-        (under a stream of writes, pushes carry many records each: fewer messages, fewer
-        system calls on both ends, for at most ``FLUSH_GAP_S`` of extra latency)."""
+        """One push per batch of writes: at the end of this loop iteration, unless the last push
+        was a stream's (``STREAM_RECORDS`` paths or more) and less than ``FLUSH_GAP_S`` ago: then
+        that long after it. A lone write goes out at once; under a stream, pushes carry many
+        records each: fewer messages and system calls on every node (on these machines a push
+        costs each end a wakeup and a few system calls, whatever it carries), for at most
+        ``FLUSH_GAP_S`` of extra latency."""
         self._flush_scheduled = True
         loop = self._loop
         assert loop is not None
-        due = self._last_flush + FLUSH_GAP_S
+        due = self._last_flush + self._gap
         if loop.time() >= due:
             loop.call_soon(self._flush)
         else:
