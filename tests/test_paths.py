@@ -23,6 +23,7 @@ from vfsd.paths import (
     PLANES,
     PathError,
     Router,
+    all_paths,
     check_dir,
     check_path,
 )
@@ -174,6 +175,32 @@ def test_check_path_agrees_with_the_naive_grammar(key: bytes) -> None:
         accepted = False
         assert str(exc).startswith("ERR invalid path ")
     assert accepted == naive_is_valid(key), key
+
+
+any_key = st.one_of(path_like_bytes, st.binary(max_size=12), st.sampled_from([b"/hw", b"/run/a", b"/run/b/c", b"/sum"]))
+
+
+def one_by_one(keys: list[bytes], prefixes: tuple[bytes, ...]) -> bool:
+    """``all_paths`` the slow way: check_path of each ASCII key, and its prefix."""
+    for key in keys:
+        if not key.startswith(prefixes or (b"/",)) or not key.isascii():
+            return False
+        try:
+            check_path(key)
+        except PathError:
+            return False
+    return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(any_key, max_size=8), st.sampled_from([(), (b"/run/",), (b"/hw/", b"/run/", b"/sum/")]))
+@example([b"/run/a", b"/run/b\n/run/c"], ())  # a newline inside a key: no key boundary
+@example([b"/run/a/", b"/run/b"], ())
+@example([b"/run/a/..", b"/run/b"], (b"/run/",))
+@example([b"/run/a", b""], ())
+@example([b"/hw", b"/run/a"], (b"/hw/", b"/run/"))  # a root itself is not under its prefix
+def test_all_paths_of_a_batch_is_check_path_of_each(keys: list[bytes], prefixes: tuple[bytes, ...]) -> None:
+    assert all_paths(keys, prefixes) == one_by_one(keys, prefixes), keys
 
 
 # --- check_dir -----------------------------------------------------------------

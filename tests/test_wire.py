@@ -6,7 +6,6 @@ never another exception, never a message half-applied (the Corrosion lesson).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -18,7 +17,6 @@ from vfsd.active.lww import TOMBSTONE
 from vfsd.active.wire import (
     ALIVE_OP,
     DEAD_OP,
-    MAX_VALID_KEYS,
     SUSPECT,
     Ack,
     Gossip,
@@ -230,55 +228,21 @@ def test_a_record_key_is_held_to_the_whole_path_grammar() -> None:
         assert exc.value.reason == "bad_key", bad
 
 
-def test_a_key_that_passed_once_skips_the_checks_but_only_under_the_same_limits() -> None:
-    limits = Limits()
-    assert decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), limits).records[0][0] == b"/run/k"
-    assert limits.valid_keys == {b"/run/k"}
-    again = bytes(bytearray(b"/run/k"))  # an equal key, another object (as every decoded message brings)
-    assert decode(MsgType.GOSSIP, gossip_body([[again, 2, 0, 0, b"", 0]]), limits).records[0][0] == b"/run/k"
-    # A refused key is never remembered: it is refused again, with the same reason.
-    for _ in range(2):
-        with pytest.raises(WireError) as exc:
-            decode(MsgType.GOSSIP, gossip_body([[b"/run//k", 1, 0, 0, b"", 0]]), limits)
-        assert exc.value.reason == "bad_key"
-    assert b"/run//k" not in limits.valid_keys
-    # Limits for other roots (a copy made with dataclasses.replace included) start with no known key.
-    narrower = replace(limits, accepts_key=lambda k: k.startswith(b"/hw/"))
-    assert not narrower.valid_keys
-    with pytest.raises(WireError) as exc:
-        decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), narrower)
-    assert exc.value.reason == "bad_key"
-
-
-def test_the_nodes_own_paths_skip_the_path_checks_but_not_the_roots() -> None:
-    # known_keys stands for the keyspace: every path in it passed check_path when it was written.
-    # A path from it skips the grammar (shown here by one the grammar would refuse), but must
-    # still lie under a replicated root; any other key takes every check. No table of its own.
-    known = {b"/run/a//b", b"/ctx/a", b"/hw"}
-    limits = Limits(accepts_key=on_roots(DEFAULT_ROOTS), known_keys=known)
-    rows = [[b"/run/a//b", 1, 0, 0, b"", 0], [b"/hw", 1, 0, 0, b"", 0], [b"/run/new", 1, 0, 0, b"", 0]]
-    assert [r[0] for r in decode(MsgType.GOSSIP, gossip_body(rows), limits).records] == [
-        b"/run/a//b", b"/hw", b"/run/new"]
-    for bad in (b"/ctx/a", b"/run/c//d"):
-        with pytest.raises(WireError) as exc:
-            decode(MsgType.GOSSIP, gossip_body([[bad, 1, 0, 0, b"", 0]]), limits)
-        assert exc.value.reason == "bad_key", bad
-    assert not limits.valid_keys
-    # A filter that is not a RootFilter has no prefixes to match: the limits keep their own table.
-    custom = Limits(accepts_key=lambda k: k.startswith(b"/run/"), known_keys=known)
-    with pytest.raises(WireError) as exc:
-        decode(MsgType.GOSSIP, gossip_body([[b"/run/a//b", 1, 0, 0, b"", 0]]), custom)
-    assert exc.value.reason == "bad_key"
-    decode(MsgType.GOSSIP, gossip_body([[b"/run/k", 1, 0, 0, b"", 0]]), custom)
-    assert custom.valid_keys == {b"/run/k"}
-
-
-def test_the_table_of_known_keys_stays_bounded() -> None:
-    limits = Limits()
-    for start in range(0, MAX_VALID_KEYS + 10, 4096):
-        decode(MsgType.GOSSIP, gossip_body([[b"/run/%d" % i, 1, 0, 0, b"", 0] for i in range(start, start + 4096)]),
-               limits)
-        assert len(limits.valid_keys) <= MAX_VALID_KEYS
+def test_one_bad_key_among_many_refuses_the_batch_under_either_kind_of_root_filter() -> None:
+    # A batch's keys are checked together (vfsd.paths.all_paths), against a RootFilter's prefixes
+    # or through any other filter; one bad key anywhere refuses the whole message.
+    good = [b"/run/k/%d" % i for i in range(100)]
+    for limits in (Limits(accepts_key=on_roots(DEFAULT_ROOTS)), Limits(accepts_key=lambda k: k.startswith(b"/run/"))):
+        assert len(decode(MsgType.GOSSIP, gossip_body([[k, 1, 0, 0, b"", 0] for k in good]), limits).records) == 100
+        for bad in (b"/run/\xff", b"/run/a/", b"/run//a", b"/run/./a", b"/run/a\x01", b"/run/a\nb", b"/ctx/a",
+                    b"run/a", b"/runs/a", b""):
+            keys = [*good[:50], bad, *good[50:]]
+            with pytest.raises(WireError) as exc:
+                decode(MsgType.GOSSIP, gossip_body([[k, 1, 0, 0, b"", 0] for k in keys]), limits)
+            assert exc.value.reason == "bad_key" and "[50].key" in exc.value.detail, bad
+    # What the batch check leaves to the checks of one key at a time: a root itself, a non-ASCII path.
+    rows = [[k, 1, 0, 0, b"", 0] for k in (b"/run/a", b"/hw", "/run/é".encode(), b"/run/b")]
+    assert [r[0] for r in decode(MsgType.GOSSIP, gossip_body(rows), Limits()).records] == [r[0] for r in rows]
 
 
 #: Per field of a record: values every check passes, and values some check refuses.
@@ -301,8 +265,7 @@ def mostly(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
 wire_records = st.tuples(*(mostly(good, bad) for good, bad in FIELDS))
 
 
-def both_checks(rows: list[tuple[Any, ...]], origins: list[str], known: bool, checked: bool,
-                rooted: bool) -> tuple[Any, Any]:
+def both_checks(rows: list[tuple[Any, ...]], origins: list[str], checked: bool, rooted: bool) -> tuple[Any, Any]:
     """What decoding ``rows`` gives (records, or the refusal's reason) by the column checks
     (``decode``) and by the checks of one record at a time (``_rows``), each under fresh limits."""
     def msgpack_only(kind: int, value: bytes) -> bool:
@@ -315,8 +278,7 @@ def both_checks(rows: list[tuple[Any, ...]], origins: list[str], known: bool, ch
     accepts = on_roots(DEFAULT_ROOTS) if rooted else (lambda k: k.startswith((b"/run/", b"/hw/")) or k == b"/hw")
 
     def limits() -> Limits:
-        return Limits(accepts_key=accepts, check_value=msgpack_only if checked else None, max_value_bytes=64,
-                      known_keys={b"/run/a", b"/hw/n1", b"/hw", b"/ctx/a", b"/run//a"} if known else None)
+        return Limits(accepts_key=accepts, check_value=msgpack_only if checked else None, max_value_bytes=64)
 
     try:
         expected: Any = _rows(origins, iter(rows), "records", limits())
@@ -331,27 +293,26 @@ def both_checks(rows: list[tuple[Any, ...]], origins: list[str], known: bool, ch
 
 def test_one_field_off_in_a_batch_is_refused_by_the_column_checks_as_by_the_record_checks() -> None:
     base = [(b"/run/a", 5, 0, 0, b"x", 0), (b"/run/b/c", 6, 1, TOMBSTONE, b"", 5), (b"/hw/n1", 7, 0, 1, b"\x81\xa1a\x01", 0)]
-    for known in (False, True):
-        for checked in (False, True):
-            for rooted in (False, True):
-                named = [(k, h, ["n1", "n2"][o], kind, v, at) for k, h, o, kind, v, at in base]
-                assert both_checks(base, ["n1", "n2"], known, checked, rooted) == (named, named)
-                for i in range(len(base)):
-                    for f, (good, bad) in enumerate(FIELDS):
-                        for x in good + bad:
-                            rows = list(base)
-                            rows[i] = (*rows[i][:f], x, *rows[i][f + 1:])
-                            got, expected = both_checks(rows, ["n1", "n2"], known, checked, rooted)
-                            assert got == expected, (rows, known, checked, rooted)
+    for checked in (False, True):
+        for rooted in (False, True):
+            named = [(k, h, ["n1", "n2"][o], kind, v, at) for k, h, o, kind, v, at in base]
+            assert both_checks(base, ["n1", "n2"], checked, rooted) == (named, named)
+            for i in range(len(base)):
+                for f, (good, bad) in enumerate(FIELDS):
+                    for x in good + bad:
+                        rows = list(base)
+                        rows[i] = (*rows[i][:f], x, *rows[i][f + 1:])
+                        got, expected = both_checks(rows, ["n1", "n2"], checked, rooted)
+                        assert got == expected, (rows, checked, rooted)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(wire_records, min_size=1, max_size=6),
-       st.sampled_from([["n1", "n2"], ["n1"], []]), st.booleans(), st.booleans(), st.booleans())
+       st.sampled_from([["n1", "n2"], ["n1"], []]), st.booleans(), st.booleans())
 def test_the_column_checks_pass_exactly_what_the_record_checks_pass(
-        rows: list[tuple[Any, ...]], origins: list[str], known: bool, checked: bool, rooted: bool) -> None:
+        rows: list[tuple[Any, ...]], origins: list[str], checked: bool, rooted: bool) -> None:
     # _records checks whole columns at once and leaves what it cannot pass to the checks of
     # one record at a time (_rows). Both must agree on every message: the same records when
     # it passes, a refusal (with the first fault's reason) when it does not.
-    got, expected = both_checks(rows, origins, known, checked, rooted)
+    got, expected = both_checks(rows, origins, checked, rooted)
     assert got == expected

@@ -10,7 +10,7 @@ the roots table maps each root to a plane.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Final
 
 CONSENSUS: Final = "consensus"
@@ -47,6 +47,31 @@ _SUSPECT = re.compile(rb"[\x00-\x1f\x7f]|//|/\.\.?(?:/|$)|/$")
 #: The same pattern, for a caller that inlines check_path's common case (an ASCII key of at most
 #: MAX_PATH_BYTES that it does not match is a valid path).
 PATH_SUSPECT: Final = _SUSPECT
+
+
+_CONTROL_BYTES = bytes(range(0x20)) + b"\x7f"
+#: ``_SUSPECT`` less the control characters, over paths joined by (and ending with) a newline.
+_SUSPECT_JOINED = re.compile(rb"/(?:/|\.\.?(?:/|\n)|\n)")
+
+
+def all_paths(keys: Sequence[bytes], prefixes: tuple[bytes, ...] = ()) -> bool:
+    """Whether every one of ``keys`` is an ASCII path that ``check_path`` passes and, given
+    ``prefixes`` (none the start of another: roots with their slash), under one of them.
+
+    A batch's answer in a few C calls over the keys joined by newlines, where ``check_path``
+    costs each key a call and a search of its own: a newline is a control character, in no
+    valid path, so once none is found but the separators, every suspect pattern can be
+    looked for across the whole batch in one search (a path's end is a newline there), and
+    every key's first bytes are counted after its newline. False says only that some key
+    may not pass: the caller then checks them one by one."""
+    n = len(keys)
+    joined = b"\n".join([b"", *keys, b""])
+    if (len(joined.translate(None, _CONTROL_BYTES)) != len(joined) - n - 1 or not joined.isascii()
+            or max(map(len, keys), default=0) > MAX_PATH_BYTES or _SUSPECT_JOINED.search(joined) is not None):
+        return False
+    if prefixes:
+        return sum(joined.count(b"\n" + prefix) for prefix in prefixes) == n
+    return joined.count(b"\n/") == n
 
 
 class PathError(ValueError):

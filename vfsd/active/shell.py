@@ -163,7 +163,7 @@ class GossipShell:
         self.store = KeyspaceStore(node.keyspace, self.plane, accepts, self.plane.ctx.notify)
         self.store.now_ms = now
         limits = Limits(kinds=REPLICATED_KINDS, accepts_key=accepts, check_value=check_wire_value,
-                        max_value_bytes=self.profile.max_message_bytes - 4096, known_keys=node.keyspace.data)
+                        max_value_bytes=self.profile.max_message_bytes - 4096)
         self.agent = GossipAgent(self.name, self.address, self.store, self.hlc, rng or random.Random(), now,
                                  profile=self.profile, limits=limits)
         self.store.tombstone_of = self.agent.replica.tombstones.get

@@ -23,16 +23,16 @@ refused one layer up, where the wall clock is known (``GossipAgent``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from itertools import compress, filterfalse, repeat
+from itertools import compress
 from operator import not_
 from typing import Any
 
 from vfsd.active.digest import DEPTH, FANOUT_BITS, LEAVES
 from vfsd.active.lww import TOMBSTONE, Record
-from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, MAX_PATH_BYTES, PATH_SUSPECT, PathError, check_path
+from vfsd.paths import DEFAULT_ROOTS, EVENTUAL, MAX_PATH_BYTES, PATH_SUSPECT, PathError, all_paths, check_path
 from vfsd.peers.frame import GOSSIP, WIRE
 
 U63 = (1 << 63) - 1
@@ -100,8 +100,8 @@ class RootFilter:
     """A key filter: whether a path lies under a root the roots table gives the eventual plane.
 
     ``prefixes`` are those roots with their trailing slash: ``key.startswith(prefixes)`` is the
-    filter's answer for every path below a root, in one C call (what ``_records`` runs on a
-    path it knows already; a root itself, ``/hw``, takes the call)."""
+    filter's answer for every path below a root (``_records`` checks a whole batch against them
+    at once: ``vfsd.paths.all_paths``; a root itself, ``/hw``, takes the call)."""
 
     __slots__ = ("eventual", "prefixes")
 
@@ -130,16 +130,6 @@ class Limits:
     the largest value a record may carry. The list caps (records 65536, versions 262144,
     updates 4096, rows 100000, origins 65536, tree nodes 65536) bound what one message may
     make us allocate, far above what a correct peer sends.
-
-    ``known_keys``: paths this node has validated already, whatever their root: the shell
-    passes its keyspace, where every path passed ``check_path`` when it was first written. A
-    record key found there and under one of ``accepts_key``'s prefixes (a ``RootFilter``)
-    skips the path checks. Its probe is the one that matters: a replica under a stream of
-    writes receives the paths it holds, over and over, and the probe brings the keyspace's
-    slot for the key into the cache just before the merge reads it (a table of its own would
-    be a second cold probe per record). Without ``known_keys`` the limits keep their own
-    table, ``valid_keys``: the record keys that passed every check of ``_key`` under them
-    (bounded by ``MAX_VALID_KEYS``; emptied when full).
     """
 
     kinds: frozenset[int] = frozenset({0, 1})
@@ -154,8 +144,6 @@ class Limits:
     max_rows: int = 100_000
     max_origins: int = 65_536
     max_nodes: int = 65_536
-    known_keys: Container[bytes] | None = field(default=None, compare=False, repr=False)
-    valid_keys: set[bytes] = field(default_factory=set, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,10 +335,6 @@ Message = (Ping | Ack | PingReq | Nack | Gossip | SyncOpen | SyncReply | SyncDes
 DATA_TYPES = frozenset({MsgType.GOSSIP, MsgType.SYNC_RECORDS, MsgType.RECORDS})
 
 
-#: How many keys ``Limits.valid_keys`` holds at most (about 3 MiB of table; the keys are shared).
-MAX_VALID_KEYS = 1 << 17
-
-
 #: The columns a message carries its records in, in order (``records_out``).
 COLUMNS = ("keys", "hlcs", "origins", "kinds", "values", "deadlines")
 
@@ -512,25 +496,12 @@ def _columns_pass(columns: list[list[Any]], n_origins: int, limits: Limits) -> b
 
 
 def _keys_pass(keys: list[bytes], limits: Limits) -> bool:
-    """``_columns_pass`` for the keys: paths known already (``Limits``) under a replicated root,
-    and the others through the path checks, each key once per message."""
+    """``_columns_pass`` for the keys: paths (``vfsd.paths.all_paths``) under a replicated root."""
     accepts = limits.accepts_key
     prefixes = getattr(accepts, "prefixes", None)
-    cache = limits.known_keys is None or prefixes is None
-    known = limits.valid_keys if cache else limits.known_keys
-    assert known is not None
-    if not cache and not all(map(bytes.startswith, keys, repeat(prefixes))):
-        return False  # (a root itself, say: a known path takes the filter's own call there)
-    valid = limits.valid_keys
-    for key in filterfalse(known.__contains__, keys):
-        if (key[:1] != b"/" or len(key) > MAX_PATH_BYTES or PATH_SUSPECT.search(key) is not None
-                or not key.isascii() or not accepts(key)):
-            return False
-        if cache:
-            if len(valid) >= MAX_VALID_KEYS:
-                valid.clear()
-            valid.add(key)
-    return True
+    if prefixes is not None:  # a RootFilter: its roots' prefixes are its answer below a root
+        return all_paths(keys, prefixes)
+    return all_paths(keys) and all(map(accepts, keys))
 
 
 def _rows(origins: list[str], rows: Iterable[tuple[Any, ...]], where: str, limits: Limits) -> list[Record]:
@@ -542,24 +513,13 @@ def _rows(origins: list[str], rows: Iterable[tuple[Any, ...]], where: str, limit
     max_value = limits.max_value_bytes
     check_value = limits.check_value
     accepts = limits.accepts_key
-    # Known paths: the node's own (still to be matched to a replicated root: ``prefixes``), or
-    # the table of keys these limits passed (every one on such a root: no prefix to match).
-    prefixes = getattr(accepts, "prefixes", None)
-    cache = limits.known_keys is None or prefixes is None
-    valid = limits.valid_keys
-    known = valid if cache else limits.known_keys
     # The checks of _key and _int, inlined for a valid record (the records _columns_pass could not
-    # pass whole are mostly valid: a new key among them); anything off goes the long way, which
-    # names the fault.
+    # pass whole are mostly valid: a non-ASCII path among them, say); anything off goes the long
+    # way, which names the fault.
     for i, (key, hlc, o, kind, value, at_ms) in enumerate(rows):
-        if type(key) is not bytes or key not in known or not (cache or key.startswith(prefixes)):
-            if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES
-                    or PATH_SUSPECT.search(key) is not None or not key.isascii() or not accepts(key)):
-                _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
-            if cache:
-                if len(valid) >= MAX_VALID_KEYS:
-                    valid.clear()
-                valid.add(key)
+        if (type(key) is not bytes or key[:1] != b"/" or len(key) > MAX_PATH_BYTES
+                or PATH_SUSPECT.search(key) is not None or not key.isascii() or not accepts(key)):
+            _key(key, f"{where}[{i}].key", limits)  # raises, unless only non-ASCII (UTF-8 checked there)
         if type(hlc) is not int or not 0 <= hlc <= U63:
             _int(hlc, f"{where}[{i}].hlc")
         if type(o) is not int or not 0 <= o < n_origins:
