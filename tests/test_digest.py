@@ -5,14 +5,28 @@ incrementally as a rebuild would be, a difference visible along one path from th
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from array import array
 from zlib import crc32
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfsd.active.digest import DENSE_AT, DEPTH, FANOUT, LEAVES, Digest, leaf_of, span, version_hash
+from vfsd.active.digest import (
+    DENSE_AT,
+    DEPTH,
+    FANOUT,
+    LEAVES,
+    Digest,
+    leaf_of,
+    origin_hash,
+    reference_version_hash,
+    span,
+    version_hash,
+)
 
 
 def build(versions: dict[bytes, tuple[int, str]], order_seed: int) -> Digest:
@@ -107,10 +121,34 @@ def test_children_and_buckets_under_a_node() -> None:
 def test_version_hash_is_pinned() -> None:
     # Digests are compared between nodes (and versions of vfsd): the hash must never depend on
     # Python's per-process hash randomisation, nor change from one release to the next.
-    assert version_hash(crc32(b"/hw/n1/cpu"), 123456789, "n1") == 0x66B062E54F434288
+    assert version_hash(crc32(b"/hw/n1/cpu"), 123456789, "n1") == 0xA2BA7A90F25D509B
     h = version_hash(0x12345678, 1 << 40, "node-a")
     assert 0 < h < 1 << 64
     assert h != version_hash(0x12345678, (1 << 40) + 1, "node-a") != version_hash(0x12345678, 1 << 40, "node-b")
+
+
+def test_version_hash_is_the_same_under_any_hash_seed() -> None:
+    probe = "from vfsd.active.digest import version_hash; print(version_hash(0x12345678, 1 << 40, 'node-a'))"
+    seen = set()
+    for seed in ("0", "1", "4242", "random"):
+        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONHASHSEED": seed},
+                             capture_output=True, text=True, check=True).stdout
+        seen.add(int(out))
+    assert seen == {version_hash(0x12345678, 1 << 40, "node-a")}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 64) - 1), st.text(min_size=1, max_size=20))
+def test_version_hash_is_its_written_out_reference(kh: int, hlc: int, origin: str) -> None:
+    assert version_hash(kh, hlc, origin) == reference_version_hash(kh, hlc, origin_hash(origin))
+
+
+def test_swapping_versions_between_two_keys_changes_their_xor() -> None:
+    rng = random.Random(3)
+    for _ in range(1000):
+        k1, k2 = rng.getrandbits(32), rng.getrandbits(32)
+        a, b = rng.getrandbits(60), rng.getrandbits(60)
+        assert version_hash(k1, a, "n1") ^ version_hash(k2, b, "n1") != version_hash(k1, b, "n1") ^ version_hash(k2, a, "n1")
 
 
 def test_a_settle_of_many_buckets_equals_a_digest_built_from_scratch() -> None:

@@ -24,8 +24,13 @@ of any value; from ``DENSE_AT`` keys on, a fixed 512 KiB array of pending bucket
 changes besides (``Digest``). A million keys fill every bucket with about 15 keys, so
 a bucket's version list is a few hundred bytes.
 
-Hashes are stable across processes and versions (CRC-32 and a fixed 64-bit mix),
-never Python's randomized ``hash``.
+Hashes are stable across processes, machines and versions: a key's bucket is a CRC-32
+of its bytes, and a version's hash is CPython's hash of a tuple of three integers
+(``version_hash``), which no hash seed touches (only ``str`` and ``bytes`` hashes are
+randomized) and which every 64-bit CPython since 3.8 computes alike. The algorithm is
+written out in ``reference_version_hash``; the module checks the interpreter against it
+when imported, so a node whose ``hash`` differs refuses to start rather than disagree
+with every peer's digest.
 """
 
 from __future__ import annotations
@@ -74,20 +79,45 @@ def origin_hash(origin: str) -> int:
 def version_hash(kh: int, hlc: int, origin: str) -> int:
     """The hash of one record's version, given ``kh = key_hash(key)``. Never 0 in practice.
 
-    ``mix((kh << 32 | crc32(origin)) ^ hlc * K1)`` where ``mix(x) = (x * K2 mod 2**64)``
-    folded by ``x ^ x >> 32``: two multiplications by odd 64-bit constants, so every input
-    bit reaches the upper output half and the fold brings it down. Not a cryptographic hash
-    (peers are authenticated; a digest only has to tell honest replicas apart), but not
-    separable either: swapping versions between two keys changes the XOR of their hashes.
-    It runs twice per local write, so it is kept to five integer operations."""
-    x = ((((kh << 32) | origin_hash(origin)) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
-    return x ^ (x >> 32)
+    ``hash((kh, hlc, crc32(origin)))`` as an unsigned 64-bit number: the builtin computes it
+    in C (this runs twice per write, on the writer and on every replica, where the same mix
+    written in Python costs three times as much), and ``reference_version_hash`` spells it
+    out. Not a cryptographic hash (peers are authenticated; a digest only has to tell
+    honest replicas apart), but not separable either: its rounds of multiply-and-rotate mix
+    the three numbers together, so swapping versions between two keys changes the XOR of
+    their hashes. The hot loops of ``vfsd.active.gossip`` inline it."""
+    return hash((kh, hlc, origin_hash(origin))) & MASK64
 
 
-def version_hash_with(pk: int, hlc: int) -> int:
-    """``version_hash`` given ``pk = kh << 32 | crc32(origin)`` already combined (the write path)."""
-    x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & MASK64
-    return x ^ (x >> 32)
+_M61 = (1 << 61) - 1
+_XXPRIME_1 = 11400714785074694791
+_XXPRIME_2 = 14029467366897019727
+_XXPRIME_5 = 2870177450012600261
+
+
+def reference_version_hash(kh: int, hlc: int, oh: int) -> int:
+    """``version_hash`` with ``oh = origin_hash(origin)``, step by step (the specification).
+
+    CPython's hash of a tuple: an xxHash-style accumulator taking each item's hash (for a
+    non-negative int, the int modulo the Mersenne prime 2**61 - 1) by multiply, rotate
+    and multiply; then the tuple's length. A port to another language computes this."""
+    acc = _XXPRIME_5
+    for item in (kh, hlc, oh):
+        acc = (acc + (item % _M61) * _XXPRIME_2) & MASK64
+        acc = ((acc << 31) | (acc >> 33)) & MASK64
+        acc = (acc * _XXPRIME_1) & MASK64
+    acc = (acc + (3 ^ _XXPRIME_5 ^ 3527539)) & MASK64
+    return 1546275796 if acc == MASK64 else acc
+
+
+def _check_interpreter() -> None:
+    for kh, hlc, oh in ((0, 0, 0), (0xFFFFFFFF, MASK64, 0xFFFFFFFF), (0x12345678, 1 << 40, 0x9ABCDEF0)):
+        if hash((kh, hlc, oh)) & MASK64 != reference_version_hash(kh, hlc, oh):
+            raise ImportError("this Python hashes tuples of integers unlike 64-bit CPython 3.8 and later: "
+                              "its anti-entropy digests would match no other vfsd node's")
+
+
+_check_interpreter()
 
 
 class Digest:

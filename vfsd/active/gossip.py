@@ -95,7 +95,7 @@ from typing import Any, Protocol
 from zlib import crc32
 
 from vfsd.active.broadcast import MAX_MISFITS, TransmitQueue
-from vfsd.active.digest import DEPTH, LEAF_MASK, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
+from vfsd.active.digest import DEPTH, LEAF_MASK, MASK64, ORIGIN_HASHES, Digest, leaf_of, origin_hash, span, version_hash
 from vfsd.active.hlc import HLC, LOGICAL_BITS
 from vfsd.active.lww import (
     HLC_,
@@ -343,21 +343,13 @@ class Replicator:
             hlc = r[2]
             origin = r[3]
             kh = crc32(key)
-            pk = (kh << 32) | ohash
-            if origin == name:  # version_hash, inlined, for our own write
-                x = ((pk ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                h = x ^ (x >> 32)
-            else:
-                h = version_hash(kh, hlc, origin)
+            # version_hash, inlined: the hash of the version now held, and of the one replaced
+            h = hash((kh, hlc, ohash if origin == name else origin_hash(origin)))
             if old is not None:  # the common case: a file rewritten
-                if old[1] == name:
-                    x = ((pk ^ (old[0] * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                    delta = h ^ x ^ (x >> 32)
-                else:
-                    delta = h ^ version_hash(kh, old[0], old[1])
-                pending[kh & LEAF_MASK] ^= delta
+                o = old[1]
+                pending[kh & LEAF_MASK] ^= (h ^ hash((kh, old[0], ohash if o == name else origin_hash(o)))) & MASK64
             else:
-                self._fold_new(key, kh, h)
+                self._fold_new(key, kh, h & MASK64)
             queued.append(key)
         if not self.fresh:
             queue = self.queue
@@ -473,23 +465,17 @@ class Replicator:
         if merged:
             digest = self.digest
             pending = digest._pending  # Digest.xor, inlined
+            origin_hashes = ORIGIN_HASHES
             for key, hlc, origin, lh, lo in merged:
                 # The digest change: the new version in, the old one out (version_hash, inlined)
                 kh = crc32(key)
-                oh = ORIGIN_HASHES.get(origin)
+                oh = origin_hashes.get(origin)
                 if oh is None:
                     oh = origin_hash(origin)
-                x = ((((kh << 32) | oh) ^ (hlc * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                h = x ^ (x >> 32)
                 if lo is None:  # a key new here
-                    digest.add(key, kh, h)
+                    digest.add(key, kh, hash((kh, hlc, oh)) & MASK64)
                     continue
-                if lo == origin:
-                    x = ((((kh << 32) | oh) ^ (lh * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                    h ^= x ^ (x >> 32)
-                else:
-                    h ^= version_hash(kh, lh, lo)
-                pending[kh & LEAF_MASK] ^= h
+                pending[kh & LEAF_MASK] ^= (hash((kh, hlc, oh)) ^ hash((kh, lh, oh if lo == origin else origin_hash(lo)))) & MASK64
             if relay and not self.fresh:
                 push = self.queue.push
                 for m in merged:
