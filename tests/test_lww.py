@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfsd.active.gossip import Replicator
+from vfsd.active.gossip import Replicator, _columns_if_all_fit
 from vfsd.active.hlc import HLC, pack
 from vfsd.active.lww import TOMBSTONE, Record, Tombstones, Watermarks, effective, expiry_of, merge, newer, rank
 from vfsd.active.membership import Membership
@@ -234,3 +234,46 @@ def test_watermarks_floor_needs_an_acknowledgement_from_every_identity() -> None
     assert w.seen("a", 1) == 70 and w.seen("a", 2) == 0
     w.dominate("a", 2, 5)  # a new boot replaces the old identity's value
     assert w.seen("a", 2) == 5 and w.seen("a", 1) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.binary(max_size=300), st.sampled_from(["self", "n1", "n2"]),
+                          st.sampled_from([0, 1]), st.sampled_from([0, NOW + 5000])), min_size=1, max_size=60),
+       st.integers(200, 20_000))
+def test_a_push_of_all_the_fold_read_is_the_push_record_by_record(writes: list[tuple], budget: int) -> None:
+    """The push after a fold takes its records from what the fold read, in columns at once when
+    all of them fit (``_columns_if_all_fit``), and is then what the record-by-record loop of
+    ``_take_fresh_final`` makes of the same queue; when they do not fit, it is that loop."""
+    twins = [make_replica(1), make_replica(1)]
+    for replica, store in twins:
+        for i, value, origin, kind, deadline in writes:
+            key = b"/run/k%02d" % i
+            old = store.version(key)
+            hlc = replica.hlc.now(NOW)
+            store.data[key] = (kind, value, hlc, origin, deadline)
+            replica.wrote(key, old, hlc)
+    (kept, _), (loop, _) = twins
+    kept.fold(keep_reads=True)
+    loop.fold()  # nothing kept: _take_fresh_final reads every key itself, record by record
+    limit = LAN.retransmit_limit(1)
+    fast = kept._take_fresh_final(limit, budget)
+    assert fast == loop._take_fresh_final(limit, budget)
+    assert kept.queue.where == loop.queue.where and kept.queue.tiers == loop.queue.tiers
+    origins, columns = fast
+    sizes = sum(len(k) + len(v) for k, v in zip(columns[0], columns[4]))
+    assert columns[0] and sizes <= budget or len(columns[0]) == 1
+    assert [origins[o] for o in columns[2]] == [twins[1][1].data[k][3] for k in columns[0]]
+
+
+def test_the_column_lane_of_a_push_is_taken_when_everything_fits() -> None:
+    replica, store = make_replica(2)
+    for i in range(50):
+        key = b"/run/c%02d" % i
+        store.data[key] = (0, b"v", replica.hlc.now(NOW), "self", 0)
+        replica.wrote(key, None, store.data[key][2])
+    replica.fold(keep_reads=True)
+    reads = replica._reads
+    assert reads is not None
+    whole = _columns_if_all_fit(reads, replica.queue.tiers[0], 1 << 16)
+    assert whole is not None and whole[1][0] == [b"/run/c%02d" % i for i in range(49, -1, -1)]
+    assert _columns_if_all_fit(reads, replica.queue.tiers[0], 100) is None  # too much for one push

@@ -569,6 +569,12 @@ class Replicator:
         tomb = self.tombstones.record
         kept = self._reads or {}  # what the fold just before read (``fold(keep_reads=True)``)
         self._reads = None
+        if kept and len(kept) == len(where) == len(tier):
+            whole = _columns_if_all_fit(kept, tier, budget_bytes)
+            if whole is not None:
+                tier.clear()
+                where.clear()
+                return whole
         origins: dict[str, int] = {}
         rows: list[tuple[bytes, int, int, int, bytes, int]] = []
         done: list[bytes] = []
@@ -1000,6 +1006,27 @@ class Replicator:
         self.count("resets")
         self.count("reset_dropped", dropped)
         return dropped
+
+
+def _columns_if_all_fit(kept: dict[bytes, tuple[int, bytes, int, str, int] | None], tier: dict[bytes, None],
+                       budget_bytes: int) -> tuple[list[str], list[list[Any]]] | None:
+    """``_take_fresh_final``'s answer when every queued key was read by the fold (``kept``)
+    and all of them fit the budget: all, newest first, built column by column rather than
+    record by record. None when not (a key not read, or removed since, or too much)."""
+    keys = list(reversed(tier))
+    reads = list(map(kept.get, keys))
+    if None in reads:
+        return None
+    kinds, values, hlcs, origin_of, deadlines = zip(*reads)
+    if sum(map(len, keys)) + sum(map(len, values)) + RECORD_OVERHEAD * len(keys) > budget_bytes:
+        return None
+    origins = list(dict.fromkeys(origin_of))  # in order of first use, as the record loop numbers them
+    if len(origins) == 1:
+        indexes = [0] * len(keys)
+    else:
+        index = {origin: i for i, origin in enumerate(origins)}
+        indexes = list(map(index.__getitem__, origin_of))
+    return origins, [keys, list(hlcs), indexes, list(kinds), list(values), list(deadlines)]
 
 
 def _beats(mine: Record, other: Version, now_ms: int) -> bool:
