@@ -336,9 +336,10 @@ class Replicator:
         pending = self.digest._pending  # Digest.xor, inlined: this runs once per key written
         keys = list(dirty)
         reads = self.store.reads(keys)
-        queued: list[bytes] = []
+        removed = False
         for key, old, r in zip(keys, dirty.values(), reads):
             if r is None:  # removed since without a hook (cannot happen on the plane's own path)
+                removed = True
                 continue
             hlc = r[2]
             origin = r[3]
@@ -350,7 +351,7 @@ class Replicator:
                 pending[kh & LEAF_MASK] ^= (h ^ hash((kh, old[0], ohash if o == name else origin_hash(o)))) & MASK64
             else:
                 self._fold_new(key, kh, h & MASK64)
-            queued.append(key)
+        queued = [key for key, r in zip(keys, reads) if r is not None] if removed else keys
         if not self.fresh:
             queue = self.queue
             where, tier0 = queue.where, queue.tiers[0]
