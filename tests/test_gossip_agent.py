@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from vfsd.active.agent import GossipAgent, Ready
-from vfsd.active.gossip import YIELD_RECORDS
+from vfsd.active.gossip import PULL_WINDOW, YIELD_RECORDS
 from vfsd.active.hlc import HLC, physical_ms
 from vfsd.active.profile import LAN
 from vfsd.active.wire import MsgType
@@ -321,3 +321,38 @@ def test_a_batch_larger_than_one_push_goes_newest_first_over_several_pushes_each
     assert not a.agent.replica.queue
     for name in ("n1", "n2"):
         assert all(nodes[name].store.data[k][1] == value for k in keys)
+
+
+def test_a_pull_that_finds_thousands_of_buckets_changed_keeps_a_window_of_requests() -> None:
+    nodes = joined(2)
+    a, b = nodes["n0"], nodes["n1"]
+    keys = [b"/run/w/%05d" % i for i in range(6000)]
+    for key in keys:  # both hold every key ...
+        a.write(key, b"old", T0 + 20)
+    pump(nodes, T0 + 20)
+    assert b.agent.replica.digest.root() == a.agent.replica.digest.root()
+    for key in keys:  # ... then every one is rewritten on a, its pushes lost
+        old = a.store.version(key)
+        rev = a.hlc.now(T0 + 30)
+        a.store.data[key] = (0, b"new", rev, "n0", 0)
+        a.agent.wrote(key, old, rev)
+    a.agent.flush(T0 + 30)
+    a.ready()
+    b.agent.replica.pull("n0", T0 + 40)
+    b.agent.tick(T0 + 40)  # (the agent hands out what its cores queued)
+    most = 0
+    for step in range(2000):
+        sent = b.ready().messages
+        asks = [o for o in sent if o.type in (MsgType.SYNC_DESCEND, MsgType.SYNC_VERSIONS)]
+        pulls = list(b.agent.replica.pulls.values())
+        most = max(most, len(asks), *(p.pending for p in pulls))
+        for out in sent:
+            a.agent.receive("n1", out.type, out.body, T0 + 40 + step)
+        for out in a.ready().messages:
+            b.agent.receive("n0", out.type, out.body, T0 + 40 + step)
+        if not pulls:
+            break
+    assert most == PULL_WINDOW  # full, never more: 6000 keys make 256 version lists at level 2
+    assert b.agent.replica.counters.get("pulls_completed", 0) >= 1
+    assert b.agent.replica.digest.root() == a.agent.replica.digest.root()
+    assert all(b.store.data[key][1] == b"new" for key in keys)

@@ -48,6 +48,10 @@ A pull started because the deferral reached its bound runs to the end. A pull go
    hold at most ``sync_list_max`` records there (or it is a bucket), we send our
    versions there (``SyncVersions``); otherwise we ask for its children
    (``SyncDescend`` → ``SyncTree``) and repeat one level down.
+   At most ``PULL_WINDOW`` of these requests are outstanding per pull; the rest wait
+   their turn, so a comparison that finds thousands of buckets changed (a node back
+   from a partition, or one pulling amid a stream of writes) paces itself by its
+   round trips instead of queueing thousands of messages on both nodes at once.
 4. ``SyncRecords``: the responder answers a version list with every record it holds
    there that is newer or that we lack, and the keys it wants from us (we push those
    back in ``Records``). An answer larger than ``max_message_bytes`` is cut, with a
@@ -137,6 +141,8 @@ MESSAGE_SLACK = 4096
 YIELD_RECORDS = 64
 #: Concurrent pulls a replica runs as the puller.
 MAX_PULLS = 4
+#: Requests (SyncDescend, SyncVersions) one pull keeps outstanding; the rest wait in its ``todo``.
+PULL_WINDOW = 16
 #: Nodes asked for per SyncDescend: the answer (16 children each, ~22 bytes a child) stays under 400 KiB.
 DESCEND_MAX = 1024
 
@@ -219,8 +225,8 @@ _EVERY_KEY = _EveryKey()
 
 
 class _Pull:
-    __slots__ = ("sid", "peer", "address", "boot", "t", "rows", "pending", "deadline_ms", "want_rows", "started_ms",
-                 "active_ms", "records", "yields_since", "stream_at")
+    __slots__ = ("sid", "peer", "address", "boot", "t", "rows", "pending", "todo", "deadline_ms", "want_rows",
+                 "started_ms", "active_ms", "records", "yields_since", "stream_at")
 
     def __init__(self, sid: int, peer: str | None, address: str | None, want_rows: bool, now_ms: int,
                  timeout_ms: int) -> None:
@@ -230,7 +236,10 @@ class _Pull:
         self.boot = 0
         self.t = -1
         self.rows: list[Row] = []
+        #: Requests sent and not answered yet, and those waiting to be sent (``PULL_WINDOW``):
+        #: ``(level, idxs)`` for a SyncDescend, ``(level, idx, from_leaf, after)`` for a SyncVersions.
         self.pending = 0
+        self.todo: deque[tuple[int, list[int]] | tuple[int, int, int, bytes]] = deque()
         self.deadline_ms = now_ms + timeout_ms
         self.want_rows = want_rows
         self.started_ms = now_ms
@@ -699,6 +708,7 @@ class Replicator:
             self._first_contact(now_ms)
         if msg.nodes is not None:
             self._compare(pull, 1, {0}, msg.nodes)
+        self._send_more(pull)
         self._maybe_done(pull, now_ms)
 
     def on_sync_tree(self, sender: str, boot: int, msg: SyncTree, now_ms: int) -> None:
@@ -708,6 +718,7 @@ class Replicator:
         pull.pending -= 1
         pull.deadline_ms = now_ms + self.profile.sync_timeout_ms
         self._compare(pull, msg.level, set(msg.parents), msg.nodes)
+        self._send_more(pull)
         self._maybe_done(pull, now_ms)
 
     def _compare(self, pull: _Pull, level: int, parents: set[int], theirs: Iterable[Node]) -> None:
@@ -724,12 +735,24 @@ class Replicator:
             if my_hash == h and my_count == count:
                 continue
             if level == DEPTH or my_count <= self.profile.sync_list_max:
-                self._ask_versions(pull, level, idx, span(level, idx)[0], b"")
+                pull.todo.append((level, idx, span(level, idx)[0], b""))
             else:
                 descend.append(idx)
         for at in range(0, len(descend), DESCEND_MAX):  # each answer stays well inside a message
+            pull.todo.append((level, descend[at:at + DESCEND_MAX]))
+
+    def _send_more(self, pull: _Pull) -> None:
+        """Send the pull's waiting requests while fewer than ``PULL_WINDOW`` are outstanding.
+        A version list is made when it is sent: it reads the digest as it is then."""
+        todo = pull.todo
+        while todo and pull.pending < PULL_WINDOW:
+            request = todo.popleft()
             pull.pending += 1
-            self.out.append((pull.peer, SyncDescend(pull.sid, level, descend[at:at + DESCEND_MAX])))  # type: ignore[arg-type]
+            if len(request) == 2:
+                level, idxs = request
+                self.out.append((pull.peer, SyncDescend(pull.sid, level, idxs)))  # type: ignore[arg-type]
+            else:
+                self._ask_versions(pull, *request)  # type: ignore[arg-type]
 
     def _ask_versions(self, pull: _Pull, level: int, idx: int, from_leaf: int, after: bytes) -> None:
         versions: list[Version] = []
@@ -741,7 +764,6 @@ class Replicator:
                 v = self._version(key)
                 if v is not None:
                     versions.append((key, v[0], v[1], v[2]))
-        pull.pending += 1
         self.out.append((pull.peer, SyncVersions(pull.sid, level, idx, from_leaf, after, versions)))  # type: ignore[arg-type]
 
     def on_sync_records(self, sender: str, boot: int, msg: SyncRecords, now_ms: int) -> None:
@@ -753,9 +775,9 @@ class Replicator:
         if msg.want:
             self._push_back(sender, msg.want)
         pull.pending -= 1
-        if msg.resume is not None:
-            level, idx, leaf, after = msg.resume
-            self._ask_versions(pull, level, idx, leaf, after)
+        if msg.resume is not None:  # the rest of this range first: it goes on where it was cut
+            pull.todo.appendleft(msg.resume)
+        self._send_more(pull)
         self._maybe_done(pull, now_ms)
 
     def _push_back(self, peer: str, keys: Iterable[bytes]) -> None:
@@ -776,7 +798,7 @@ class Replicator:
             self.out.append((peer, Records(batch)))
 
     def _maybe_done(self, pull: _Pull, now_ms: int) -> None:
-        if pull.pending > 0 or pull.t < 0:
+        if pull.pending > 0 or pull.todo or pull.t < 0:
             return
         del self.pulls[pull.sid]
         peer = pull.peer
