@@ -142,7 +142,8 @@ YIELD_RECORDS = 64
 #: Concurrent pulls a replica runs as the puller.
 MAX_PULLS = 4
 #: Requests (SyncDescend, SyncVersions) one pull keeps outstanding; the rest wait in its ``todo``.
-PULL_WINDOW = 16
+#: 100k keys all changed take 5 round trips to compare at 64, 17 at 16 (over a WAN, 50 ms each).
+PULL_WINDOW = 64
 #: Nodes asked for per SyncDescend: the answer (16 children each, ~22 bytes a child) stays under 400 KiB.
 DESCEND_MAX = 1024
 
