@@ -709,8 +709,7 @@ class Replicator:
             self._first_contact(now_ms)
         if msg.nodes is not None:
             self._compare(pull, 1, {0}, msg.nodes)
-        self._send_more(pull)
-        self._maybe_done(pull, now_ms)
+        self._go_on(pull, now_ms)
 
     def on_sync_tree(self, sender: str, boot: int, msg: SyncTree, now_ms: int) -> None:
         pull = self._pull_for(sender, msg.sid, boot, now_ms)
@@ -719,8 +718,7 @@ class Replicator:
         pull.pending -= 1
         pull.deadline_ms = now_ms + self.profile.sync_timeout_ms
         self._compare(pull, msg.level, set(msg.parents), msg.nodes)
-        self._send_more(pull)
-        self._maybe_done(pull, now_ms)
+        self._go_on(pull, now_ms)
 
     def _compare(self, pull: _Pull, level: int, parents: set[int], theirs: Iterable[Node]) -> None:
         """Act on the responder's nodes at ``level`` (children of ``parents``): pull what differs."""
@@ -778,8 +776,7 @@ class Replicator:
         pull.pending -= 1
         if msg.resume is not None:  # the rest of this range first: it goes on where it was cut
             pull.todo.appendleft(msg.resume)
-        self._send_more(pull)
-        self._maybe_done(pull, now_ms)
+        self._go_on(pull, now_ms)
 
     def _push_back(self, peer: str, keys: Iterable[bytes]) -> None:
         batch: list[Record] = []
@@ -798,7 +795,9 @@ class Replicator:
         if batch:
             self.out.append((peer, Records(batch)))
 
-    def _maybe_done(self, pull: _Pull, now_ms: int) -> None:
+    def _go_on(self, pull: _Pull, now_ms: int) -> None:
+        """After each answer to a pull: send what waits its turn, or end the pull when all is answered."""
+        self._send_more(pull)
         if pull.pending > 0 or pull.todo or pull.t < 0:
             return
         del self.pulls[pull.sid]
